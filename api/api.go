@@ -1,0 +1,224 @@
+// Package api serves Tandem's HTTP interface: JSON under /v1 with RFC 9457 problem documents
+// for errors, and /healthz.
+//
+// Handlers decode, call the domain packages and encode; the rules live in the domain
+// packages, so the CLI and HTTP refuse the same bad input with the same errors.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tandemledger/tandem/ledger"
+)
+
+// MaxBodyBytes bounds every request body. The largest legitimate body, a batch of entries,
+// fits well within it.
+const MaxBodyBytes = 4 << 20
+
+// HealthFunc reports the health of a dependency; a non-nil error marks it down.
+type HealthFunc func(ctx context.Context) (detail any, err error)
+
+// Config wires a Server.
+type Config struct {
+	Ledger *ledger.Ledger
+	Logger *slog.Logger
+	// Health checks, by name (e.g. "database", "river"), shown by /healthz.
+	Health map[string]HealthFunc
+}
+
+// Server is Tandem's HTTP handler.
+type Server struct {
+	ledger *ledger.Ledger
+	logger *slog.Logger
+	health map[string]HealthFunc
+	mux    *http.ServeMux
+}
+
+// New builds the handler with every route.
+func New(cfg Config) *Server {
+	s := &Server{ledger: cfg.Ledger, logger: cfg.Logger, health: cfg.Health, mux: http.NewServeMux()}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+
+	s.mux.HandleFunc("POST /v1/ledger/accounts", s.createAccount)
+	s.mux.HandleFunc("GET /v1/ledger/accounts", s.listAccounts)
+	s.mux.HandleFunc("GET /v1/ledger/accounts/{code...}", s.getAccount)
+	s.mux.HandleFunc("POST /v1/ledger/accounts/close", s.closeAccount)
+	s.mux.HandleFunc("GET /v1/ledger/balances/{code...}", s.getBalance)
+	s.mux.HandleFunc("GET /v1/ledger/statements/{code...}", s.getStatement)
+
+	s.mux.HandleFunc("POST /v1/ledger/entries", s.postEntry(ledger.KindStandard))
+	s.mux.HandleFunc("POST /v1/ledger/pending-entries", s.postEntry(ledger.KindPending))
+	s.mux.HandleFunc("POST /v1/ledger/batches", s.postBatch)
+	s.mux.HandleFunc("GET /v1/ledger/entries", s.listEntries)
+	s.mux.HandleFunc("GET /v1/ledger/entries/{id}", s.getEntry)
+	s.mux.HandleFunc("POST /v1/ledger/entries/{id}/commit", s.resolve(ledger.KindCommit))
+	s.mux.HandleFunc("POST /v1/ledger/entries/{id}/void", s.resolve(ledger.KindVoid))
+	s.mux.HandleFunc("POST /v1/ledger/entries/{id}/reverse", s.resolve(ledger.KindReversal))
+	s.mux.HandleFunc("GET /v1/ledger/trial-balance", s.trialBalance)
+	s.mux.HandleFunc("GET /v1/ledger/check", s.check)
+
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeProblem(w, r, fmt.Errorf("%w: no route for %s %s", errNotFound, r.Method, r.URL.Path))
+	})
+}
+
+// ServeHTTP adds a request id, bounds the body, recovers panics and logs each request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if id == "" || len(id) > 64 {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		id = hex.EncodeToString(b)
+	}
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+	w.Header().Set("X-Request-Id", id)
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.logger.ErrorContext(r.Context(), "panic", "request_id", id, "panic", v)
+			s.writeProblem(rec, r, fmt.Errorf("panic: %v", v))
+		}
+		s.logger.InfoContext(r.Context(), "http", "request_id", id, "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "duration_ms", time.Since(start).Milliseconds())
+	}()
+	s.mux.ServeHTTP(rec, r)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) { r.status = code; r.ResponseWriter.WriteHeader(code) }
+
+type requestIDKey struct{}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// decode reads one JSON object from the body into v, refusing unknown fields, trailing data,
+// a wrong content type and oversized bodies.
+func decode(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return fmt.Errorf("%w: send application/json, not %q", errMediaType, ct)
+		}
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: the limit is %d bytes", errTooLarge, mbe.Limit)
+		}
+		return fmt.Errorf("%w: read body: %v", errMalformed, err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return fmt.Errorf("%w: empty body, expected a JSON object", errMalformed)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		// Validation errors raised while decoding (a bad amount) keep their meaning.
+		if errors.Is(err, ledger.ErrInvalid) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after the JSON object", errMalformed)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// idempotencyKey merges the Idempotency-Key header with a key in the body: either may be
+// given; if both are, they must agree.
+func idempotencyKey(r *http.Request, body string) (string, error) {
+	h := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+	switch {
+	case h == "":
+		return body, nil
+	case body == "" || body == h:
+		return h, nil
+	}
+	return "", fmt.Errorf("%w: idempotency_key: the Idempotency-Key header and the body disagree", ledger.ErrInvalid)
+}
+
+func queryInt(r *http.Request, name string) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%w: %s: %q is not a non-negative integer", ledger.ErrInvalid, name, v)
+	}
+	return n, nil
+}
+
+func pathUUID(r *http.Request) (uuid.UUID, error) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		return uuid.UUID{}, fmt.Errorf("%w: %q is not an entry id", ledger.ErrEntryNotFound, r.PathValue("id"))
+	}
+	return id, nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	out := map[string]any{}
+	status, code := "ok", http.StatusOK
+	for name, f := range s.health {
+		detail, err := f(ctx)
+		c := map[string]any{"status": "ok"}
+		if detail != nil {
+			c["detail"] = detail
+		}
+		if err != nil {
+			c["status"], c["error"] = "down", err.Error()
+			status, code = "down", http.StatusServiceUnavailable
+		}
+		out[name] = c
+	}
+	writeJSON(w, code, map[string]any{"status": status, "checks": out})
+}

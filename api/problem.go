@@ -1,0 +1,90 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/tandemledger/tandem/ledger"
+)
+
+// Problem is an RFC 9457 problem document. Type is stable and machine-readable
+// ("urn:tandem:problem:insufficient-funds"); Detail is for people and may change.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Instance  string `json:"instance,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// ProblemTypePrefix starts every problem type.
+const ProblemTypePrefix = "urn:tandem:problem:"
+
+type problemKind struct {
+	err    error
+	status int
+	slug   string
+	title  string
+}
+
+// problemKinds maps domain errors to HTTP, in one table. Order matters: the first match
+// wins, so specific errors come before the ones they wrap (ErrInvalidAmount before ErrInvalid).
+var problemKinds = []problemKind{
+	{ledger.ErrInvalidAmount, http.StatusUnprocessableEntity, "invalid-amount", "Invalid amount"},
+	{ledger.ErrUnknownCurrency, http.StatusUnprocessableEntity, "unknown-currency", "Unknown currency"},
+	{ledger.ErrUnbalanced, http.StatusUnprocessableEntity, "unbalanced-entry", "Entry does not balance"},
+	{ledger.ErrInvalid, http.StatusUnprocessableEntity, "validation-failed", "Validation failed"},
+	{ledger.ErrAccountNotFound, http.StatusNotFound, "account-not-found", "Account not found"},
+	{ledger.ErrAccountExists, http.StatusConflict, "account-exists", "Account already exists"},
+	{ledger.ErrAccountClosed, http.StatusConflict, "account-closed", "Account is closed"},
+	{ledger.ErrAccountNotEmpty, http.StatusConflict, "account-not-empty", "Account is not empty"},
+	{ledger.ErrCurrencyMismatch, http.StatusUnprocessableEntity, "currency-mismatch", "Currency does not match the account"},
+	{ledger.ErrInsufficientFunds, http.StatusUnprocessableEntity, "insufficient-funds", "Insufficient funds"},
+	{ledger.ErrIdempotencyConflict, http.StatusConflict, "idempotency-conflict", "Idempotency key reused with different content"},
+	{ledger.ErrEntryNotFound, http.StatusNotFound, "entry-not-found", "Entry not found"},
+	{ledger.ErrNotPending, http.StatusConflict, "not-pending", "Entry is not pending"},
+	{ledger.ErrAlreadyResolved, http.StatusConflict, "already-resolved", "Pending entry already committed or voided"},
+	{ledger.ErrAlreadyReversed, http.StatusConflict, "already-reversed", "Entry already reversed"},
+	{ledger.ErrNotReversible, http.StatusConflict, "not-reversible", "Entry cannot be reversed"},
+	{ledger.ErrImmutable, http.StatusConflict, "immutable", "Ledger records are immutable"},
+	{ledger.ErrClosed, http.StatusServiceUnavailable, "unavailable", "Service shutting down"},
+	{errMalformed, http.StatusBadRequest, "malformed-request", "Malformed request"},
+	{errTooLarge, http.StatusRequestEntityTooLarge, "request-too-large", "Request too large"},
+	{errMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
+	{errNotFound, http.StatusNotFound, "not-found", "Not found"},
+	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout", "Timed out"},
+}
+
+var (
+	errMalformed = errors.New("malformed request")
+	errTooLarge  = errors.New("request body too large")
+	errMediaType = errors.New("unsupported media type")
+	errNotFound  = errors.New("not found")
+)
+
+// writeProblem answers with the problem for err. Unknown errors are 500s whose detail is
+// logged, not sent: they may carry internals.
+func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	p := Problem{Type: ProblemTypePrefix + "internal", Title: "Internal error", Status: http.StatusInternalServerError,
+		Detail: "the error was logged with this request id", Instance: r.URL.Path, RequestID: requestID(r.Context())}
+	for _, k := range problemKinds {
+		if errors.Is(err, k.err) {
+			p.Type, p.Title, p.Status, p.Detail = ProblemTypePrefix+k.slug, k.title, k.status, err.Error()
+			break
+		}
+	}
+	level := slog.LevelInfo
+	if p.Status >= 500 {
+		level = slog.LevelError
+	}
+	s.logger.Log(r.Context(), level, "request failed", "request_id", p.RequestID, "method", r.Method,
+		"path", r.URL.Path, "status", p.Status, "problem", p.Type, "error", err)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}

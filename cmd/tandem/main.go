@@ -1,0 +1,123 @@
+// Command tandem is Tandem's one binary: the server, migrations and the ledger CLI.
+//
+//	tandem serve [--addr 127.0.0.1:8080]   apply migrations, run River workers, serve HTTP
+//	tandem migrate                         apply migrations (Tandem's and River's)
+//	tandem ledger ...                      accounts, entries, balances (tandem ledger help)
+//
+// Every command reads the database from DATABASE_URL.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tandemledger/tandem/migrations"
+)
+
+const usage = `tandem — cash-plus-connections disbursement ledger
+
+usage:
+  tandem serve [--addr 127.0.0.1:8080]   apply migrations, start River workers, serve HTTP
+  tandem migrate                         apply Tandem's and River's migrations
+  tandem ledger <command>                the ledger: run 'tandem ledger help'
+
+environment:
+  DATABASE_URL   PostgreSQL URL (make run and make test start a private server and set it)
+`
+
+// errUsage marks command-line mistakes: they exit with status 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tandem:", err)
+		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// run is main without the process: tests call it with their own streams.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: no command", errUsage)
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], stdout)
+	case "ledger":
+		return ledgerCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+}
+
+// openPool connects to DATABASE_URL.
+func openPool(ctx context.Context) (*pgxpool.Pool, error) {
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		return nil, errors.New("DATABASE_URL is not set: `make run` starts a private PostgreSQL and prints the URL to export; or point it at your own database")
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if cfg.MaxConns < 20 {
+		cfg.MaxConns = 20
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s: %w", cfg.ConnConfig.Host, err)
+	}
+	return pool, nil
+}
+
+func migrate(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pool, err := openPool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	res, err := migrations.Migrate(ctx, pool, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	if len(res.Applied) == 0 && len(res.RiverApplied) == 0 {
+		fmt.Fprintln(stdout, "database is up to date")
+		return nil
+	}
+	for _, m := range res.Applied {
+		fmt.Fprintln(stdout, "applied", m)
+	}
+	for _, v := range res.RiverApplied {
+		fmt.Fprintf(stdout, "applied river %03d\n", v)
+	}
+	return nil
+}

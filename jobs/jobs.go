@@ -1,0 +1,139 @@
+// Package jobs sets up River on Tandem's PostgreSQL and registers the workers. Workers call
+// into the domain packages and hold no business logic of their own.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tandemledger/tandem/ledger"
+)
+
+// Config wires the River client.
+type Config struct {
+	Pool   *pgxpool.Pool
+	Ledger *ledger.Ledger
+	Logger *slog.Logger
+	// CheckInterval is how often the ledger self-check runs (default 1 hour).
+	CheckInterval time.Duration
+	// MaxWorkers for the default queue (default 20).
+	MaxWorkers int
+}
+
+// NewClient returns a River client with every Tandem worker and periodic job registered. The
+// periodic jobs are configured on every client, because River runs them on whichever client
+// is the leader at the time.
+func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
+	if cfg.CheckInterval <= 0 {
+		cfg.CheckInterval = time.Hour
+	}
+	if cfg.MaxWorkers <= 0 {
+		cfg.MaxWorkers = 20
+	}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &LedgerCheckWorker{Ledger: cfg.Ledger, Logger: cfg.Logger}); err != nil {
+		return nil, fmt.Errorf("register ledger check worker: %w", err)
+	}
+	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
+		Logger:  cfg.Logger,
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}},
+		Workers: workers,
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.CheckInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return LedgerCheckArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "ledger_check", RunOnStart: true}),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new river client: %w", err)
+	}
+	return client, nil
+}
+
+// LedgerCheckArgs asks for a ledger self-check.
+type LedgerCheckArgs struct{}
+
+// Kind names the job in river_job.
+func (LedgerCheckArgs) Kind() string { return "ledger_check" }
+
+// InsertOpts keeps at most one check queued or running. Completed checks are deliberately
+// left out of the unique states (River counts them by default), so asking for a check after
+// one finished always runs a new one.
+func (LedgerCheckArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+	}}}
+}
+
+// ErrLedgerUnsound is returned by a self-check that found discrepancies.
+var ErrLedgerUnsound = errors.New("ledger self-check found discrepancies")
+
+// LedgerCheckWorker recomputes every balance from the postings (ledger.Check). The database
+// makes discrepancies impossible through normal writes; the check catches what bypasses it
+// (a superuser disabling triggers, a restored backup). A failing check errors the job, so it
+// is visible among River's failed jobs and logged at ERROR.
+type LedgerCheckWorker struct {
+	river.WorkerDefaults[LedgerCheckArgs]
+	Ledger *ledger.Ledger
+	Logger *slog.Logger
+}
+
+// Work runs one check.
+func (w *LedgerCheckWorker) Work(ctx context.Context, job *river.Job[LedgerCheckArgs]) error {
+	d, err := w.Ledger.Check(ctx)
+	if err != nil {
+		return err
+	}
+	if len(d) == 0 {
+		if w.Logger != nil {
+			w.Logger.InfoContext(ctx, "ledger self-check passed")
+		}
+		return nil
+	}
+	problems := make([]string, len(d))
+	for i, x := range d {
+		problems[i] = strings.TrimSpace(x.Account + " " + x.Problem)
+	}
+	if w.Logger != nil {
+		w.Logger.ErrorContext(ctx, "ledger self-check failed", "discrepancies", problems)
+	}
+	return fmt.Errorf("%w: %s", ErrLedgerUnsound, strings.Join(problems, "; "))
+}
+
+// Timeout bounds a check on a very large ledger.
+func (w *LedgerCheckWorker) Timeout(*river.Job[LedgerCheckArgs]) time.Duration {
+	return 10 * time.Minute
+}
+
+// Health reports River's state for /healthz: whether the client runs, and jobs by state.
+func Health(client *river.Client[pgx.Tx], pool *pgxpool.Pool) func(ctx context.Context) (any, error) {
+	return func(ctx context.Context) (any, error) {
+		select {
+		case <-client.Stopped():
+			return nil, errors.New("river client stopped")
+		default:
+		}
+		counts := map[string]int64{}
+		rows, err := pool.Query(ctx, `SELECT state::text, count(*) FROM river_job GROUP BY state`)
+		if err != nil {
+			return nil, fmt.Errorf("count river jobs: %w", err)
+		}
+		var state string
+		var n int64
+		if _, err := pgx.ForEachRow(rows, []any{&state, &n}, func() error { counts[state] = n; return nil }); err != nil {
+			return nil, fmt.Errorf("count river jobs: %w", err)
+		}
+		return map[string]any{"client_id": client.ID(), "jobs": counts}, nil
+	}
+}

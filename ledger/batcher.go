@@ -1,0 +1,202 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// batcher coalesces concurrent Post and PostPending calls into shared ledger_post calls.
+//
+// Why: a transaction holds its accounts' row locks until its commit is flushed to disk. When
+// every award debits the same program fund, one entry per transaction means one disk flush
+// per entry on that row, in series. A batch takes the lock once and flushes once for all the
+// entries waiting, and no_overdraft stays exact because the batch applies its entries in
+// order under the lock.
+//
+// Each worker takes the requests that are waiting (up to maxBatch) and posts them in one
+// call. If the call fails — one entry overdraws an account, names an unknown account — the
+// worker posts that batch's entries one at a time, so each caller gets its own answer and no
+// entry fails because of another. Requests sharing an idempotency key never share a batch:
+// the second waits for the next one and finds the first committed.
+type batcher struct {
+	l        *Ledger
+	maxBatch int
+	reqs     chan *request
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+	mu       sync.RWMutex
+	closed   bool
+}
+
+type request struct {
+	ctx  context.Context
+	p    prepared
+	done chan result
+}
+
+func newBatcher(l *Ledger, maxBatch, workers int) *batcher {
+	b := &batcher{l: l, maxBatch: maxBatch, reqs: make(chan *request, maxBatch*workers), stop: make(chan struct{})}
+	for range workers {
+		b.wg.Add(1)
+		go b.work()
+	}
+	return b
+}
+
+func (b *batcher) close() {
+	b.once.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		close(b.stop)
+		b.wg.Wait()
+	})
+}
+
+// submit queues p and waits for its result. If ctx ends while p is still queued, p is not
+// posted; if it ends while p's batch is running, the outcome is unknown to the caller, who
+// retries with the same idempotency key as after any network failure.
+func (b *batcher) submit(ctx context.Context, p prepared) (Entry, error) {
+	r := &request{ctx: ctx, p: p, done: make(chan result, 1)}
+	b.mu.RLock()
+	if b.closed {
+		b.mu.RUnlock()
+		return Entry{}, ErrClosed
+	}
+	select {
+	case b.reqs <- r:
+		b.mu.RUnlock()
+	case <-ctx.Done():
+		b.mu.RUnlock()
+		return Entry{}, ctx.Err()
+	}
+	select {
+	case res := <-r.done:
+		return res.entry, res.err
+	case <-ctx.Done():
+		return Entry{}, ctx.Err()
+	}
+}
+
+func (b *batcher) work() {
+	defer b.wg.Done()
+	var carry []*request // requests held back because their key was already in a batch
+	for {
+		var batch []*request
+		keys := map[string]bool{}
+		add := func(r *request) bool {
+			if r.ctx.Err() != nil {
+				r.done <- result{err: r.ctx.Err()}
+				return true
+			}
+			if r.p.key != "" && keys[r.p.key] {
+				return false
+			}
+			keys[r.p.key] = true
+			batch = append(batch, r)
+			return true
+		}
+		var held []*request
+		for _, r := range carry {
+			if !add(r) {
+				held = append(held, r)
+			}
+		}
+		carry = held
+		if len(batch) == 0 {
+			select {
+			case r := <-b.reqs:
+				add(r)
+			case <-b.stop:
+				b.drain(carry)
+				return
+			}
+		}
+	fill:
+		for len(batch) < b.maxBatch {
+			select {
+			case r := <-b.reqs:
+				if !add(r) {
+					carry = append(carry, r)
+				}
+			default:
+				break fill
+			}
+		}
+		if len(batch) > 0 {
+			b.run(batch)
+		}
+	}
+}
+
+// drain answers what is left at shutdown: queued requests are posted, not dropped.
+func (b *batcher) drain(carry []*request) {
+	for _, r := range carry {
+		b.run([]*request{r})
+	}
+	for {
+		select {
+		case r := <-b.reqs:
+			b.run([]*request{r})
+		default:
+			return
+		}
+	}
+}
+
+func (b *batcher) run(batch []*request) {
+	// The batch runs on its own context: one caller giving up must not abort the others.
+	ctx := context.WithoutCancel(batch[0].ctx)
+	ps := make([]prepared, len(batch))
+	for i, r := range batch {
+		ps[i] = r.p
+	}
+	results, err := b.l.execute(ctx, b.l.db, ps)
+	if err == nil {
+		for i, r := range batch {
+			r.done <- wrapResult(r.p, results[i])
+		}
+		return
+	}
+	if len(batch) == 1 || !retryable(err) {
+		for _, r := range batch {
+			r.done <- wrapResult(r.p, result{err: err})
+		}
+		return
+	}
+	for _, r := range batch {
+		res, err := b.l.execute(ctx, b.l.db, []prepared{r.p})
+		if err != nil {
+			r.done <- wrapResult(r.p, result{err: err})
+			continue
+		}
+		r.done <- wrapResult(r.p, res[0])
+	}
+}
+
+// retryable reports whether a failed batch may have failed because of one of its entries,
+// or of the batch as a whole (a deadlock with another writer), so that each entry deserves a
+// try of its own — rather than because the database is out of reach.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr)
+}
+
+func wrapResult(p prepared, r result) result {
+	if r.err != nil {
+		r.err = &postError{kind: p.kind, err: r.err}
+	}
+	return r
+}
+
+type postError struct {
+	kind Kind
+	err  error
+}
+
+func (e *postError) Error() string { return "post " + string(e.kind) + " entry: " + e.err.Error() }
+func (e *postError) Unwrap() error { return e.err }
