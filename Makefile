@@ -7,22 +7,25 @@ GO     ?= go
 ADDR   ?= 127.0.0.1:8080
 # pgrun starts a private PostgreSQL cluster from the installed binaries, sets DATABASE_URL for
 # the command, and stops the cluster when the command ends (or on Ctrl-C).
-PGRUN  := $(GO) run ./internal/tools/pgrun
+PGRUN  := bin/pgrun
 
-.PHONY: run test bench build check fmt-check vet clean
+.PHONY: run test bench build pgrun check fmt-check vet clean
 
 build:
 	$(GO) build -o bin/tandem ./cmd/tandem
 
+pgrun:
+	@$(GO) build -o bin/pgrun ./internal/tools/pgrun
+
 # The server's data lives in .tandem/pgdata between runs (git-ignored).
-run: build
+run: build pgrun
 	$(PGRUN) --dir .tandem/pgdata --persistent --fsync --env-file .tandem/env -- bin/tandem serve --addr $(ADDR)
 
-test: fmt-check vet
+test: fmt-check vet pgrun
 	$(PGRUN) -- $(GO) test -race -count=1 -timeout 20m ./...
 
 # Benchmarks need durable commits to mean anything: fsync and synchronous_commit stay on.
-bench:
+bench: pgrun
 	$(PGRUN) --fsync -- bash scripts/bench.sh
 
 fmt-check:
