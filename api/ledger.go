@@ -92,17 +92,12 @@ func (s *Server) getBalance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getStatement(w http.ResponseWriter, r *http.Request) {
-	after, err := queryInt(r, "after")
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
 	limit, err := queryInt(r, "limit")
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}
-	st, err := s.ledger.Statement(r.Context(), r.PathValue("code"), ledger.StatementFilter{After: after, Limit: int(limit)})
+	st, err := s.ledger.Statement(r.Context(), r.PathValue("code"), ledger.StatementFilter{After: r.URL.Query().Get("after"), Limit: int(limit)})
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return

@@ -171,21 +171,34 @@ type StatementLine struct {
 type Statement struct {
 	Account Account         `json:"account"`
 	Lines   []StatementLine `json:"lines"`
-	// Next is the cursor for the following page (StatementFilter.After), 0 at the end.
-	Next int64 `json:"next,omitempty"`
+	// Next is the cursor for the following page (StatementFilter.After); empty at the end.
+	Next string `json:"next,omitempty"`
 }
 
 // StatementFilter pages through a statement.
 type StatementFilter struct {
-	After int64 // keyset cursor: postings with a larger version
-	Limit int   // default 100, at most 1000
+	After string // keyset cursor from Statement.Next; empty for the first page
+	Limit int    // default 100, at most 1000
+}
+
+// statementCursor is "SEQ.VERSION" of the last line shown: the postings of an account are
+// ordered by entry sequence number, then by version within an entry.
+func parseStatementCursor(c string) (seq, version int64, err error) {
+	if c == "" {
+		return 0, 0, nil
+	}
+	if _, err := fmt.Sscanf(c, "%d.%d", &seq, &version); err != nil || seq < 0 || version < 0 || fmt.Sprintf("%d.%d", seq, version) != c {
+		return 0, 0, invalid("after", "%q is not a statement cursor (use the previous page's next)", truncate(c, 40))
+	}
+	return seq, version, nil
 }
 
 // Statement lists an account's postings in the order they changed it, with the running
 // balance after each, a page at a time.
 func (l *Ledger) Statement(ctx context.Context, code string, f StatementFilter) (Statement, error) {
-	if f.After < 0 {
-		return Statement{}, invalid("after", "must not be negative")
+	afterSeq, afterVersion, err := parseStatementCursor(f.After)
+	if err != nil {
+		return Statement{}, err
 	}
 	a, err := l.Account(ctx, code)
 	if err != nil {
@@ -196,8 +209,8 @@ func (l *Ledger) Statement(ctx context.Context, code string, f StatementFilter) 
 			p.posted_at, p.line, p.phase, p.side, p.amount::text, p.currency,
 			p.posted_debits::text, p.posted_credits::text, p.pending_debits::text, p.pending_credits::text
 		FROM ledger_postings p JOIN ledger_entries e ON e.id = p.entry_id
-		WHERE p.account_id = $1 AND p.account_version > $2
-		ORDER BY p.account_version LIMIT $3`, a.ID, f.After, limit+1)
+		WHERE p.account_id = $1 AND (p.seq, p.account_version) > ($2, $3)
+		ORDER BY p.seq, p.account_version LIMIT $4`, a.ID, afterSeq, afterVersion, limit+1)
 	if err != nil {
 		return Statement{}, fmt.Errorf("statement of %s: %w", code, err)
 	}
@@ -220,7 +233,8 @@ func (l *Ledger) Statement(ctx context.Context, code string, f StatementFilter) 
 	}
 	if len(st.Lines) > limit {
 		st.Lines = st.Lines[:limit]
-		st.Next = st.Lines[limit-1].Version
+		last := st.Lines[limit-1]
+		st.Next = fmt.Sprintf("%d.%d", last.Seq, last.Version)
 	}
 	return st, nil
 }

@@ -103,7 +103,6 @@ CREATE UNIQUE INDEX ledger_entries_resolves_once ON ledger_entries (target_id)
     WHERE kind IN ('commit', 'void');
 CREATE UNIQUE INDEX ledger_entries_reverses_once ON ledger_entries (target_id)
     WHERE kind = 'reversal';
-CREATE INDEX ledger_entries_posted_at ON ledger_entries (posted_at);
 
 -- A posting is one line of an entry. phase says which balance it moves:
 --   posted  — posted debits/credits (standard, commit and reversal entries);
@@ -112,9 +111,11 @@ CREATE INDEX ledger_entries_posted_at ON ledger_entries (posted_at);
 -- The running totals are the account's balances after this posting, so a balance as of any
 -- sequence number or time is one index lookup, and a statement needs no summing.
 CREATE TABLE ledger_postings (
-    entry_id        uuid NOT NULL REFERENCES ledger_entries (id),
+    -- entry_id and account_id are checked by ledger_postings_apply, set-based, rather than by
+    -- foreign keys, which would cost a lookup per row on top of the trigger's.
+    entry_id        uuid NOT NULL,
     line            smallint NOT NULL,
-    account_id      bigint NOT NULL REFERENCES ledger_accounts (id),
+    account_id      bigint NOT NULL,
     phase           text NOT NULL,
     side            text NOT NULL,
     amount          numeric NOT NULL,
@@ -127,12 +128,13 @@ CREATE TABLE ledger_postings (
     pending_debits  numeric NOT NULL,
     pending_credits numeric NOT NULL,
     CONSTRAINT ledger_postings_pkey PRIMARY KEY (entry_id, line),
-    CONSTRAINT ledger_postings_account_version_key UNIQUE (account_id, account_version),
     CONSTRAINT ledger_postings_phase CHECK (phase IN ('posted', 'hold', 'release')),
     CONSTRAINT ledger_postings_side CHECK (side IN ('debit', 'credit')),
     CONSTRAINT ledger_postings_amount CHECK (amount > 0 AND amount < 1e15)
 );
-CREATE INDEX ledger_postings_account_seq ON ledger_postings (account_id, seq);
+-- An account's history in order (statements, balance as of a sequence number), and by time.
+-- account_version follows seq within an account, and the trigger keeps it gapless and unique.
+CREATE INDEX ledger_postings_account_seq ON ledger_postings (account_id, seq, account_version);
 CREATE INDEX ledger_postings_account_posted_at ON ledger_postings (account_id, posted_at);
 
 -- Append-only: entries and postings are never changed or removed.
@@ -196,6 +198,7 @@ END $$;
 CREATE FUNCTION ledger_postings_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
+    v_has_targets boolean;
 BEGIN
     -- Lock the accounts in id order (ledger_post has normally done so already; this keeps any
     -- other writer deadlock-free and serialised too).
@@ -205,7 +208,7 @@ BEGIN
 
     -- Per posting: account open, currency and precision, and the running-total chain.
     SELECT v.* INTO bad FROM (
-        SELECT n.entry_id, n.line, a.code, a.closed_at, n.currency, a.currency AS account_currency,
+        SELECT n.entry_id, n.line, n.account_id, a.id IS NULL AS missing, a.code, a.closed_at, n.currency, a.currency AS account_currency,
                n.amount, c.exponent, a.no_overdraft, a.type,
                n.account_version <> a.version + row_number() OVER w AS bad_version,
                (n.posted_debits, n.posted_credits, n.pending_debits, n.pending_credits) IS DISTINCT FROM (
@@ -221,16 +224,21 @@ BEGIN
                     ELSE n.posted_credits - n.posted_debits - n.pending_debits END AS available,
                n.pending_debits < 0 OR n.pending_credits < 0 AS bad_pending
           FROM new_postings n
-          JOIN ledger_accounts a ON a.id = n.account_id
-          JOIN ledger_currencies c ON c.code = a.currency
+          -- LATERAL … OFFSET 0: one index lookup per posting. The planner cannot see how many
+          -- rows a transition table holds and otherwise scans whole tables in nested loops.
+          LEFT JOIN LATERAL (SELECT * FROM ledger_accounts a WHERE a.id = n.account_id OFFSET 0) a ON true
+          LEFT JOIN LATERAL (SELECT c.exponent FROM ledger_currencies c WHERE c.code = a.currency OFFSET 0) c ON true
         WINDOW w AS (PARTITION BY n.account_id ORDER BY n.account_version ROWS UNBOUNDED PRECEDING)
     ) v
-    WHERE v.closed_at IS NOT NULL OR v.currency <> v.account_currency
+    WHERE v.missing OR v.closed_at IS NOT NULL OR v.currency <> v.account_currency
        OR v.amount <> round(v.amount, v.exponent) OR v.bad_version OR v.bad_totals OR v.bad_pending
        OR (v.no_overdraft AND v.available < 0)
     LIMIT 1;
     IF FOUND THEN
-        IF bad.closed_at IS NOT NULL THEN
+        IF bad.missing THEN
+            RAISE EXCEPTION 'posting %/% names account id %, which does not exist', bad.entry_id, bad.line, bad.account_id
+                USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'ledger_account_unknown';
+        ELSIF bad.closed_at IS NOT NULL THEN
             RAISE EXCEPTION 'account % is closed', bad.code
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_account_closed', DETAIL = bad.code;
         ELSIF bad.currency <> bad.account_currency THEN
@@ -250,25 +258,38 @@ BEGIN
 
     -- Per entry: every posting arrives in this one statement, lines 1..n, seq and time copied
     -- from the entry, phases allowed by the kind, balanced per phase and currency.
-    SELECT g.* INTO bad FROM (
-        SELECT e.id, e.kind, e.posting_count, count(*) AS n, min(p.line) AS lo, max(p.line) AS hi,
-               bool_and(p.seq = e.seq AND p.posted_at = e.posted_at) AS same_time,
-               bool_and(CASE e.kind
-                   WHEN 'standard' THEN p.phase = 'posted'
-                   WHEN 'reversal' THEN p.phase = 'posted'
-                   WHEN 'pending'  THEN p.phase = 'hold'
-                   WHEN 'void'     THEN p.phase = 'release'
-                   WHEN 'commit'   THEN p.phase IN ('posted', 'release') END) AS phases_ok,
-               (e.kind <> 'commit' OR bool_or(p.phase = 'posted')) AS commit_posts
-          FROM new_postings p
-          JOIN ledger_entries e ON e.id = p.entry_id
-         GROUP BY e.id
-    ) g
-    WHERE g.n <> g.posting_count OR g.lo <> 1 OR g.hi <> g.n OR NOT g.same_time OR NOT g.phases_ok
-       OR NOT g.commit_posts
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'entry %: postings do not match the entry (kind %, % of % postings)', bad.id, bad.kind, bad.n, bad.posting_count
+    WITH g AS MATERIALIZED (
+        SELECT p.entry_id, count(*) AS n, min(p.line) AS lo, max(p.line) AS hi,
+               min(p.seq) AS seq_lo, max(p.seq) AS seq_hi, min(p.posted_at) AS at_lo, max(p.posted_at) AS at_hi,
+               bool_and(p.phase = 'posted') AS all_posted, bool_and(p.phase = 'hold') AS all_hold,
+               bool_and(p.phase = 'release') AS all_release, bool_or(p.phase = 'posted') AS any_posted,
+               bool_and(p.phase IN ('posted', 'release')) AS posted_or_release
+          FROM new_postings p GROUP BY p.entry_id
+    ), ge AS MATERIALIZED (
+        SELECT g.*, e.kind, e.posting_count, e.seq, e.posted_at, e.target_id
+          FROM g CROSS JOIN LATERAL (SELECT * FROM ledger_entries e WHERE e.id = g.entry_id OFFSET 0) e
+    )
+    SELECT (SELECT row(ge.entry_id, ge.kind, ge.n, ge.posting_count)::text FROM ge
+             WHERE ge.n <> ge.posting_count OR ge.lo <> 1 OR ge.hi <> ge.n
+                OR ge.seq_lo <> ge.seq OR ge.seq_hi <> ge.seq OR ge.at_lo <> ge.posted_at OR ge.at_hi <> ge.posted_at
+                OR NOT CASE ge.kind
+                       WHEN 'standard' THEN ge.all_posted
+                       WHEN 'reversal' THEN ge.all_posted
+                       WHEN 'pending'  THEN ge.all_hold
+                       WHEN 'void'     THEN ge.all_release
+                       WHEN 'commit'   THEN ge.posted_or_release AND ge.any_posted END
+             LIMIT 1) AS problem,
+           (SELECT count(*) FROM ge) AS found,
+           (SELECT count(*) FROM g) AS expected,
+           (SELECT bool_or(ge.target_id IS NOT NULL) FROM ge) AS has_targets
+      INTO bad;
+    IF bad.found <> bad.expected THEN
+        RAISE EXCEPTION 'postings name an entry that does not exist'
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'ledger_entry_postings';
+    END IF;
+    v_has_targets := coalesce(bad.has_targets, false);
+    IF bad.problem IS NOT NULL THEN
+        RAISE EXCEPTION 'postings do not match their entry (entry, kind, postings, declared): %', bad.problem
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entry_postings';
     END IF;
 
@@ -285,13 +306,13 @@ BEGIN
     -- Commits and voids release exactly the holds of a pending entry; a commit posts no more
     -- than was held, on accounts and sides that were held; a reversal mirrors the posted
     -- postings of its target with sides swapped.
-    IF EXISTS (SELECT 1 FROM new_postings p JOIN ledger_entries e ON e.id = p.entry_id
-                WHERE e.target_id IS NOT NULL) THEN
+    IF v_has_targets THEN
         SELECT x.* INTO bad FROM (
-            WITH resolving AS (
+            WITH resolving AS MATERIALIZED (
                 SELECT e.id, e.kind, e.target_id, t.kind AS target_kind
-                  FROM ledger_entries e JOIN ledger_entries t ON t.id = e.target_id
-                 WHERE e.id IN (SELECT DISTINCT entry_id FROM new_postings) AND e.target_id IS NOT NULL
+                  FROM (SELECT DISTINCT entry_id FROM new_postings) n
+                 CROSS JOIN LATERAL (SELECT * FROM ledger_entries e WHERE e.id = n.entry_id OFFSET 0) e
+                 CROSS JOIN LATERAL (SELECT * FROM ledger_entries t WHERE t.id = e.target_id OFFSET 0) t
             ), mine AS (
                 SELECT r.id, p.account_id, p.side, p.phase, sum(p.amount) AS amount
                   FROM resolving r JOIN new_postings p ON p.entry_id = r.id
@@ -301,7 +322,8 @@ BEGIN
                        CASE WHEN r.kind = 'reversal' THEN CASE p.side WHEN 'debit' THEN 'credit' ELSE 'debit' END
                             ELSE p.side END AS side,
                        p.phase, sum(p.amount) AS amount
-                  FROM resolving r JOIN ledger_postings p ON p.entry_id = r.target_id
+                  FROM resolving r
+                 CROSS JOIN LATERAL (SELECT * FROM ledger_postings p WHERE p.entry_id = r.target_id OFFSET 0) p
                  GROUP BY r.id, p.account_id, p.side, p.phase, r.kind
             )
             SELECT r.id, r.kind, r.target_kind, NULL::text AS problem FROM resolving r
@@ -354,6 +376,8 @@ BEGIN
                    posted_debits, posted_credits, pending_debits, pending_credits
               FROM new_postings ORDER BY account_id, account_version DESC) l
      WHERE a.id = l.account_id;
+    -- (The planner may hash-join here; for the batch sizes ledger_post sends, a scan of the
+    -- accounts the batch touched is what an index lookup per row would cost anyway.)
     RETURN NULL;
 END $$;
 
@@ -361,19 +385,28 @@ CREATE TRIGGER ledger_postings_apply AFTER INSERT ON ledger_postings
     REFERENCING NEW TABLE AS new_postings
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_postings_apply();
 
--- An entry row without postings would be an entry of zero lines: checked at commit.
-CREATE FUNCTION ledger_entry_has_postings() RETURNS trigger LANGUAGE plpgsql AS $$
+-- An entry row without postings would be an entry of zero lines. An entry and its postings
+-- are inserted in one statement (ledger_post uses data-modifying CTEs), and AFTER STATEMENT
+-- triggers fire once the whole statement is done, so this check sees both.
+CREATE FUNCTION ledger_entries_have_postings() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    bad uuid;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM ledger_postings WHERE entry_id = NEW.id) THEN
-        RAISE EXCEPTION 'entry % has no postings', NEW.id
+    SELECT e.id INTO bad
+      FROM new_entries e
+      LEFT JOIN LATERAL (SELECT 1 AS x FROM ledger_postings p WHERE p.entry_id = e.id LIMIT 1) p ON true
+     WHERE p.x IS NULL
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'entry % has no postings (insert an entry and its postings in one statement)', bad
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entry_postings';
     END IF;
     RETURN NULL;
 END $$;
 
-CREATE CONSTRAINT TRIGGER ledger_entries_have_postings AFTER INSERT ON ledger_entries
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION ledger_entry_has_postings();
+CREATE TRIGGER ledger_entries_have_postings AFTER INSERT ON ledger_entries
+    REFERENCING NEW TABLE AS new_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_entries_have_postings();
 
 -- ledger_post inserts a batch of entries (one or many) with their postings, all or nothing.
 --
@@ -402,6 +435,8 @@ BEGIN
     PERFORM 1 FROM ledger_accounts a WHERE a.code = ANY (p_accounts) ORDER BY a.id FOR NO KEY UPDATE;
     v_now := clock_timestamp();
 
+    -- One statement inserts the entries and their postings, so the statement triggers of
+    -- both tables see them together.
     WITH input AS (
         SELECT u.*, nextval('ledger_entry_seq') AS seq
           FROM unnest(e_ids, e_kinds, e_keys, e_hashes, e_descriptions, e_effective, e_metadata,
@@ -418,12 +453,9 @@ BEGIN
          ORDER BY i.key
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING le.id, le.seq
-    )
-    SELECT array_agg(i.idx::integer), array_agg(ins.id), array_agg(ins.seq)
-      INTO v_idx, v_ids, v_seqs
-      FROM ins JOIN input i ON i.id = ins.id;
-
-    IF v_idx IS NOT NULL THEN
+    ), inserted AS (
+        SELECT i.idx::integer AS idx, ins.id, ins.seq FROM ins JOIN input i ON i.id = ins.id
+    ), posted AS (
         INSERT INTO ledger_postings (entry_id, line, account_id, phase, side, amount, currency, seq,
                                      posted_at, account_version, posted_debits, posted_credits,
                                      pending_debits, pending_credits)
@@ -444,11 +476,14 @@ BEGIN
                    a.pending_debits AS hd, a.pending_credits AS hc
               FROM unnest(p_entry, p_accounts, p_phases, p_sides, p_amounts, p_currencies) WITH ORDINALITY
                    AS p(e, code, phase, side, amount, currency, ord)
-              JOIN unnest(v_idx, v_ids, v_seqs) AS i(idx, id, seq) ON i.idx = p.e
-              LEFT JOIN ledger_accounts a ON a.code = p.code
+              JOIN inserted i ON i.idx = p.e
+              LEFT JOIN LATERAL (SELECT * FROM ledger_accounts a WHERE a.code = p.code OFFSET 0) a ON true
           ) x
-        WINDOW w AS (PARTITION BY x.account_id ORDER BY x.seq, x.line ROWS UNBOUNDED PRECEDING);
-    END IF;
+        WINDOW w AS (PARTITION BY x.account_id ORDER BY x.seq, x.line ROWS UNBOUNDED PRECEDING)
+    )
+    SELECT array_agg(i.idx), array_agg(i.id), array_agg(i.seq)
+      INTO v_idx, v_ids, v_seqs
+      FROM inserted i;
 
     -- Inserted entries, then the existing entries whose idempotency keys matched.
     RETURN QUERY

@@ -42,7 +42,7 @@ entries (an entry is JSON on stdin or --file F:
 
 reading:
   balance CODE [--as-of TIME | --as-of-seq N]     TIME is RFC 3339, e.g. 2026-11-22T12:00:00Z
-  statement CODE [--after N] [--limit N] [--all]  postings with the running balance
+  statement CODE [--after CURSOR] [--limit N] [--all]  postings with the running balance
   trial-balance                                   every balance; debits equal credits
   check                                           recompute balances from postings
 
@@ -73,7 +73,8 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		file, key, code, typ, currency, metadata, prefix, after, asOf string
 		noOverdraft, all                                              bool
 		limit                                                         int
-		afterSeq, asOfSeq, afterVersion                               int64
+		afterSeq, asOfSeq                                             int64
+		cursor                                                        string
 	)
 	switch cmd {
 	case "account create":
@@ -98,7 +99,7 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fs.StringVar(&asOf, "as-of", "", "balance as of this time (RFC 3339), by posting time")
 		fs.Int64Var(&asOfSeq, "as-of-seq", 0, "balance after the entries numbered up to N")
 	case "statement":
-		fs.Int64Var(&afterVersion, "after", 0, "page: postings after this account version")
+		fs.StringVar(&cursor, "after", "", "page: the cursor printed at the end of the previous page")
 		fs.IntVar(&limit, "limit", 100, "page size (at most 1000)")
 		fs.BoolVar(&all, "all", false, "print every page")
 	case "account show", "account close", "entry", "trial-balance", "check":
@@ -287,7 +288,7 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return nil
 	case "statement":
 		for {
-			st, err := l.Statement(ctx, pos[0], ledger.StatementFilter{After: afterVersion, Limit: limit})
+			st, err := l.Statement(ctx, pos[0], ledger.StatementFilter{After: cursor, Limit: limit})
 			if err != nil {
 				return err
 			}
@@ -296,11 +297,11 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 					return err
 				}
 			} else {
-				if afterVersion == 0 {
+				if cursor == "" {
 					fmt.Fprintf(stdout, "statement of %s (%s, %s)\n", st.Account.Code, st.Account.Type, st.Account.Currency)
 				}
 				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-				if afterVersion == 0 {
+				if cursor == "" {
 					fmt.Fprintln(tw, "#\tseq\tposted at\tkind\tphase\tdebit\tcredit\tbalance\tavailable\tdescription")
 				}
 				for _, ln := range st.Lines {
@@ -317,14 +318,14 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 				if err := tw.Flush(); err != nil {
 					return err
 				}
-				if st.Next != 0 && !all {
-					fmt.Fprintf(stdout, "more: --after %d\n", st.Next)
+				if st.Next != "" && !all {
+					fmt.Fprintf(stdout, "more: --after %s\n", st.Next)
 				}
 			}
-			if st.Next == 0 || !all {
+			if st.Next == "" || !all {
 				return nil
 			}
-			afterVersion = st.Next
+			cursor = st.Next
 		}
 	case "trial-balance":
 		tb, err := l.TrialBalance(ctx)
