@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/google/uuid"
@@ -97,4 +98,37 @@ func TestFundFlow(t *testing.T) {
 	disc, err := b.ledger.Check(b.ctx)
 	require.NoError(t, err)
 	require.Empty(t, disc)
+}
+
+// An entry is atomic: a no_overdraft account may dip inside an entry as long as the entry
+// leaves it whole, whatever the order of the entry's lines; an entry that leaves it short is
+// refused in either order.
+func TestOverdraftIsCheckedPerEntry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.openAccounts(t)
+	line := func(code string, side ledger.Side, amount string) ledger.Posting {
+		return ledger.Posting{Account: code, Side: side, Amount: amt(amount), Currency: "USD"}
+	}
+	const fund, cash, wallet = "program/p/fund", "org/cash/stripe", "participant/x/wallet"
+
+	// The fund is empty: out first, then back in, nets to zero.
+	_, err := b.ledger.Post(b.ctx, ledger.NewEntry{IdempotencyKey: "dip", Postings: []ledger.Posting{
+		line(fund, ledger.Debit, "10.00"), line(wallet, ledger.Credit, "10.00"),
+		line(cash, ledger.Debit, "10.00"), line(fund, ledger.Credit, "10.00"),
+	}})
+	require.NoError(t, err)
+	require.True(t, b.balance(t, fund).Available.IsZero())
+
+	for i, postings := range [][]ledger.Posting{
+		{line(fund, ledger.Debit, "10.00"), line(wallet, ledger.Credit, "10.00"),
+			line(cash, ledger.Debit, "9.99"), line(fund, ledger.Credit, "9.99")},
+		{line(cash, ledger.Debit, "9.99"), line(fund, ledger.Credit, "9.99"),
+			line(fund, ledger.Debit, "10.00"), line(wallet, ledger.Credit, "10.00")},
+	} {
+		_, err := b.ledger.Post(b.ctx, ledger.NewEntry{IdempotencyKey: fmt.Sprint("short-", i), Postings: postings})
+		require.ErrorIs(t, err, ledger.ErrInsufficientFunds)
+	}
+	require.Equal(t, "10", b.balance(t, wallet).Posted.String())
+	require.True(t, b.balance(t, fund).Posted.IsZero())
 }

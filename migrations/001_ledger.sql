@@ -137,7 +137,7 @@ CREATE TABLE ledger_postings (
 -- An account's history in order (statements, balance as of a sequence number), and by time.
 -- account_version follows seq within an account, and the trigger keeps it gapless and unique.
 CREATE INDEX ledger_postings_account_seq ON ledger_postings (account_id, seq, account_version);
-CREATE INDEX ledger_postings_account_posted_at ON ledger_postings (account_id, posted_at);
+CREATE INDEX ledger_postings_account_posted_at ON ledger_postings (account_id, posted_at, account_version);
 
 -- Append-only: entries and postings are never changed or removed.
 CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -160,32 +160,84 @@ CREATE TRIGGER ledger_accounts_no_delete BEFORE DELETE ON ledger_accounts
 CREATE TRIGGER ledger_accounts_no_truncate BEFORE TRUNCATE ON ledger_accounts
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 
--- Accounts: code, type, currency and creation time are fixed; a closed account stays closed;
--- balances move only through postings. The WHEN clause lets the postings trigger (depth 1)
--- through and stops every direct UPDATE (depth 0).
-CREATE FUNCTION ledger_accounts_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Currencies are reference data: a changed exponent would make posted amounts invalid.
+CREATE TRIGGER ledger_currencies_append_only BEFORE UPDATE OR DELETE ON ledger_currencies
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER ledger_currencies_no_truncate BEFORE TRUNCATE ON ledger_currencies
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+
+-- A new account starts empty and open: its balances come only from postings.
+CREATE FUNCTION ledger_accounts_created() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    bad text;
 BEGIN
-    IF NEW.id <> OLD.id OR NEW.code <> OLD.code OR NEW.type <> OLD.type
-       OR NEW.currency <> OLD.currency OR NEW.created_at <> OLD.created_at
-       OR NEW.no_overdraft <> OLD.no_overdraft THEN
-        RAISE EXCEPTION 'account %: code, type, currency, no_overdraft and created_at cannot change', OLD.code
+    SELECT n.code INTO bad FROM new_accounts n
+     WHERE n.posted_debits <> 0 OR n.posted_credits <> 0 OR n.pending_debits <> 0
+        OR n.pending_credits <> 0 OR n.version <> 0 OR n.last_seq <> 0 OR n.closed_at IS NOT NULL
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'account %: a new account starts open with zero balances', bad
             USING ERRCODE = 'restrict_violation', CONSTRAINT = 'ledger_accounts_immutable';
     END IF;
-    IF OLD.closed_at IS NOT NULL AND NEW.closed_at IS DISTINCT FROM OLD.closed_at THEN
-        RAISE EXCEPTION 'account % is closed', OLD.code
-            USING ERRCODE = 'restrict_violation', CONSTRAINT = 'ledger_account_closed';
-    END IF;
-    IF (NEW.posted_debits, NEW.posted_credits, NEW.pending_debits, NEW.pending_credits, NEW.version, NEW.last_seq)
-       IS DISTINCT FROM
-       (OLD.posted_debits, OLD.posted_credits, OLD.pending_debits, OLD.pending_credits, OLD.version, OLD.last_seq) THEN
-        RAISE EXCEPTION 'account %: balances change only through postings', OLD.code
-            USING ERRCODE = 'restrict_violation', CONSTRAINT = 'ledger_accounts_immutable';
-    END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $$;
 
-CREATE TRIGGER ledger_accounts_guard BEFORE UPDATE ON ledger_accounts
-    FOR EACH ROW WHEN (pg_trigger_depth() = 0) EXECUTE FUNCTION ledger_accounts_guard();
+CREATE TRIGGER ledger_accounts_created AFTER INSERT ON ledger_accounts
+    REFERENCING NEW TABLE AS new_accounts
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_accounts_created();
+
+-- Every UPDATE of accounts, however it is issued (directly, or from any trigger at any depth):
+-- code, type, currency, no_overdraft and creation time are fixed; a closed account stays
+-- closed; and the balances are always the last link of the account's posting chain — the
+-- running totals stored on its latest posting — so they can change only by adding postings.
+-- Set-based, so the postings trigger's one UPDATE per batch costs one check.
+CREATE FUNCTION ledger_accounts_verify() RETURNS trigger LANGUAGE plpgsql
+    SET jit = off SET enable_seqscan = off AS $$
+DECLARE
+    bad record;
+BEGIN
+    -- Set differences, which hash: a join of two transition tables may be planned as a
+    -- nested loop, quadratic in the rows updated.
+    SELECT x.id, false AS closed INTO bad FROM (
+        SELECT o.id, o.code, o.type, o.currency, o.no_overdraft, o.created_at FROM old_accounts o
+        EXCEPT
+        SELECT n.id, n.code, n.type, n.currency, n.no_overdraft, n.created_at FROM new_accounts n) x
+    UNION ALL
+    SELECT y.id, true FROM (
+        SELECT o.id, o.closed_at FROM old_accounts o WHERE o.closed_at IS NOT NULL
+        EXCEPT
+        SELECT n.id, n.closed_at FROM new_accounts n WHERE n.closed_at IS NOT NULL) y
+    LIMIT 1;
+    IF FOUND THEN
+        IF NOT bad.closed THEN
+            RAISE EXCEPTION 'account id %: code, type, currency, no_overdraft and created_at cannot change', bad.id
+                USING ERRCODE = 'restrict_violation', CONSTRAINT = 'ledger_accounts_immutable';
+        END IF;
+        RAISE EXCEPTION 'account id % is closed', bad.id
+            USING ERRCODE = 'restrict_violation', CONSTRAINT = 'ledger_account_closed';
+    END IF;
+
+    SELECT n.code INTO bad
+      FROM new_accounts n
+      LEFT JOIN LATERAL (
+          SELECT p.account_version, p.seq, p.posted_debits, p.posted_credits, p.pending_debits, p.pending_credits
+            FROM ledger_postings p WHERE p.account_id = n.id
+           ORDER BY p.seq DESC, p.account_version DESC LIMIT 1) p ON true
+     WHERE (n.version, n.last_seq, n.posted_debits, n.posted_credits, n.pending_debits, n.pending_credits)
+           IS DISTINCT FROM
+           (coalesce(p.account_version, 0), coalesce(p.seq, 0), coalesce(p.posted_debits, 0),
+            coalesce(p.posted_credits, 0), coalesce(p.pending_debits, 0), coalesce(p.pending_credits, 0))
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'account %: balances change only through postings', bad.code
+            USING ERRCODE = 'restrict_violation', CONSTRAINT = 'ledger_accounts_immutable';
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER ledger_accounts_verify AFTER UPDATE ON ledger_accounts
+    REFERENCING OLD TABLE AS old_accounts NEW TABLE AS new_accounts
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_accounts_verify();
 
 -- Raised from ledger_post when a posting names an account that does not exist.
 CREATE FUNCTION ledger_unknown_account(p_code text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -197,10 +249,14 @@ END $$;
 
 -- Checks every statement's new postings as a set and moves the account balances. Set-based so
 -- that a batch of thousands of entries costs a few queries, not a few per posting.
--- JIT is off for this function and ledger_post: their statements are planned for transition
--- tables and arrays of unknown size, the estimates cross jit_above_cost, and compiling costs
--- ~100 ms per call, more than the work itself.
-CREATE FUNCTION ledger_postings_apply() RETURNS trigger LANGUAGE plpgsql SET jit = off AS $$
+-- The posting functions and triggers run with JIT off: their statements are planned for
+-- transition tables and arrays of unknown size, the estimates cross jit_above_cost, and
+-- compiling costs ~100 ms per call, more than the work itself. The triggers also run with
+-- enable_seqscan off: they look up a few rows per new posting by primary key, and statistics
+-- skewed by large entries (few distinct entry ids) once made the planner scan all postings
+-- once per new entry.
+CREATE FUNCTION ledger_postings_apply() RETURNS trigger LANGUAGE plpgsql
+    SET jit = off SET enable_seqscan = off AS $$
 DECLARE
     bad record;
     v_has_targets boolean;
@@ -227,7 +283,10 @@ BEGIN
                CASE WHEN a.type IN ('asset', 'expense')
                     THEN n.posted_debits - n.posted_credits - n.pending_credits
                     ELSE n.posted_credits - n.posted_debits - n.pending_debits END AS available,
-               n.pending_debits < 0 OR n.pending_credits < 0 AS bad_pending
+               n.pending_debits < 0 OR n.pending_credits < 0 AS bad_pending,
+               -- An entry is atomic: an account's available balance must hold after the entry's
+               -- last posting on it, whatever the order of its lines.
+               lead(n.entry_id) OVER w IS DISTINCT FROM n.entry_id AS entry_last
           FROM new_postings n
           -- LATERAL … OFFSET 0: one index lookup per posting. The planner cannot see how many
           -- rows a transition table holds and otherwise scans whole tables in nested loops.
@@ -237,7 +296,7 @@ BEGIN
     ) v
     WHERE v.missing OR v.closed_at IS NOT NULL OR v.currency <> v.account_currency
        OR v.amount <> round(v.amount, v.exponent) OR v.bad_version OR v.bad_totals OR v.bad_pending
-       OR (v.no_overdraft AND v.available < 0)
+       OR (v.no_overdraft AND v.entry_last AND v.available < 0)
     LIMIT 1;
     IF FOUND THEN
         IF bad.missing THEN
@@ -392,7 +451,8 @@ CREATE TRIGGER ledger_postings_apply AFTER INSERT ON ledger_postings
 -- An entry row without postings would be an entry of zero lines. An entry and its postings
 -- are inserted in one statement (ledger_post uses data-modifying CTEs), and AFTER STATEMENT
 -- triggers fire once the whole statement is done, so this check sees both.
-CREATE FUNCTION ledger_entries_have_postings() RETURNS trigger LANGUAGE plpgsql SET jit = off AS $$
+CREATE FUNCTION ledger_entries_have_postings() RETURNS trigger LANGUAGE plpgsql
+    SET jit = off SET enable_seqscan = off AS $$
 DECLARE
     bad uuid;
 BEGIN

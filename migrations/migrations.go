@@ -131,7 +131,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (Resu
 		label := fmt.Sprintf("%03d_%s", m.Version, m.Name)
 		if got, ok := applied[m.Version]; ok {
 			if got != m.Checksum {
-				return res, fmt.Errorf("migrate %s: %w (applied %s, file %s)", label, ErrChecksumMismatch, got[:12], m.Checksum[:12])
+				return res, fmt.Errorf("migrate %s: %w (applied %s, file %s)", label, ErrChecksumMismatch, short(got), short(m.Checksum))
 			}
 			continue
 		}
@@ -150,16 +150,39 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (Resu
 		res.Applied = append(res.Applied, label)
 	}
 
-	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: logger})
+	// River's migrations run on the same connection, inside the advisory lock: through the
+	// pool they would need a second connection, which concurrent callers waiting for the lock
+	// could hold (a deadlock when the pool is small).
+	migrator, err := rivermigrate.New(riverpgxv5.New(nil), &rivermigrate.Config{Logger: logger})
 	if err != nil {
 		return res, fmt.Errorf("migrate river: %w", err)
 	}
-	rr, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	if err != nil {
-		return res, fmt.Errorf("migrate river: %w", err)
-	}
-	for _, v := range rr.Versions {
-		res.RiverApplied = append(res.RiverApplied, v.Version)
+	// One transaction per River version: some of River's migrations add enum values that a
+	// later version uses, which PostgreSQL refuses within one transaction.
+	for {
+		var rr *rivermigrate.MigrateResult
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			var err error
+			rr, err = migrator.MigrateTx(ctx, tx, rivermigrate.DirectionUp, &rivermigrate.MigrateOpts{MaxSteps: 1})
+			return err
+		})
+		if err != nil {
+			return res, fmt.Errorf("migrate river: %w", err)
+		}
+		if len(rr.Versions) == 0 {
+			break
+		}
+		for _, v := range rr.Versions {
+			res.RiverApplied = append(res.RiverApplied, v.Version)
+		}
 	}
 	return res, nil
+}
+
+// short abbreviates a checksum for messages.
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12]
+	}
+	return sum
 }

@@ -199,15 +199,7 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if err != nil {
 			return err
 		}
-		if c.json {
-			return c.printJSON(map[string]any{"entries": entries})
-		}
-		for _, e := range entries {
-			if err := c.entry(e); err != nil {
-				return err
-			}
-		}
-		return nil
+		return c.entries(entries)
 	case "commit", "void", "reverse":
 		id, err := uuid.Parse(pos[0])
 		if err != nil {
@@ -250,15 +242,7 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if err != nil {
 			return err
 		}
-		if c.json {
-			return c.printJSON(map[string]any{"entries": entries})
-		}
-		for _, e := range entries {
-			if err := c.entry(e); err != nil {
-				return err
-			}
-		}
-		return nil
+		return c.entries(entries)
 	case "balance":
 		var at ledger.AsOf
 		at.Seq = asOfSeq
@@ -467,6 +451,19 @@ func (c *cli) balanceLines(b ledger.Balance) {
 	fmt.Fprintf(tw, "  pending\t%s %s\t\n", fmtAmt(b.Pending, b.Currency), b.Currency)
 	fmt.Fprintf(tw, "  available\t%s %s\t\n", fmtAmt(b.Available, b.Currency), b.Currency)
 	_ = tw.Flush()
+}
+
+// entries prints a list of entries, as one JSON object or one entry after another.
+func (c *cli) entries(entries []ledger.Entry) error {
+	if c.json {
+		return c.printJSON(map[string]any{"entries": entries})
+	}
+	for _, e := range entries {
+		if err := c.entry(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *cli) entry(e ledger.Entry) error {

@@ -1,0 +1,352 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tandemledger/tandem/api"
+)
+
+// apiSnapshot fingerprints every row of the ledger tables (count and md5 of the rows' text):
+// a refused request must leave it unchanged.
+func (b *testBundle) apiSnapshot(t *testing.T) string {
+	t.Helper()
+	var s string
+	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT concat_ws(' | ',
+		'entries ' || (SELECT count(*) || ' ' || coalesce(md5(string_agg(e::text, ',' ORDER BY e.seq)), '-') FROM ledger_entries e),
+		'postings ' || (SELECT count(*) || ' ' || coalesce(md5(string_agg(p::text, ',' ORDER BY p.entry_id, p.line)), '-') FROM ledger_postings p),
+		'accounts ' || (SELECT count(*) || ' ' || coalesce(md5(string_agg(a::text, ',' ORDER BY a.id)), '-') FROM ledger_accounts a))`).Scan(&s))
+	return s
+}
+
+// pj is one posting as JSON; amount is raw JSON (quote it for a string).
+func pj(account, side, amount, currency string) string {
+	return fmt.Sprintf(`{"account":%q,"side":%q,"amount":%s,"currency":%q}`, account, side, amount, currency)
+}
+
+// ej is an entry as JSON with the given postings.
+func ej(key string, postings ...string) string {
+	return fmt.Sprintf(`{"idempotency_key":%q,"description":%q,"postings":[%s]}`, key, key, strings.Join(postings, ","))
+}
+
+// usdPair is a transfer with the amount as raw JSON.
+func usdPair(key, from, to, amount string) string {
+	return ej(key, pj(from, "debit", amount, "USD"), pj(to, "credit", amount, "USD"))
+}
+
+// doReader is do with a body of unknown length (sent chunked).
+func (b *testBundle) doReader(t *testing.T, method, path string, body io.Reader, contentType string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, b.srv.URL+path, io.MultiReader(body)) // MultiReader hides the length
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	_ = json.Unmarshal(raw, &r.body)
+	return r
+}
+
+// httpFixture mirrors the ledger package's bad-input fixture, built through HTTP.
+type httpFixture struct {
+	award, fix, fixReversal, committed, commitEntry, voided, void, open string
+}
+
+func newHTTPFixture(t *testing.T, b *testBundle) *httpFixture {
+	t.Helper()
+	b.openAccounts(t)
+	for _, a := range []string{
+		`{"code":"program/h/fund","type":"equity","currency":"USD","no_overdraft":true}`,
+		`{"code":"program/q/fund","type":"equity","currency":"USD","no_overdraft":true}`,
+		`{"code":"participant/h/wallet","type":"liability","currency":"USD","no_overdraft":true}`,
+		`{"code":"closed/wallet","type":"liability","currency":"USD","no_overdraft":true}`,
+		`{"code":"org/cash/eur","type":"asset","currency":"EUR"}`,
+		`{"code":"program/p/eur","type":"equity","currency":"EUR"}`,
+		`{"code":"org/cash/jpy","type":"asset","currency":"JPY"}`,
+		`{"code":"program/p/jpy","type":"equity","currency":"JPY"}`,
+	} {
+		r := b.do(t, "POST", "/v1/ledger/accounts", a)
+		require.Equal(t, http.StatusCreated, r.status, r.raw)
+	}
+	r := b.do(t, "POST", "/v1/ledger/accounts/close", `{"code":"closed/wallet"}`)
+	require.Equal(t, http.StatusOK, r.status, r.raw)
+
+	created := func(path, body string, headers ...string) string {
+		t.Helper()
+		r := b.do(t, "POST", path, body, headers...)
+		require.Equal(t, http.StatusCreated, r.status, r.raw)
+		return r.body["id"].(string)
+	}
+	f := &httpFixture{}
+	created("/v1/ledger/entries", entryJSON("donor-1", "org/cash/stripe", "program/p/fund", "100.00"))
+	created("/v1/ledger/entries", entryJSON("donor-h", "org/cash/stripe", "program/h/fund", "100.00"))
+	created("/v1/ledger/pending-entries", entryJSON("hold-h", "program/h/fund", "participant/h/wallet", "60.00"))
+	created("/v1/ledger/entries", entryJSON("donor-q", "org/cash/stripe", "program/q/fund", "100.00"))
+	f.award = created("/v1/ledger/entries", entryJSON("award-1", "program/q/fund", "participant/x/wallet", "30.00"))
+	f.committed = created("/v1/ledger/pending-entries", entryJSON("payout-c", "participant/x/wallet", "org/cash/stripe", "10.00"))
+	f.commitEntry = created("/v1/ledger/entries/"+f.committed+"/commit", "", "Idempotency-Key", "commit-c")
+	f.voided = created("/v1/ledger/pending-entries", entryJSON("payout-v", "participant/x/wallet", "org/cash/stripe", "5.00"))
+	f.void = created("/v1/ledger/entries/"+f.voided+"/void", "")
+	f.open = created("/v1/ledger/pending-entries", entryJSON("payout-open", "participant/x/wallet", "org/cash/stripe", "20.00"))
+	f.fix = created("/v1/ledger/entries", entryJSON("fix-1", "org/cash/stripe", "program/q/fund", "3.00"))
+	f.fixReversal = created("/v1/ledger/entries/"+f.fix+"/reverse", "")
+
+	for code, want := range map[string]string{
+		"program/p/fund": "100.00", "program/h/fund": "40.00", "program/q/fund": "70.00", "participant/x/wallet": "0.00",
+	} {
+		r := b.do(t, "GET", "/v1/ledger/balances/"+code, "")
+		require.Equal(t, want, r.body["available"], code)
+	}
+	return f
+}
+
+type httpBadCase struct {
+	name, method, path, body string
+	headers                  []string
+	status                   int
+	slug                     string
+}
+
+func runHTTPBadCases(t *testing.T, b *testBundle, cases []httpBadCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := b.apiSnapshot(t)
+			method := tc.method
+			if method == "" {
+				method = "POST"
+			}
+			r := b.do(t, method, tc.path, tc.body, tc.headers...)
+			requireProblem(t, r, tc.status, tc.slug)
+			require.Equal(t, float64(tc.status), r.body["status"], r.raw)
+			require.Equal(t, before, b.apiSnapshot(t), "a refused request must write nothing")
+		})
+	}
+	r := b.do(t, "GET", "/v1/ledger/check", "")
+	require.Equal(t, true, r.body["ok"], r.raw)
+}
+
+// TestHTTPMalformedRequests: bodies that are not the JSON the API reads.
+func TestHTTPMalformedRequests(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	f := newHTTPFixture(t, b)
+	const entries, pending, batches, accounts = "/v1/ledger/entries", "/v1/ledger/pending-entries", "/v1/ledger/batches", "/v1/ledger/accounts"
+	commit := "/v1/ledger/entries/" + f.open + "/commit"
+	good := entryJSON("k-new", "org/cash/stripe", "program/p/fund", "1.00")
+	deep := `{"idempotency_key":"k","metadata":{"a":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `},"postings":[]}`
+
+	cases := []httpBadCase{
+		// not JSON, or not one object
+		{name: "truncated", path: entries, body: `{"idempotency_key":`, status: 400, slug: "malformed-request"},
+		{name: "trailing comma", path: entries, body: `{"idempotency_key":"k",}`, status: 400, slug: "malformed-request"},
+		{name: "single quotes", path: entries, body: `{'idempotency_key':'k'}`, status: 400, slug: "malformed-request"},
+		{name: "array", path: entries, body: `[` + good + `]`, status: 400, slug: "malformed-request"},
+		{name: "string", path: entries, body: `"hello"`, status: 400, slug: "malformed-request"},
+		{name: "two objects", path: entries, body: good + good, status: 400, slug: "malformed-request"},
+		{name: "trailing garbage", path: entries, body: good + ` x`, status: 400, slug: "malformed-request"},
+		{name: "whitespace only", path: entries, body: " \n\t ", status: 400, slug: "malformed-request"},
+		{name: "key is a number", path: entries, body: `{"idempotency_key":5,"postings":[]}`, status: 400, slug: "malformed-request"},
+		{name: "postings is an object", path: entries, body: `{"idempotency_key":"k","postings":{"a":1}}`, status: 400, slug: "malformed-request"},
+		{name: "metadata nested too deep", path: entries, body: deep, status: 400, slug: "malformed-request"},
+		{name: "JSON null", path: entries, body: `null`, status: 422, slug: "validation-failed"},
+		{name: "posting is a number", path: entries, body: `{"idempotency_key":"k","postings":[1,2]}`, status: 422, slug: "validation-failed"},
+		{name: "malformed pending", path: pending, body: `{"idempotency_key":`, status: 400, slug: "malformed-request"},
+		{name: "malformed batch", path: batches, body: `{"entries":[`, status: 400, slug: "malformed-request"},
+		{name: "malformed account", path: accounts, body: `{"code":"a/b",`, status: 400, slug: "malformed-request"},
+		{name: "malformed close", path: accounts + "/close", body: `{"code":`, status: 400, slug: "malformed-request"},
+		{name: "malformed commit", path: commit, body: `{"postings":[`, status: 400, slug: "malformed-request"},
+		{name: "array commit", path: commit, body: `[]`, status: 400, slug: "malformed-request"},
+
+		// amounts must be JSON strings holding a plain decimal
+		{name: "amount as a JSON number", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `2.5`), status: 422, slug: "invalid-amount"},
+		{name: "amount as a JSON integer", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `250`), status: 422, slug: "invalid-amount"},
+		{name: "amount as a JSON exponent", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `1e2`), status: 422, slug: "invalid-amount"},
+		{name: "one amount a number, one a string", path: entries, body: ej("k",
+			pj("org/cash/stripe", "debit", `2.50`, "USD"), pj("program/p/fund", "credit", `"2.50"`, "USD")), status: 422, slug: "invalid-amount"},
+		{name: "amount null", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `null`), status: 422, slug: "invalid-amount"},
+		{name: "amount true", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `true`), status: 422, slug: "invalid-amount"},
+		{name: "amount missing", path: entries, body: ej("k", `{"account":"org/cash/stripe","side":"debit","currency":"USD"}`,
+			pj("program/p/fund", "credit", `"2.50"`, "USD")), status: 422, slug: "invalid-amount"},
+		{name: "amount empty string", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `""`), status: 422, slug: "invalid-amount"},
+		{name: "amount with exponent", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `"1e2"`), status: 422, slug: "invalid-amount"},
+		{name: "amount with plus sign", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `"+2.50"`), status: 422, slug: "invalid-amount"},
+		{name: "amount with spaces", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `" 2.50"`), status: 422, slug: "invalid-amount"},
+		{name: "amount with comma", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `"2,50"`), status: 422, slug: "invalid-amount"},
+		{name: "amount with thousands separator", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `"1,000.00"`), status: 422, slug: "invalid-amount"},
+		{name: "amount hex", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `"0x10"`), status: 422, slug: "invalid-amount"},
+		{name: "amount Infinity", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `"Infinity"`), status: 422, slug: "invalid-amount"},
+		{name: "amount with leading zeros", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `"007.00"`), status: 422, slug: "invalid-amount"},
+		{name: "amount non-ASCII digits", path: entries, body: usdPair("k", "org/cash/stripe", "program/p/fund", `"٣.٠٠"`), status: 422, slug: "invalid-amount"},
+		{name: "amount as number in a commit", path: commit, body: `{"postings":[` + pj("participant/x/wallet", "debit", `5`, "USD") + `,` +
+			pj("org/cash/stripe", "credit", `"5.00"`, "USD") + `]}`, status: 422, slug: "invalid-amount"},
+		{name: "amount as number in a batch", path: batches, body: `{"entries":[` + usdPair("b1", "org/cash/stripe", "program/p/fund", `1`) + `]}`, status: 422, slug: "invalid-amount"},
+
+		// unknown fields are refused, not ignored
+		{name: "unknown top-level field", path: entries, body: `{"idempotency_key":"k","postingz":[]}`, status: 400, slug: "malformed-request"},
+		{name: "camelCase key", path: entries, body: `{"idempotencyKey":"k","postings":[` + pj("org/cash/stripe", "debit", `"1.00"`, "USD") + `,` +
+			pj("program/p/fund", "credit", `"1.00"`, "USD") + `]}`, status: 400, slug: "malformed-request"},
+		{name: "unknown field in a posting", path: entries, body: ej("k", `{"account":"org/cash/stripe","side":"debit","amount":"1.00","currency":"USD","memo":"x"}`,
+			pj("program/p/fund", "credit", `"1.00"`, "USD")), status: 422, slug: "validation-failed"},
+		{name: "misspelt no_overdraft on an account", path: accounts, body: `{"code":"program/z/fund","type":"equity","currency":"USD","no_overdraw":true}`, status: 400, slug: "malformed-request"},
+		{name: "unknown field on close", path: accounts + "/close", body: `{"code":"participant/x/wallet","force":true}`, status: 400, slug: "malformed-request"},
+		{name: "unknown field on commit", path: commit, body: `{"amount":"5.00"}`, status: 400, slug: "malformed-request"},
+		{name: "unknown field on a batch", path: batches, body: `{"entries":[],"atomic":false}`, status: 400, slug: "malformed-request"},
+	}
+	runHTTPBadCases(t, b, cases)
+}
+
+// TestHTTPOversizedAndContentType: bodies over api.MaxBodyBytes are 413 problem+json on
+// every endpoint that reads a body, and only JSON content types are read.
+func TestHTTPOversizedAndContentType(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	f := newHTTPFixture(t, b)
+	const entries = "/v1/ledger/entries"
+	commit := "/v1/ledger/entries/" + f.open + "/commit"
+	good := entryJSON("k-new", "org/cash/stripe", "program/p/fund", "1.00")
+
+	pad := strings.Repeat("x", api.MaxBodyBytes)
+	bigEntry := `{"idempotency_key":"big","description":"` + pad + `","postings":[]}`
+	// A valid entry followed by whitespace: the body is over the limit even though the JSON is fine.
+	padded := good + strings.Repeat(" ", api.MaxBodyBytes)
+	cases := []httpBadCase{
+		{name: "oversized entry", path: entries, body: bigEntry, status: 413, slug: "request-too-large"},
+		{name: "oversized valid entry padded with spaces", path: entries, body: padded, status: 413, slug: "request-too-large"},
+		{name: "oversized by one byte", path: entries, body: good + strings.Repeat(" ", api.MaxBodyBytes-len(good)+1), status: 413, slug: "request-too-large"},
+		{name: "oversized pending entry", path: "/v1/ledger/pending-entries", body: bigEntry, status: 413, slug: "request-too-large"},
+		{name: "oversized batch", path: "/v1/ledger/batches", body: `{"entries":[` + bigEntry + `]}`, status: 413, slug: "request-too-large"},
+		{name: "oversized account", path: "/v1/ledger/accounts", body: `{"code":"a/b","type":"asset","currency":"USD","metadata":{"x":"` + pad + `"}}`, status: 413, slug: "request-too-large"},
+		{name: "oversized close", path: "/v1/ledger/accounts/close", body: `{"code":"` + pad + `"}`, status: 413, slug: "request-too-large"},
+		{name: "oversized commit", path: commit, body: `{"description":"` + pad + `"}`, status: 413, slug: "request-too-large"},
+		{name: "oversized void", path: "/v1/ledger/entries/" + f.open + "/void", body: `{"description":"` + pad + `"}`, status: 413, slug: "request-too-large"},
+		{name: "oversized reverse", path: "/v1/ledger/entries/" + f.award + "/reverse", body: `{"description":"` + pad + `"}`, status: 413, slug: "request-too-large"},
+
+		{name: "text/plain", path: entries, body: good, headers: []string{"Content-Type", "text/plain"}, status: 415, slug: "unsupported-media-type"},
+		{name: "form", path: entries, body: good, headers: []string{"Content-Type", "application/x-www-form-urlencoded"}, status: 415, slug: "unsupported-media-type"},
+		{name: "multipart", path: entries, body: good, headers: []string{"Content-Type", "multipart/form-data; boundary=xyz"}, status: 415, slug: "unsupported-media-type"},
+		{name: "xml", path: entries, body: good, headers: []string{"Content-Type", "application/xml"}, status: 415, slug: "unsupported-media-type"},
+		{name: "text/json", path: entries, body: good, headers: []string{"Content-Type", "text/json"}, status: 415, slug: "unsupported-media-type"},
+		{name: "unparseable content type", path: entries, body: good, headers: []string{"Content-Type", "application/json; charset"}, status: 415, slug: "unsupported-media-type"},
+		{name: "wrong content type on pending", path: "/v1/ledger/pending-entries", body: good, headers: []string{"Content-Type", "text/plain"}, status: 415, slug: "unsupported-media-type"},
+		{name: "wrong content type on batch", path: "/v1/ledger/batches", body: `{"entries":[` + good + `]}`, headers: []string{"Content-Type", "text/plain"}, status: 415, slug: "unsupported-media-type"},
+		{name: "wrong content type on account", path: "/v1/ledger/accounts", body: `{"code":"a/b","type":"asset","currency":"USD"}`, headers: []string{"Content-Type", "text/plain"}, status: 415, slug: "unsupported-media-type"},
+		{name: "wrong content type on close", path: "/v1/ledger/accounts/close", body: `{"code":"participant/x/wallet"}`, headers: []string{"Content-Type", "text/plain"}, status: 415, slug: "unsupported-media-type"},
+		{name: "wrong content type on commit", path: commit, body: `{}`, headers: []string{"Content-Type", "text/plain"}, status: 415, slug: "unsupported-media-type"},
+		{name: "wrong content type on reverse", path: "/v1/ledger/entries/" + f.award + "/reverse", body: `{}`, headers: []string{"Content-Type", "application/x-www-form-urlencoded"}, status: 415, slug: "unsupported-media-type"},
+	}
+	runHTTPBadCases(t, b, cases)
+
+	// Bodies of unknown length (chunked) are bounded too.
+	for _, path := range []string{entries, commit} {
+		before := b.apiSnapshot(t)
+		r := b.doReader(t, "POST", path, strings.NewReader(bigEntry), "application/json")
+		requireProblem(t, r, 413, "request-too-large")
+		require.Equal(t, before, b.apiSnapshot(t))
+	}
+
+	// Control: JSON with parameters or a +json suffix is read (and, here, replayed).
+	for _, ct := range []string{"application/json; charset=utf-8", "application/merge-patch+json", "Application/JSON"} {
+		r := b.do(t, "POST", entries, entryJSON("donor-1", "org/cash/stripe", "program/p/fund", "100.00"), "Content-Type", ct)
+		require.Equal(t, http.StatusOK, r.status, "%s: %s", ct, r.raw)
+		require.Equal(t, true, r.body["replayed"])
+	}
+}
+
+// TestHTTPLedgerBadInput: the ledger's refusals through HTTP, each with its status, problem
+// type and an unchanged database.
+func TestHTTPLedgerBadInput(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	f := newHTTPFixture(t, b)
+	const entries, pending, batches = "/v1/ledger/entries", "/v1/ledger/pending-entries", "/v1/ledger/batches"
+	const stripe, fund, wallet = "org/cash/stripe", "program/p/fund", "participant/x/wallet"
+	q := func(s string) string { return `"` + s + `"` }
+	entryOp := func(id, op string) string { return "/v1/ledger/entries/" + id + "/" + op }
+	partial := func(amount string) string {
+		return `{"postings":[` + pj(wallet, "debit", q(amount), "USD") + `,` + pj(stripe, "credit", q(amount), "USD") + `]}`
+	}
+
+	cases := []httpBadCase{
+		{name: "unbalanced", path: entries, body: ej("k", pj(stripe, "debit", q("2.00"), "USD"), pj(fund, "credit", q("1.00"), "USD")), status: 422, slug: "unbalanced-entry"},
+		{name: "unbalanced pending", path: pending, body: ej("k", pj(stripe, "debit", q("2.00"), "USD"), pj(fund, "credit", q("1.00"), "USD")), status: 422, slug: "unbalanced-entry"},
+		{name: "single posting", path: entries, body: ej("k", pj(stripe, "debit", q("2.00"), "USD")), status: 422, slug: "validation-failed"},
+		{name: "no postings", path: entries, body: ej("k"), status: 422, slug: "validation-failed"},
+		{name: "bad side", path: entries, body: ej("k", pj(stripe, "left", q("2.00"), "USD"), pj(fund, "credit", q("2.00"), "USD")), status: 422, slug: "validation-failed"},
+		{name: "zero", path: entries, body: entryJSON("k", stripe, fund, "0.00"), status: 422, slug: "invalid-amount"},
+		{name: "negative", path: entries, body: entryJSON("k", stripe, fund, "-5.00"), status: 422, slug: "invalid-amount"},
+		{name: "too precise USD", path: entries, body: entryJSON("k", stripe, fund, "1.005"), status: 422, slug: "invalid-amount"},
+		{name: "too precise JPY", path: entries, body: ej("k", pj("org/cash/jpy", "debit", q("1.5"), "JPY"), pj("program/p/jpy", "credit", q("1.5"), "JPY")), status: 422, slug: "invalid-amount"},
+		{name: "MaxAmount", path: entries, body: entryJSON("k", stripe, fund, "1000000000000000.00"), status: 422, slug: "invalid-amount"},
+		{name: "over MaxAmount", path: entries, body: entryJSON("k", stripe, fund, "99999999999999999.00"), status: 422, slug: "invalid-amount"},
+		{name: "unknown currency", path: entries, body: ej("k", pj(stripe, "debit", q("2.00"), "XXX"), pj(fund, "credit", q("2.00"), "XXX")), status: 422, slug: "unknown-currency"},
+		{name: "mixed currencies balanced in total only", path: entries, body: ej("k",
+			pj(stripe, "debit", q("10.00"), "USD"), pj(fund, "credit", q("5.00"), "USD"),
+			pj("org/cash/eur", "debit", q("5.00"), "EUR"), pj("program/p/eur", "credit", q("10.00"), "EUR")), status: 422, slug: "unbalanced-entry"},
+		{name: "currency differs from the account's", path: entries, body: ej("k", pj(stripe, "debit", q("10.00"), "EUR"), pj("program/p/eur", "credit", q("10.00"), "EUR")), status: 422, slug: "currency-mismatch"},
+		{name: "unknown account", path: entries, body: entryJSON("k", stripe, "program/nope/fund", "1.00"), status: 404, slug: "account-not-found"},
+		{name: "closed account", path: entries, body: entryJSON("k", stripe, "closed/wallet", "1.00"), status: 409, slug: "account-closed"},
+		{name: "overdraft", path: entries, body: entryJSON("k", fund, wallet, "100.01"), status: 422, slug: "insufficient-funds"},
+		{name: "overdraft through a hold (60 of 100 held, post 50)", path: entries, body: entryJSON("k", "program/h/fund", wallet, "50.00"), status: 422, slug: "insufficient-funds"},
+		{name: "second hold over the available", path: pending, body: entryJSON("k", "program/h/fund", wallet, "40.01"), status: 422, slug: "insufficient-funds"},
+		{name: "batch with one overdraft", path: batches, body: `{"entries":[` + entryJSON("b1", stripe, fund, "1.00") + `,` + entryJSON("b2", fund, wallet, "500.00") + `]}`, status: 422, slug: "insufficient-funds"},
+		{name: "empty batch", path: batches, body: `{"entries":[]}`, status: 422, slug: "validation-failed"},
+		{name: "key reused with another amount", path: entries, body: entryJSON("donor-1", stripe, fund, "99.00"), status: 409, slug: "idempotency-conflict"},
+		{name: "key reused as a pending entry", path: pending, body: entryJSON("donor-1", stripe, fund, "100.00"), status: 409, slug: "idempotency-conflict"},
+		{name: "header key reused", path: entries, body: entryJSON("", stripe, fund, "1.00"), headers: []string{"Idempotency-Key", "donor-1"}, status: 409, slug: "idempotency-conflict"},
+		{name: "commit with a standard entry's key", path: entryOp(f.open, "commit"), headers: []string{"Idempotency-Key", "donor-1"}, status: 409, slug: "idempotency-conflict"},
+		{name: "commit twice", path: entryOp(f.committed, "commit"), status: 409, slug: "already-resolved"},
+		{name: "commit twice, another key", path: entryOp(f.committed, "commit"), headers: []string{"Idempotency-Key", "commit-c-2"}, status: 409, slug: "already-resolved"},
+		{name: "void after commit", path: entryOp(f.committed, "void"), status: 409, slug: "already-resolved"},
+		{name: "commit after void", path: entryOp(f.voided, "commit"), status: 409, slug: "already-resolved"},
+		{name: "void twice", path: entryOp(f.voided, "void"), status: 409, slug: "already-resolved"},
+		{name: "partial commit over the held amount", path: entryOp(f.open, "commit"), body: partial("20.01"), status: 422, slug: "validation-failed"},
+		{name: "partial commit unbalanced", path: entryOp(f.open, "commit"), body: `{"postings":[` + pj(wallet, "debit", q("5.00"), "USD") + `,` + pj(stripe, "credit", q("4.00"), "USD") + `]}`, status: 422, slug: "unbalanced-entry"},
+		{name: "void with postings", path: entryOp(f.open, "void"), body: partial("5.00"), status: 422, slug: "validation-failed"},
+		{name: "commit a standard entry", path: entryOp(f.award, "commit"), status: 409, slug: "not-pending"},
+		{name: "void a reversal", path: entryOp(f.fixReversal, "void"), status: 409, slug: "not-pending"},
+		{name: "reverse twice", path: entryOp(f.fix, "reverse"), status: 409, slug: "already-reversed"},
+		{name: "reverse a pending entry", path: entryOp(f.open, "reverse"), status: 409, slug: "not-reversible"},
+		{name: "reverse a void", path: entryOp(f.void, "reverse"), status: 409, slug: "not-reversible"},
+		{name: "reverse a commit's pending entry", path: entryOp(f.committed, "reverse"), status: 409, slug: "not-reversible"},
+		{name: "reverse into an overdraft", path: entryOp(f.award, "reverse"), status: 422, slug: "insufficient-funds"},
+		{name: "commit an unknown entry", path: entryOp("0193a0a0-0000-7000-8000-000000000000", "commit"), status: 404, slug: "entry-not-found"},
+		{name: "close an account with a balance", path: "/v1/ledger/accounts/close", body: `{"code":"program/p/fund"}`, status: 409, slug: "account-not-empty"},
+		{name: "close an account with a hold", path: "/v1/ledger/accounts/close", body: `{"code":"participant/h/wallet"}`, status: 409, slug: "account-not-empty"},
+		{name: "close a closed account", path: "/v1/ledger/accounts/close", body: `{"code":"closed/wallet"}`, status: 409, slug: "account-closed"},
+		{name: "close an unknown account", path: "/v1/ledger/accounts/close", body: `{"code":"nope/nope"}`, status: 404, slug: "account-not-found"},
+		{name: "open an account again as another type", path: "/v1/ledger/accounts", body: `{"code":"program/p/fund","type":"asset","currency":"USD","no_overdraft":true}`, status: 409, slug: "account-exists"},
+		{name: "open an account with an unknown currency", path: "/v1/ledger/accounts", body: `{"code":"a/b","type":"asset","currency":"ABC"}`, status: 422, slug: "unknown-currency"},
+		{name: "open an account with a bad type", path: "/v1/ledger/accounts", body: `{"code":"a/b","type":"cash","currency":"USD"}`, status: 422, slug: "validation-failed"},
+	}
+	runHTTPBadCases(t, b, cases)
+
+	// The same key with the same content replays the original entry and writes nothing.
+	before := b.apiSnapshot(t)
+	r := b.do(t, "GET", "/v1/ledger/entries/"+f.award, "")
+	require.Equal(t, 200, r.status, r.raw)
+	for _, body := range []string{
+		entryJSON("award-1", "program/q/fund", "participant/x/wallet", "30.00"),
+		entryJSON("award-1", "program/q/fund", "participant/x/wallet", "30.0"),
+		entryJSON("award-1", "program/q/fund", "participant/x/wallet", "30"),
+	} {
+		r := b.do(t, "POST", entries, body)
+		require.Equal(t, http.StatusOK, r.status, r.raw)
+		require.Equal(t, f.award, r.body["id"])
+		require.Equal(t, true, r.body["replayed"])
+	}
+	r = b.do(t, "POST", entryOp(f.committed, "commit"), "", "Idempotency-Key", "commit-c")
+	require.Equal(t, http.StatusOK, r.status, r.raw)
+	require.Equal(t, f.commitEntry, r.body["id"])
+	require.Equal(t, before, b.apiSnapshot(t), "replays must write nothing")
+}
