@@ -21,6 +21,12 @@ import (
 // worker posts that batch's entries one at a time, so each caller gets its own answer and no
 // entry fails because of another. Requests sharing an idempotency key never share a batch:
 // the second waits for the next one and finds the first committed.
+//
+// Batches that share an account are not sent to the database at the same time. The second
+// would only wait there for the first one's row locks, with half the entries it could have
+// carried; instead its worker keeps collecting requests until the account is free, so a hot
+// account is moved by one large batch at a time while batches on disjoint accounts run in
+// parallel on other connections.
 type batcher struct {
 	l        *Ledger
 	maxBatch int
@@ -30,6 +36,10 @@ type batcher struct {
 	once     sync.Once
 	mu       sync.RWMutex
 	closed   bool
+
+	flight   sync.Mutex
+	busy     map[string]int // accounts of the batches in flight, counted per batch
+	released chan struct{}  // closed (and replaced) whenever a batch in flight ends
 }
 
 type request struct {
@@ -39,7 +49,8 @@ type request struct {
 }
 
 func newBatcher(l *Ledger, maxBatch, workers int) *batcher {
-	b := &batcher{l: l, maxBatch: maxBatch, reqs: make(chan *request, maxBatch*workers), stop: make(chan struct{})}
+	b := &batcher{l: l, maxBatch: maxBatch, reqs: make(chan *request, maxBatch*workers), stop: make(chan struct{}),
+		busy: map[string]int{}, released: make(chan struct{})}
 	for range workers {
 		b.wg.Add(1)
 		go b.work()
@@ -127,10 +138,75 @@ func (b *batcher) work() {
 				break fill
 			}
 		}
-		if len(batch) > 0 {
-			b.run(batch)
+		if len(batch) == 0 {
+			continue
+		}
+		// Wait, still collecting, until no batch in flight shares an account with this one.
+		for {
+			wait, free := b.claim(batch)
+			if free {
+				break
+			}
+			if len(batch) >= b.maxBatch {
+				<-wait
+				continue
+			}
+			select {
+			case <-wait:
+			case r := <-b.reqs:
+				if !add(r) {
+					carry = append(carry, r)
+				}
+			}
+		}
+		b.run(batch)
+		b.release(batch)
+	}
+}
+
+// claim marks batch's accounts busy and reports true if none was; otherwise it returns a
+// channel that is closed when some batch in flight ends.
+func (b *batcher) claim(batch []*request) (<-chan struct{}, bool) {
+	b.flight.Lock()
+	defer b.flight.Unlock()
+	for _, r := range batch {
+		for _, ln := range r.p.lines {
+			if b.busy[ln.Account] > 0 {
+				return b.released, false
+			}
 		}
 	}
+	for _, acct := range batchAccounts(batch) {
+		b.busy[acct]++
+	}
+	return nil, true
+}
+
+func (b *batcher) release(batch []*request) {
+	b.flight.Lock()
+	defer b.flight.Unlock()
+	for _, acct := range batchAccounts(batch) {
+		if b.busy[acct]--; b.busy[acct] <= 0 {
+			delete(b.busy, acct)
+		}
+	}
+	close(b.released)
+	b.released = make(chan struct{})
+}
+
+// batchAccounts lists each account of the batch once.
+func batchAccounts(batch []*request) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range batch {
+		for _, ln := range r.p.lines {
+			if !seen[ln.Account] {
+				seen[ln.Account] = true
+				out = append(out, ln.Account)
+			}
+		}
+	}
+	return out
 }
 
 // drain answers what is left at shutdown: queued requests are posted, not dropped.

@@ -47,7 +47,10 @@ type Config struct {
 	// MaxBatch is the most entries Post and PostPending coalesce into one transaction
 	// (default 128). Set it to 1 to post every entry in a transaction of its own.
 	MaxBatch int
-	// Workers is how many coalesced transactions may be in flight at once (default 4).
+	// Workers is how many coalesced transactions may be in flight at once (default 2).
+	// Batches that share an account never run at the same time, so more workers help only
+	// when traffic spreads over many accounts and the database has cores to spare: on a
+	// 2-core machine, 2 workers posted the most (make bench, BENCH_WORKERS=1..4).
 	Workers int
 }
 
@@ -72,7 +75,7 @@ func New(pool *pgxpool.Pool, cfg *Config) *Ledger {
 		maxBatch = 128
 	}
 	if workers <= 0 {
-		workers = 4
+		workers = 2
 	}
 	l.batcher = newBatcher(l, maxBatch, workers)
 	return l

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Ledger performance benchmarks next to PostgreSQL's own pgbench, on the same cluster and in
+# the same run, so each figure can be read as a ratio to what the machine does for a
+# TPC-B-like workload. `make bench` runs this under pgrun (a private cluster with fsync on),
+# which sets DATABASE_URL, PGHOST, PGPORT, PGUSER and PGBENCH; with DATABASE_URL already set
+# it runs against that server instead (the pgbench database is created and dropped there).
+#
+# Steps: pgbench -i -s 16 into a database of its own, pgbench (16 clients, 10 s), the Go
+# benchmarks of ./ledger, pgbench again (the machine is noisy: both tps figures are shown and
+# the ratios use their mean), then a summary table against the targets.
+#
+# Environment knobs:
+#   BENCHTIME     go test -benchtime (default 10s)
+#   BENCH         go test -bench pattern (default .)
+#   PGBENCH_TIME  seconds per pgbench run (default 10)
+#   BENCH_STRICT  1: exit 1 when a figure misses its target (default: report only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BENCHTIME=${BENCHTIME:-10s}
+BENCH=${BENCH:-.}
+PGBENCH_TIME=${PGBENCH_TIME:-10}
+PGBENCH_CLIENTS=16
+PGBENCH_SCALE=16
+BENCH_DB=pgbench
+
+started=$SECONDS
+log() { printf '[bench %4ds] %s\n' "$((SECONDS - started))" "$*"; }
+die() { log "error: $*" >&2; exit 1; }
+
+[[ -n ${DATABASE_URL:-} ]] || die "DATABASE_URL is not set: run \`make bench\`, which starts a private PostgreSQL"
+
+# --- PostgreSQL client programs -------------------------------------------------------------
+find_pg_program() { # NAME: $PGBENCH's directory, then PATH, then the newest /usr/lib/postgresql
+	local name=$1 p
+	if [[ -n ${PGBENCH:-} && -x $(dirname "$PGBENCH")/$name ]]; then
+		echo "$(dirname "$PGBENCH")/$name"
+		return
+	fi
+	if p=$(command -v "$name" 2>/dev/null); then
+		echo "$p"
+		return
+	fi
+	p=$(ls -d /usr/lib/postgresql/*/bin/"$name" 2>/dev/null | sort -t/ -k5,5n | tail -n1)
+	[[ -n $p ]] && echo "$p"
+}
+pgbench=${PGBENCH:-}
+[[ -n $pgbench && -x $pgbench ]] || pgbench=$(find_pg_program pgbench) ||
+	die "pgbench not found: install the PostgreSQL client programs (apt-get install postgresql-contrib or postgresql)"
+psql=$(find_pg_program psql) || die "psql not found"
+
+# The pgbench database sits beside DATABASE_URL's: same server, same credentials.
+case $DATABASE_URL in
+postgres://* | postgresql://*) ;;
+*) die "DATABASE_URL must be a postgres:// URL" ;;
+esac
+url_base=${DATABASE_URL%%\?*}
+url_query=""
+[[ $DATABASE_URL == *\?* ]] && url_query="?${DATABASE_URL#*\?}"
+url_server=$url_base
+rest=${url_base#*://}
+[[ $rest == */* ]] && url_server=${url_base%/"${rest#*/}"}
+url_server=${url_server%/}
+PGBENCH_URL="$url_server/$BENCH_DB$url_query"
+
+sql() { PGOPTIONS="-c client_min_messages=warning" "$psql" "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -At -c "$1"; }
+
+tmp=$(mktemp -d)
+cleanup() {
+	sql "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
+log "server: $(sql 'SHOW server_version'), fsync=$(sql 'SHOW fsync'), synchronous_commit=$(sql 'SHOW synchronous_commit'), shared_buffers=$(sql 'SHOW shared_buffers'); $(nproc) CPUs, load average $(loadavg)"
+[[ $(sql 'SHOW fsync') == on ]] || log "warning: fsync is off, commits are not durable and the figures mean little"
+
+# --- pgbench ----------------------------------------------------------------------------------
+log "pgbench: creating database $BENCH_DB, pgbench -i -s $PGBENCH_SCALE"
+sql "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)"
+sql "CREATE DATABASE $BENCH_DB"
+"$pgbench" -i -s "$PGBENCH_SCALE" -q "$PGBENCH_URL" >"$tmp/pgbench-init.log" 2>&1 ||
+	{ cat "$tmp/pgbench-init.log" >&2; die "pgbench -i failed"; }
+
+run_pgbench() { # LABEL: prints the tps
+	local label=$1 out tps lat
+	log "pgbench ($label): $PGBENCH_CLIENTS clients, ${PGBENCH_TIME}s, built-in TPC-B-like script" >&2
+	out=$("$pgbench" -c "$PGBENCH_CLIENTS" -j 2 -T "$PGBENCH_TIME" -n "$PGBENCH_URL" 2>&1) ||
+		{ echo "$out" >&2; die "pgbench failed"; }
+	echo "$out" >"$tmp/pgbench-$label.log"
+	tps=$(awk '/^tps = / { print $3; exit }' <<<"$out")
+	lat=$(awk '/^latency average = / { print $4; exit }' <<<"$out")
+	[[ -n $tps ]] || { echo "$out" >&2; die "could not read tps from pgbench"; }
+	log "pgbench ($label): $tps tps, latency average $lat ms" >&2
+	echo "$tps"
+}
+tps1=$(run_pgbench before)
+export PGBENCH_TPS=$tps1
+
+# --- Go benchmarks ----------------------------------------------------------------------------
+log "go benchmarks: -bench '$BENCH' -benchtime $BENCHTIME (set-up lines start with 'bench:'; several minutes)"
+go_status=0
+go test -run '^$' -bench "$BENCH" -benchtime "$BENCHTIME" -timeout 30m ./ledger/ 2>&1 | tee "$tmp/go.log" || go_status=$?
+[[ $go_status == 0 ]] || log "go test failed (status $go_status); the summary shows what finished"
+
+tps2=$(run_pgbench after)
+
+# --- Summary ----------------------------------------------------------------------------------
+# Benchmark lines: NAME-PROCS  N  VALUE UNIT  VALUE UNIT ...  ->  "name unit value" rows.
+awk '/^Benchmark/ { name = $1; sub(/-[0-9]+$/, "", name); for (i = 3; i < NF; i += 2) print name, $(i+1), $i }' \
+	"$tmp/go.log" >"$tmp/metrics"
+
+log "done in $((SECONDS - started))s; load average $(loadavg) (other work on the machine skews every figure)"
+echo
+awk -v tps1="$tps1" -v tps2="$tps2" -v strict="${BENCH_STRICT:-0}" '
+	{ m[$1, $2] = $3 }
+	function has(name, unit) { return ((name, unit) in m) }
+	function get(name, unit) { return has(name, unit) ? m[name, unit] + 0 : 0 }
+	function row(fig, measured, target, ratio, result) {
+		printf "%-32s %-30s %-32s %-10s %s\n", fig, measured, target, ratio, result
+	}
+	function verdict(ok) { if (!ok) misses++; return ok ? "PASS" : "MISS" }
+	# A throughput figure: rate, latency line, ratio to pgbench.
+	function rate_row(fig, name, target, ok_extra, extra_note,    r, ok) {
+		if (!has(name, "entries/s")) { row(fig, "n/a (not run)", target, "-", "n/a"); return }
+		r = get(name, "entries/s")
+		row(fig, sprintf("%.0f entries/s%s", r, extra_note), target, sprintf("%.3fx", r / tps), verdict(ok_extra))
+		row("    latency p50 / p99", sprintf("%.1f / %.1f ms", get(name, "p50-ms"), get(name, "p99-ms")), "", "", "")
+	}
+	function p99_row(fig, name, limit,    p, ok) {
+		if (!has(name, "p99-ms")) { row(fig, "n/a (not run)", sprintf("p99 < %g ms", limit), "-", "n/a"); return }
+		p = get(name, "p99-ms")
+		row(fig, sprintf("p99 %.3f ms (p50 %.3f)", p, get(name, "p50-ms")), sprintf("p99 < %g ms", limit),
+			sprintf("%.3fx", get(name, "lookups/s") / tps), verdict(p < limit))
+		row("    rate (1 client)", sprintf("%.0f lookups/s", get(name, "lookups/s")), "", "", "")
+	}
+	END {
+		tps = (tps1 + tps2) / 2
+		a = "BenchmarkPostRandomPairs/clients=16"; b = "BenchmarkPostHotAccount/clients=16"
+		c = "BenchmarkPostBatch/size=1000"; d = "BenchmarkBalance/"
+		ra = get(a, "entries/s"); rb = get(b, "entries/s"); rc = get(c, "entries/s")
+		printf "Summary (pgbench tps: %.1f before, %.1f after, mean %.1f; ratios use the mean)\n\n", tps1, tps2, tps
+		row("figure", "measured", "target", "x pgbench", "result")
+		row("------", "--------", "------", "---------", "------")
+		rate_row("(a) random pairs, 16 clients", a, ">= 2000/s and >= 0.75x pgbench",
+			ra >= 2000 && ra >= 0.75 * tps, "")
+		rate_row("(b) hot account, 16 clients", b, ">= 1000/s and >= 0.5x (a)",
+			rb >= 1000 && ra > 0 && rb >= 0.5 * ra, ra > 0 ? sprintf(" (%.2fx a)", rb / ra) : "")
+		rate_row("(c) PostBatch, 1000 per call", c, ">= 20000/s", rc >= 20000, "")
+		p99_row("(d) balance, current", d "current", 1)
+		p99_row("(d) balance, as of seq", d "as_of_seq", 20)
+		p99_row("(d) balance, as of time", d "as_of_time", 20)
+		printf "\n%d figure(s) missed their target.\n", misses
+		exit (strict == 1 && misses > 0) ? 3 : 0
+	}
+' "$tmp/metrics" || { [[ $? == 3 ]] && exit 1; }
+exit "$go_status"
