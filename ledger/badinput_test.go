@@ -511,6 +511,7 @@ func TestSQLAttacks(t *testing.T) {
 
 	const appendOnly = "ledger_append_only"
 	const immutable = "ledger_accounts_immutable"
+	missingEntry := uuid.New()
 	attacks := []sqlAttack{
 		// history is append-only
 		{name: "update entry description", sql: `UPDATE ledger_entries SET description = 'tampered'`, constraint: appendOnly},
@@ -587,6 +588,10 @@ func TestSQLAttacks(t *testing.T) {
 			usd("program/h/fund", P, "debit", "60.01"), usd("participant/h/wallet", P, "credit", "60.01")),
 		forgedAttack("forged commit that keeps the hold", "ledger_entry_mirror", "commit", &f.holdH, "0",
 			usd("program/h/fund", P, "debit", "30.00"), usd("participant/h/wallet", P, "credit", "30.00")),
+		forgedAttack("forged void of an entry that does not exist", "ledger_entry_target", "void", &missingEntry, "0",
+			usd("program/h/fund", R, "debit", "60.00"), usd("participant/h/wallet", R, "credit", "60.00")),
+		forgedAttack("forged reversal of an entry that does not exist", "ledger_entry_target", "reversal", &missingEntry, "0",
+			usd("program/q/fund", P, "debit", "3.00"), usd("org/cash/stripe", P, "credit", "3.00")),
 		forgedAttack("forged second reversal", "ledger_entries_reverses_once", "reversal", &f.fix, "0",
 			usd("program/q/fund", P, "debit", "3.00"), usd("org/cash/stripe", P, "credit", "3.00")),
 		forgedAttack("forged reversal that does not mirror", "ledger_entry_mirror", "reversal", &f.donor, "0",

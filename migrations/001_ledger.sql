@@ -82,7 +82,10 @@ CREATE TABLE ledger_entries (
     posted_at       timestamptz NOT NULL,
     metadata        jsonb NOT NULL DEFAULT '{}',
     -- For commit and void: the pending entry resolved. For reversal: the entry reversed.
-    target_id       uuid REFERENCES ledger_entries (id),
+    -- Checked by ledger_postings_apply (the target exists and has the right kind) rather than
+    -- by a foreign key, whose trigger would fire once per inserted entry; entries are never
+    -- deleted, so the target stays.
+    target_id       uuid,
     posting_count   integer NOT NULL,
     -- The inserting transaction, so a sealer can tell which sequence numbers are final.
     xid             xid8 NOT NULL DEFAULT pg_current_xact_id(),
@@ -376,7 +379,8 @@ BEGIN
                 SELECT e.id, e.kind, e.target_id, t.kind AS target_kind
                   FROM (SELECT DISTINCT entry_id FROM new_postings) n
                  CROSS JOIN LATERAL (SELECT * FROM ledger_entries e WHERE e.id = n.entry_id OFFSET 0) e
-                 CROSS JOIN LATERAL (SELECT * FROM ledger_entries t WHERE t.id = e.target_id OFFSET 0) t
+                  LEFT JOIN LATERAL (SELECT * FROM ledger_entries t WHERE t.id = e.target_id OFFSET 0) t ON true
+                 WHERE e.target_id IS NOT NULL
             ), mine AS (
                 SELECT r.id, p.account_id, p.side, p.phase, sum(p.amount) AS amount
                   FROM resolving r JOIN new_postings p ON p.entry_id = r.id
@@ -391,7 +395,8 @@ BEGIN
                  GROUP BY r.id, p.account_id, p.side, p.phase, r.kind
             )
             SELECT r.id, r.kind, r.target_kind, NULL::text AS problem FROM resolving r
-             WHERE (r.kind IN ('commit', 'void') AND r.target_kind <> 'pending')
+             WHERE r.target_kind IS NULL
+                OR (r.kind IN ('commit', 'void') AND r.target_kind <> 'pending')
                 OR (r.kind = 'reversal' AND r.target_kind NOT IN ('standard', 'commit'))
             UNION ALL
             SELECT r.id, r.kind, r.target_kind, 'release' FROM resolving r
@@ -423,7 +428,7 @@ BEGIN
         ) x LIMIT 1;
         IF FOUND THEN
             IF bad.problem IS NULL THEN
-                RAISE EXCEPTION 'entry %: a % cannot target a % entry', bad.id, bad.kind, bad.target_kind
+                RAISE EXCEPTION 'entry %: a % cannot target a % entry', bad.id, bad.kind, coalesce(bad.target_kind, 'missing')
                     USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entry_target';
             END IF;
             RAISE EXCEPTION 'entry %: % postings do not mirror the target entry', bad.id, bad.kind
