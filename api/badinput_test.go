@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,14 +46,7 @@ func (b *testBundle) doReader(t *testing.T, method, path string, body io.Reader,
 	req, err := http.NewRequest(method, b.srv.URL+path, io.MultiReader(body)) // MultiReader hides the length
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", contentType)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	_ = json.Unmarshal(raw, &r.body)
-	return r
+	return send(t, req)
 }
 
 // httpFixture mirrors the ledger package's bad-input fixture, built through HTTP.

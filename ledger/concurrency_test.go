@@ -131,11 +131,7 @@ func TestConcurrentOverdraft(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
 			b, ctx := concurrentSetup(t, workers+2)
-			l := b.ledger
-			if m.name == "PostUnbatched" {
-				l = ledger.New(b.pool, &ledger.Config{MaxBatch: 1, Workers: 8})
-				t.Cleanup(l.Close)
-			}
+			l := modeLedger(t, b, m.name)
 			b.createAccounts(t,
 				ledger.NewAccount{Code: "org/cash/stripe", Type: ledger.Asset, Currency: "USD"},
 				ledger.NewAccount{Code: "program/p/fund", Type: ledger.Equity, Currency: "USD", NoOverdraft: true})
@@ -585,11 +581,7 @@ func TestConcurrentNoDeadlock(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
 			b, ctx := concurrentSetup(t, workers+2)
-			l := b.ledger
-			if m.name == "PostUnbatched" {
-				l = ledger.New(b.pool, &ledger.Config{MaxBatch: 1, Workers: 8})
-				t.Cleanup(l.Close)
-			}
+			l := modeLedger(t, b, m.name)
 			// Reverse creation order for two accounts so that ids and codes disagree.
 			for _, code := range []string{"pool/d", "pool/b", "pool/a", "pool/c"} {
 				b.createAccounts(t, ledger.NewAccount{Code: code, Type: ledger.Asset, Currency: "USD"})
@@ -715,4 +707,16 @@ func TestConcurrentCloseAndPost(t *testing.T) {
 	require.Equal(t, rounds, closed+posted)
 	require.Equal(t, posted, b.countSQL(t, `SELECT count(*) FROM ledger_entries WHERE idempotency_key LIKE 'deposit-%'`))
 	b.requireSound(t)
+}
+
+// modeLedger is the bundle's ledger, or for the PostUnbatched mode one that posts every entry
+// in a transaction of its own.
+func modeLedger(t *testing.T, b *testBundle, mode string) *ledger.Ledger {
+	t.Helper()
+	if mode != "PostUnbatched" {
+		return b.ledger
+	}
+	l := ledger.New(b.pool, &ledger.Config{MaxBatch: 1, Workers: 8})
+	t.Cleanup(l.Close)
+	return l
 }

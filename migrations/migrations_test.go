@@ -2,11 +2,9 @@ package migrations_test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -22,38 +20,11 @@ import (
 	"github.com/tandemledger/tandem/migrations"
 )
 
-// emptyDB creates a database with nothing in it (not dbtest's migrated template) and drops it
-// when the test ends.
+// emptyDB is a database with nothing in it (not dbtest's migrated template), dropped when the
+// test ends.
 func emptyDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	ctx := context.Background()
-	base := dbtest.URL(t)
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	name := "mig_" + hex.EncodeToString(b)
-	admin, err := pgx.Connect(ctx, base)
-	require.NoError(t, err)
-	defer admin.Close(ctx)
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
-	require.NoError(t, err)
-	u, err := url.Parse(base)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	pool, err := pgxpool.New(ctx, u.String())
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		pool.Close()
-		conn, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Logf("drop %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("drop %s: %v", name, err)
-		}
-	})
-	return pool
+	return dbtest.New(t, dbtest.Options{Empty: true})
 }
 
 // schema describes every object in the public schema, to compare a database before and after.

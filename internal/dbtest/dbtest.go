@@ -30,6 +30,7 @@ import (
 // Options tune a test database.
 type Options struct {
 	MaxConns int32 // pool size (default 8)
+	Empty    bool  // an empty database, without the migrations (to test the migrations)
 }
 
 var (
@@ -61,9 +62,17 @@ func NewWithURL(t testing.TB, opts ...Options) (*pgxpool.Pool, string) {
 	t.Helper()
 	base := URL(t)
 	ctx := context.Background()
-	templateOnce.Do(func() { templateName, templateErr = buildTemplate(ctx, base) })
-	if templateErr != nil {
-		t.Fatalf("dbtest: build template database: %v", templateErr)
+	var opt Options
+	if len(opts) > 0 {
+		opt = opts[0]
+	}
+	template := "template0"
+	if !opt.Empty {
+		templateOnce.Do(func() { templateName, templateErr = buildTemplate(ctx, base) })
+		if templateErr != nil {
+			t.Fatalf("dbtest: build template database: %v", templateErr)
+		}
+		template = templateName
 	}
 	name := "t_" + randomHex(8)
 	admin, err := pgx.Connect(ctx, base)
@@ -72,7 +81,7 @@ func NewWithURL(t testing.TB, opts ...Options) (*pgxpool.Pool, string) {
 	}
 	defer admin.Close(ctx)
 	for attempt := 0; ; attempt++ {
-		_, err = admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, templateName))
+		_, err = admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, template))
 		var pgErr *pgconn.PgError
 		// 55006: another session is copying or connected to the template; it passes.
 		if err != nil && errors.As(err, &pgErr) && pgErr.Code == "55006" && attempt < 50 {
@@ -90,8 +99,8 @@ func NewWithURL(t testing.TB, opts ...Options) (*pgxpool.Pool, string) {
 		t.Fatalf("dbtest: parse url: %v", err)
 	}
 	cfg.MaxConns = 8
-	if len(opts) > 0 && opts[0].MaxConns > 0 {
-		cfg.MaxConns = opts[0].MaxConns
+	if opt.MaxConns > 0 {
+		cfg.MaxConns = opt.MaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
