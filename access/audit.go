@@ -1,0 +1,124 @@
+package access
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Event is one line of the audit trail.
+type Event struct {
+	Actor     Principal
+	Action    string // e.g. "ledger.entry.post"
+	Record    string // what it acted on, e.g. "entry:<id>", "account:<code>"
+	Denied    bool   // a refused attempt rather than a change
+	Before    any    // the record before, where there was one
+	After     any    // the record after
+	Detail    string
+	RequestID string
+}
+
+// Apply runs fn in one transaction on pool together with the audit line it returns, so that
+// a change and its trail line commit together or not at all. fn returns an Event without
+// Action when it changed nothing (an idempotent replay), and nothing is recorded. actor and
+// requestID fill in the Event.
+func Apply(ctx context.Context, pool *pgxpool.Pool, actor Principal, requestID string, fn func(tx pgx.Tx) (Event, error)) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		ev, err := fn(tx)
+		if err != nil || ev.Action == "" {
+			return err
+		}
+		ev.Actor, ev.RequestID = actor, requestID
+		return Record(ctx, tx, ev)
+	})
+}
+
+// Record appends ev to the audit trail on db — the transaction that makes the change, so
+// that a change and its trail line commit or roll back together.
+func Record(ctx context.Context, db DBTX, ev Event) error {
+	before, err := jsonOrNil(ev.Before)
+	if err != nil {
+		return fmt.Errorf("audit %s: encode before: %w", ev.Action, err)
+	}
+	after, err := jsonOrNil(ev.After)
+	if err != nil {
+		return fmt.Errorf("audit %s: encode after: %w", ev.Action, err)
+	}
+	outcome := "ok"
+	if ev.Denied {
+		outcome = "denied"
+	}
+	var tokenID *string
+	if ev.Actor.TokenID != "" {
+		tokenID = &ev.Actor.TokenID
+	}
+	_, err = db.Exec(ctx, `INSERT INTO audit_log (actor, token_id, role, person_id, action, record, outcome, before, after, detail, request_id)
+		VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, $9, $10, $11)`,
+		ev.Actor.Name, tokenID, string(ev.Actor.Role), ev.Actor.PersonID, ev.Action, ev.Record, outcome,
+		before, after, ev.Detail, ev.RequestID)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", ev.Action, err)
+	}
+	return nil
+}
+
+func jsonOrNil(v any) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	return json.Marshal(v)
+}
+
+// AuditLine is a stored audit event.
+type AuditLine struct {
+	ID        int64           `json:"id"`
+	At        time.Time       `json:"at"`
+	Actor     string          `json:"actor"`
+	TokenID   string          `json:"token_id,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	PersonID  string          `json:"person_id,omitempty"`
+	Action    string          `json:"action"`
+	Record    string          `json:"record"`
+	Outcome   string          `json:"outcome"`
+	Before    json.RawMessage `json:"before,omitempty"`
+	After     json.RawMessage `json:"after,omitempty"`
+	Detail    string          `json:"detail,omitempty"`
+	RequestID string          `json:"request_id,omitempty"`
+}
+
+// AuditFilter pages through the trail: lines with id > AfterID, oldest first.
+type AuditFilter struct {
+	AfterID int64
+	Record  string // only lines about this record
+	Limit   int    // default 100, at most 1000
+}
+
+// Audit lists the trail.
+func (s *Store) Audit(ctx context.Context, f AuditFilter) ([]AuditLine, error) {
+	switch {
+	case f.Limit <= 0:
+		f.Limit = 100
+	case f.Limit > 1000:
+		f.Limit = 1000
+	}
+	rows, err := s.db.Query(ctx, `SELECT id, at, actor, coalesce(token_id::text, ''), coalesce(role, ''),
+			coalesce(person_id, ''), action, record, outcome, before, after, detail, request_id
+		  FROM audit_log WHERE id > $1 AND ($2 = '' OR record = $2) ORDER BY id LIMIT $3`, f.AfterID, f.Record, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditLine, error) {
+		var l AuditLine
+		err := r.Scan(&l.ID, &l.At, &l.Actor, &l.TokenID, &l.Role, &l.PersonID, &l.Action, &l.Record, &l.Outcome,
+			&l.Before, &l.After, &l.Detail, &l.RequestID)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return out, nil
+}
