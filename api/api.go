@@ -1,5 +1,9 @@
 // Package api serves Tandem's HTTP interface: JSON under /v1 with RFC 9457 problem documents
-// for errors, and /healthz.
+// for errors, /healthz, and the pages (sign-in so far).
+//
+// Every /v1 request carries a bearer token; each route names the access.Action it takes and
+// access.Authorize decides, in one place. Writes record themselves in the audit trail in the
+// same transaction as the change.
 //
 // Handlers decode, call the domain packages and encode; the rules live in the domain
 // packages, so the CLI and HTTP refuse the same bad input with the same errors.
@@ -22,7 +26,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/time/rate"
 
+	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/ledger"
 )
 
@@ -35,26 +42,45 @@ type HealthFunc func(ctx context.Context) (detail any, err error)
 
 // Config wires a Server.
 type Config struct {
+	Pool   *pgxpool.Pool // the database: writes and their audit lines share a transaction
 	Ledger *ledger.Ledger
+	Access *access.Store
 	Logger *slog.Logger
 	// Health checks, by name (e.g. "database", "river"), shown by /healthz.
 	Health map[string]HealthFunc
+	// WriteRate and WriteBurst bound each token's write requests (defaults 20/s, burst 40);
+	// rate.Inf turns the limit off.
+	WriteRate  rate.Limit
+	WriteBurst int
 }
 
 // Server is Tandem's HTTP handler.
 type Server struct {
+	pool   *pgxpool.Pool
 	ledger *ledger.Ledger
+	access *access.Store
 	logger *slog.Logger
 	health map[string]HealthFunc
 	mux    *http.ServeMux
+	table  []route
+	limits *limiter
 }
 
 // New builds the handler with every route.
 func New(cfg Config) *Server {
-	s := &Server{ledger: cfg.Ledger, logger: cfg.Logger, health: cfg.Health, mux: http.NewServeMux()}
+	s := &Server{pool: cfg.Pool, ledger: cfg.Ledger, access: cfg.Access, logger: cfg.Logger, health: cfg.Health,
+		mux: http.NewServeMux()}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
+	every, burst := cfg.WriteRate, cfg.WriteBurst
+	if every == 0 {
+		every = 20
+	}
+	if burst <= 0 {
+		burst = 40
+	}
+	s.limits = newLimiter(every, burst)
 	s.routes()
 	return s
 }
@@ -62,23 +88,30 @@ func New(cfg Config) *Server {
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 
-	s.mux.HandleFunc("POST /v1/ledger/accounts", s.createAccount)
-	s.mux.HandleFunc("GET /v1/ledger/accounts", s.listAccounts)
-	s.mux.HandleFunc("GET /v1/ledger/accounts/{code...}", s.getAccount)
-	s.mux.HandleFunc("POST /v1/ledger/accounts/close", s.closeAccount)
-	s.mux.HandleFunc("GET /v1/ledger/balances/{code...}", s.getBalance)
-	s.mux.HandleFunc("GET /v1/ledger/statements/{code...}", s.getStatement)
+	s.mux.HandleFunc("GET /{$}", s.home)
+	s.mux.HandleFunc("GET /sign-in", s.signInForm)
+	s.mux.HandleFunc("POST /sign-in", s.signIn)
+	s.mux.HandleFunc("POST /sign-out", s.signOut)
 
-	s.mux.HandleFunc("POST /v1/ledger/entries", s.postEntry(ledger.KindStandard))
-	s.mux.HandleFunc("POST /v1/ledger/pending-entries", s.postEntry(ledger.KindPending))
-	s.mux.HandleFunc("POST /v1/ledger/batches", s.postBatch)
-	s.mux.HandleFunc("GET /v1/ledger/entries", s.listEntries)
-	s.mux.HandleFunc("GET /v1/ledger/entries/{id}", s.getEntry)
-	s.mux.HandleFunc("POST /v1/ledger/entries/{id}/commit", s.resolve(ledger.KindCommit))
-	s.mux.HandleFunc("POST /v1/ledger/entries/{id}/void", s.resolve(ledger.KindVoid))
-	s.mux.HandleFunc("POST /v1/ledger/entries/{id}/reverse", s.resolve(ledger.KindReversal))
-	s.mux.HandleFunc("GET /v1/ledger/trial-balance", s.trialBalance)
-	s.mux.HandleFunc("GET /v1/ledger/check", s.check)
+	s.handle("POST /v1/ledger/accounts", access.LedgerAccountCreate, noResource, s.createAccount)
+	s.handle("GET /v1/ledger/accounts", access.LedgerAccountList, noResource, s.listAccounts)
+	s.handle("GET /v1/ledger/accounts/{code...}", access.LedgerAccountRead, accountInPath, s.getAccount)
+	s.handle("POST /v1/ledger/accounts/close", access.LedgerAccountClose, noResource, s.closeAccount)
+	s.handle("GET /v1/ledger/balances/{code...}", access.LedgerBalanceRead, accountInPath, s.getBalance)
+	s.handle("GET /v1/ledger/statements/{code...}", access.LedgerStatementRead, accountInPath, s.getStatement)
+
+	s.handle("POST /v1/ledger/entries", access.LedgerEntryPost, noResource, s.postEntry(ledger.KindStandard))
+	s.handle("POST /v1/ledger/pending-entries", access.LedgerEntryHold, noResource, s.postEntry(ledger.KindPending))
+	s.handle("POST /v1/ledger/batches", access.LedgerBatchPost, noResource, s.postBatch)
+	s.handle("GET /v1/ledger/entries", access.LedgerEntryList, noResource, s.listEntries)
+	s.handle("GET /v1/ledger/entries/{id}", access.LedgerEntryRead, noResource, s.getEntry)
+	s.handle("POST /v1/ledger/entries/{id}/commit", access.LedgerEntryCommit, noResource, s.resolve(ledger.KindCommit))
+	s.handle("POST /v1/ledger/entries/{id}/void", access.LedgerEntryVoid, noResource, s.resolve(ledger.KindVoid))
+	s.handle("POST /v1/ledger/entries/{id}/reverse", access.LedgerEntryReverse, noResource, s.resolve(ledger.KindReversal))
+	s.handle("GET /v1/ledger/trial-balance", access.LedgerTrialBalance, noResource, s.trialBalance)
+	s.handle("GET /v1/ledger/check", access.LedgerCheck, noResource, s.check)
+
+	s.handle("GET /v1/audit", access.AuditRead, noResource, s.audit)
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, fmt.Errorf("%w: no route for %s %s", errNotFound, r.Method, r.URL.Path))
@@ -98,6 +131,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", id)
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	s.serve(rec, r, id, start)
+}
+
+func (s *Server) serve(rec *statusRecorder, r *http.Request, id string, start time.Time) {
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -109,6 +146,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.logger.InfoContext(r.Context(), "http", "request_id", id, "method", r.Method, "path", r.URL.Path,
 			"status", rec.status, "duration_ms", time.Since(start).Milliseconds())
 	}()
+	// Every /v1 request is authenticated before routing; provider webhooks will verify
+	// signatures instead.
+	if strings.HasPrefix(r.URL.Path, "/v1/") {
+		p, err := s.authenticate(r)
+		if err != nil {
+			rec.Header().Set("WWW-Authenticate", `Bearer realm="tandem"`)
+			s.writeProblem(rec, r, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+	}
 	s.mux.ServeHTTP(rec, r)
 }
 
@@ -168,6 +216,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// writeList answers one keyset page: the items under key (an empty list, never null) and,
+// when there are any, the cursor of the next page under cursorKey.
+func writeList[T any](w http.ResponseWriter, key string, items []T, cursorKey string, cursor func(T) int64) {
+	out := map[string]any{key: items}
+	if len(items) == 0 {
+		out[key] = []T{}
+	} else {
+		out[cursorKey] = cursor(items[len(items)-1])
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // idempotencyKey merges the Idempotency-Key header with a key in the body: either may be

@@ -13,27 +13,49 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 
+	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/api"
 	"github.com/tandemledger/tandem/internal/dbtest"
 	"github.com/tandemledger/tandem/ledger"
 )
 
 type testBundle struct {
-	srv  *httptest.Server
-	pool *pgxpool.Pool
+	srv    *httptest.Server
+	pool   *pgxpool.Pool
+	access *access.Store
+	token  string // an admin token, sent by do unless a request sets Authorization
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t *testing.T, cfgs ...api.Config) *testBundle {
 	t.Helper()
 	pool := dbtest.New(t)
 	l := ledger.New(pool, nil)
 	t.Cleanup(l.Close)
-	srv := httptest.NewServer(api.New(api.Config{Ledger: l, Health: map[string]api.HealthFunc{
+	store := access.New(pool)
+	cfg := api.Config{WriteRate: rate.Inf}
+	if len(cfgs) > 0 {
+		cfg = cfgs[0]
+	}
+	cfg.Pool, cfg.Ledger, cfg.Access = pool, l, store
+	cfg.Health = map[string]api.HealthFunc{
 		"database": func(ctx context.Context) (any, error) { return nil, pool.Ping(ctx) },
-	}}))
+	}
+	srv := httptest.NewServer(api.New(cfg))
 	t.Cleanup(srv.Close)
-	return &testBundle{srv: srv, pool: pool}
+	b := &testBundle{srv: srv, pool: pool, access: store}
+	b.token = b.newToken(t, access.Admin, "")
+	return b
+}
+
+// newToken creates a token with role and person and returns its secret.
+func (b *testBundle) newToken(t *testing.T, role access.Role, person string) string {
+	t.Helper()
+	_, secret, err := b.access.CreateToken(context.Background(), access.Principal{Name: "test"},
+		access.NewToken{Name: fmt.Sprintf("%s %s", role, person), Role: role, PersonID: person})
+	require.NoError(t, err)
+	return secret
 }
 
 type response struct {
@@ -52,6 +74,9 @@ func (b *testBundle) do(t *testing.T, method, path, body string, headers ...stri
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
+	}
+	if _, set := req.Header["Authorization"]; !set {
+		req.Header.Set("Authorization", "Bearer "+b.token)
 	}
 	return send(t, req)
 }

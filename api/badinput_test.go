@@ -46,6 +46,7 @@ func (b *testBundle) doReader(t *testing.T, method, path string, body io.Reader,
 	req, err := http.NewRequest(method, b.srv.URL+path, io.MultiReader(body)) // MultiReader hides the length
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Authorization", "Bearer "+b.token)
 	return send(t, req)
 }
 

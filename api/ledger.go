@@ -5,8 +5,16 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/internal/audited"
 	"github.com/tandemledger/tandem/ledger"
 )
+
+// writer is the audited ledger for this request's principal.
+func (s *Server) writer(r *http.Request) audited.Ledger {
+	p, _ := principalFrom(r.Context())
+	return audited.Ledger{L: s.ledger, Pool: s.pool, Actor: p, RequestID: requestID(r.Context())}
+}
 
 func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 	var na ledger.NewAccount
@@ -14,7 +22,7 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	a, created, err := s.ledger.CreateAccount(r.Context(), na)
+	a, created, err := s.writer(r).CreateAccount(r.Context(), na)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -62,7 +70,7 @@ func (s *Server) closeAccount(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	a, err := s.ledger.CloseAccount(r.Context(), body.Code)
+	a, err := s.writer(r).CloseAccount(r.Context(), body.Code)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -118,12 +126,7 @@ func (s *Server) postEntry(kind ledger.Kind) http.HandlerFunc {
 			return
 		}
 		ne.IdempotencyKey = key
-		var e ledger.Entry
-		if kind == ledger.KindPending {
-			e, err = s.ledger.PostPending(r.Context(), ne)
-		} else {
-			e, err = s.ledger.Post(r.Context(), ne)
-		}
+		e, err := s.writer(r).Post(r.Context(), kind, ne)
 		s.writeEntry(w, r, e, err)
 	}
 }
@@ -149,7 +152,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	entries, err := s.ledger.PostBatch(r.Context(), body.Entries)
+	entries, err := s.writer(r).PostBatch(r.Context(), body.Entries)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -175,15 +178,7 @@ func (s *Server) resolve(kind ledger.Kind) http.HandlerFunc {
 			s.writeProblem(w, r, err)
 			return
 		}
-		var e ledger.Entry
-		switch kind {
-		case ledger.KindCommit:
-			e, err = s.ledger.Commit(r.Context(), id, res)
-		case ledger.KindVoid:
-			e, err = s.ledger.Void(r.Context(), id, res)
-		default:
-			e, err = s.ledger.Reverse(r.Context(), id, res)
-		}
+		e, err := s.writer(r).Resolve(r.Context(), kind, id, res)
 		s.writeEntry(w, r, e, err)
 	}
 }
@@ -204,13 +199,7 @@ func (s *Server) listEntries(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	out := map[string]any{"entries": entries}
-	if entries == nil {
-		out["entries"] = []ledger.Entry{}
-	} else {
-		out["next_after_seq"] = entries[len(entries)-1].Seq
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, "entries", entries, "next_after_seq", func(e ledger.Entry) int64 { return e.Seq })
 }
 
 func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) {
@@ -246,4 +235,23 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 		d = []ledger.Discrepancy{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": len(d) == 0, "discrepancies": d})
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
+	after, err := queryInt(r, "after_id")
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	lines, err := s.access.Audit(r.Context(), access.AuditFilter{AfterID: after, Record: r.URL.Query().Get("record"), Limit: int(limit)})
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeList(w, "lines", lines, "next_after_id", func(l access.AuditLine) int64 { return l.ID })
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/ledger"
 )
 
@@ -52,6 +53,13 @@ var problemKinds = []problemKind{
 	{ledger.ErrNotReversible, http.StatusConflict, "not-reversible", "Entry cannot be reversed"},
 	{ledger.ErrImmutable, http.StatusConflict, "immutable", "Ledger records are immutable"},
 	{ledger.ErrClosed, http.StatusServiceUnavailable, "unavailable", "Service shutting down"},
+	{access.ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated", "Authentication required"},
+	{access.ErrForbidden, http.StatusForbidden, "forbidden", "Forbidden"},
+	{access.ErrCSRF, http.StatusForbidden, "csrf", "Missing or wrong CSRF token"},
+	{errRateLimited, http.StatusTooManyRequests, "rate-limited", "Too many requests"},
+	{access.ErrInvalid, http.StatusUnprocessableEntity, "validation-failed", "Validation failed"},
+	{access.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},
+	{access.ErrAlreadyRevoked, http.StatusConflict, "already-revoked", "Token already revoked"},
 	{errMalformed, http.StatusBadRequest, "malformed-request", "Malformed request"},
 	{errTooLarge, http.StatusRequestEntityTooLarge, "request-too-large", "Request too large"},
 	{errMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
@@ -64,6 +72,8 @@ var (
 	errTooLarge  = errors.New("request body too large")
 	errMediaType = errors.New("unsupported media type")
 	errNotFound  = errors.New("not found")
+	// errRateLimited: the token's write budget is spent for now (Retry-After says when).
+	errRateLimited = errors.New("rate limited")
 )
 
 // writeProblem answers with the problem for err. Unknown errors are 500s whose detail is

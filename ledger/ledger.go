@@ -206,16 +206,22 @@ func (l *Ledger) Accounts(ctx context.Context, f AccountFilter) ([]Account, erro
 // CloseAccount closes an account for good: it must have no balance and no holds. A closed
 // account keeps its history and can no longer be posted to.
 func (l *Ledger) CloseAccount(ctx context.Context, code string) (Account, error) {
+	return l.CloseAccountTx(ctx, l.db, code)
+}
+
+// CloseAccountTx is CloseAccount on db (a transaction of the caller's, for example to record
+// the change in the same transaction).
+func (l *Ledger) CloseAccountTx(ctx context.Context, db DBTX, code string) (Account, error) {
 	if err := ValidateCode(code); err != nil {
 		return Account{}, err
 	}
-	a, err := scanAccount(l.db.QueryRow(ctx, `UPDATE ledger_accounts SET closed_at = clock_timestamp()
+	a, err := scanAccount(db.QueryRow(ctx, `UPDATE ledger_accounts SET closed_at = clock_timestamp()
 		WHERE code = $1 AND closed_at IS NULL RETURNING `+accountColumns, code))
 	if err == nil {
 		return a, nil
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		existing, err := l.Account(ctx, code)
+		existing, err := l.accountTx(ctx, db, code)
 		if err != nil {
 			return Account{}, fmt.Errorf("close account: %w", err)
 		}

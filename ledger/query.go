@@ -292,7 +292,7 @@ type TrialBalance struct {
 // TrialBalance reads every account's balance in one snapshot. In a sound ledger each
 // currency's debits equal its credits.
 func (l *Ledger) TrialBalance(ctx context.Context) (TrialBalance, error) {
-	var tb TrialBalance
+	tb := TrialBalance{Lines: []TrialBalanceLine{}, Totals: []CurrencyTotal{}} // empty lists, not null, in JSON
 	err := pgx.BeginTxFunc(ctx, l.db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(last_seq), 0) FROM ledger_accounts`).Scan(&tb.AsOfSeq); err != nil {
 			return err

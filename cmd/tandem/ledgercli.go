@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 
+	"github.com/tandemledger/tandem/internal/audited"
 	"github.com/tandemledger/tandem/ledger"
 )
 
@@ -124,6 +125,8 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	defer pool.Close()
 	l := ledger.New(pool, &ledger.Config{MaxBatch: 1, Workers: 1})
 	defer l.Close()
+	// Changes from the command line are recorded in the audit trail like any other.
+	w := audited.Ledger{L: l, Pool: pool, Actor: cliActor()}
 
 	switch cmd {
 	case "account create":
@@ -131,7 +134,7 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if metadata != "" {
 			na.Metadata = json.RawMessage(metadata)
 		}
-		a, created, err := l.CreateAccount(ctx, na)
+		a, created, err := w.CreateAccount(ctx, na)
 		if err != nil {
 			return err
 		}
@@ -165,7 +168,7 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		return tw.Flush()
 	case "account close":
-		a, err := l.CloseAccount(ctx, pos[0])
+		a, err := w.CloseAccount(ctx, pos[0])
 		if err != nil {
 			return err
 		}
@@ -178,12 +181,11 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if key != "" {
 			ne.IdempotencyKey = key
 		}
-		var e ledger.Entry
-		if cmd == "post" {
-			e, err = l.Post(ctx, ne)
-		} else {
-			e, err = l.PostPending(ctx, ne)
+		kind := ledger.KindStandard
+		if cmd == "post-pending" {
+			kind = ledger.KindPending
 		}
+		e, err := w.Post(ctx, kind, ne)
 		if err != nil {
 			return err
 		}
@@ -195,7 +197,7 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if err := c.readJSON(file, &body); err != nil {
 			return err
 		}
-		entries, err := l.PostBatch(ctx, body.Entries)
+		entries, err := w.PostBatch(ctx, body.Entries)
 		if err != nil {
 			return err
 		}
@@ -214,15 +216,8 @@ func ledgerCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if key != "" {
 			res.IdempotencyKey = key
 		}
-		var e ledger.Entry
-		switch cmd {
-		case "commit":
-			e, err = l.Commit(ctx, id, res)
-		case "void":
-			e, err = l.Void(ctx, id, res)
-		default:
-			e, err = l.Reverse(ctx, id, res)
-		}
+		kind := map[string]ledger.Kind{"commit": ledger.KindCommit, "void": ledger.KindVoid, "reverse": ledger.KindReversal}[cmd]
+		e, err := w.Resolve(ctx, kind, id, res)
 		if err != nil {
 			return err
 		}

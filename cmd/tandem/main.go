@@ -3,6 +3,7 @@
 //	tandem serve [--addr 127.0.0.1:8080]   apply migrations, run River workers, serve HTTP
 //	tandem migrate                         apply migrations (Tandem's and River's)
 //	tandem ledger ...                      accounts, entries, balances (tandem ledger help)
+//	tandem token ...                       API tokens: create, list, revoke (tandem token help)
 //
 // Every command reads the database from DATABASE_URL.
 package main
@@ -29,6 +30,7 @@ usage:
   tandem serve [--addr 127.0.0.1:8080]   apply migrations, start River workers, serve HTTP
   tandem migrate                         apply Tandem's and River's migrations
   tandem ledger <command>                the ledger: run 'tandem ledger help'
+  tandem token <command>                 API tokens: run 'tandem token help'
 
 environment:
   DATABASE_URL   PostgreSQL URL (make run and make test start a private server and set it)
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return migrate(ctx, args[1:], stdout)
 	case "ledger":
 		return ledgerCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "token":
+		return tokenCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/api"
 	"github.com/tandemledger/tandem/jobs"
 	"github.com/tandemledger/tandem/ledger"
@@ -23,7 +24,9 @@ const shutdownGrace = 30 * time.Second
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (loopback only until authentication lands)")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate (PEM); with --tls-key")
+	tlsKey := fs.String("tls-key", "", "the certificate's private key (PEM)")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -34,9 +37,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger := slog.New(handler)
 
-	// There is no authentication yet: refuse to listen anywhere but loopback.
-	if err := requireLoopback(*addr); err != nil {
-		return err
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+	}
+	if *tlsCert == "" && !isLoopback(*addr) {
+		// Tokens and session cookies would cross the network in the clear.
+		logger.Warn("serving plain HTTP beyond loopback: tokens travel in the clear; use --tls-cert/--tls-key or a TLS proxy", "addr", *addr)
 	}
 
 	pool, err := openPool(ctx)
@@ -60,7 +66,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("start river: %w", err)
 	}
 
-	h := api.New(api.Config{Ledger: l, Logger: logger, Health: map[string]api.HealthFunc{
+	store := access.New(pool)
+	if ok, err := store.AnyAdmin(ctx); err != nil {
+		return fmt.Errorf("look for admin tokens: %w", err)
+	} else if !ok {
+		logger.Warn("no admin token yet: every /v1 request needs one. Create the first with: " +
+			"`. .tandem/env && bin/tandem token create --role admin --name <you>` (make run) or `tandem token create --role admin --name <you>`")
+	}
+	h := api.New(api.Config{Pool: pool, Ledger: l, Access: store, Logger: logger, Health: map[string]api.HealthFunc{
 		"database": func(ctx context.Context) (any, error) {
 			st := pool.Stat()
 			return map[string]any{"total_conns": st.TotalConns(), "idle_conns": st.IdleConns()}, pool.Ping(ctx)
@@ -80,9 +93,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *addr, err)
 	}
-	logger.Info("serving", "addr", "http://"+ln.Addr().String(), "healthz", "http://"+ln.Addr().String()+"/healthz")
+	scheme := "http"
+	if *tlsCert != "" {
+		scheme = "https"
+	}
+	base := scheme + "://" + ln.Addr().String()
+	logger.Info("serving", "addr", base, "healthz", base+"/healthz", "sign_in", base+"/sign-in")
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if *tlsCert != "" {
+			served <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 
 	select {
 	case err = <-served:
@@ -108,16 +132,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-func requireLoopback(addr string) error {
+// isLoopback reports whether addr listens on loopback only.
+func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("%w: --addr %q: %v", errUsage, addr, err)
+		return false
 	}
 	if host == "localhost" {
-		return nil
+		return true
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("%w: --addr %q: Tandem has no authentication yet, so it serves on loopback only (e.g. 127.0.0.1:8080)", errUsage, addr)
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
