@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -57,8 +58,11 @@ var (
 
 var personPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
 
-// ValidPersonID reports whether id can name a person (the same rule as account code segments).
-func ValidPersonID(id string) bool { return personPattern.MatchString(id) }
+// ValidPersonID reports whether id can name a person: the characters of an account code
+// segment, and not "." or ".." (which paths would resolve away).
+func ValidPersonID(id string) bool {
+	return personPattern.MatchString(id) && strings.Trim(id, ".") != ""
+}
 
 // Principal is an authenticated caller.
 type Principal struct {

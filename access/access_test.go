@@ -153,6 +153,9 @@ func TestNewTokenValidate(t *testing.T) {
 		{"person with a space", access.NewToken{Name: "a", Role: access.Participant, PersonID: "an a"}, "person"},
 		{"person too long", access.NewToken{Name: "a", Role: access.Participant, PersonID: strings.Repeat("p", 101)}, "person"},
 		{"negative ttl", access.NewToken{Name: "a", Role: access.Admin, TTL: -time.Second}, "expires"},
+		{"name reserved for the CLI", access.NewToken{Name: "cli:root", Role: access.Admin}, "name"},
+		{"person of dots", access.NewToken{Name: "a", Role: access.Participant, PersonID: ".."}, "person"},
+		{"person of one dot", access.NewToken{Name: "a", Role: access.Participant, PersonID: "."}, "person"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -287,7 +290,7 @@ func TestAuthorize(t *testing.T) {
 	t.Parallel()
 	var (
 		admin       = access.Principal{TokenID: "t-admin", Name: "ops", Role: access.Admin}
-		admin2      = access.Principal{TokenID: "t-admin2", Name: "ops2", Role: access.Admin}
+		admin2      = access.Principal{TokenID: "t-admin2", Name: "ops2", Role: access.Admin, PersonID: "kim"}
 		personAdmin = access.Principal{TokenID: "t-admin3", Name: "pat", Role: access.Admin, PersonID: "pat"}
 		cli         = access.Principal{Name: "cli:root", Role: access.Admin}
 		auditor     = access.Principal{TokenID: "t-aud", Name: "aud", Role: access.Auditor}
@@ -314,7 +317,13 @@ func TestAuthorize(t *testing.T) {
 		writes = []access.Action{access.LedgerAccountCreate, access.LedgerAccountClose, access.LedgerEntryPost,
 			access.LedgerEntryHold, access.LedgerBatchPost, access.LedgerEntryCommit, access.LedgerEntryVoid,
 			access.LedgerEntryReverse, access.DisbursementApprove}
+		anaPart  = access.Resource{Owner: "ana", OwnerRole: access.Participant}
+		cyCoach  = access.Resource{Owner: "cy", OwnerRole: access.Coach}
+		cyPart   = access.Resource{Owner: "cy", OwnerRole: access.Participant} // cy was a participant first
+		anaCoach = access.Resource{Owner: "ana", OwnerRole: access.Coach}
+		approve  = []access.Action{access.DisbursementApprove}
 	)
+	nonApprove := append(append(append([]access.Action{}, readOwn...), readOther...), writes[:len(writes)-1]...)
 	type row struct {
 		who     access.Principal
 		actions []access.Action
@@ -323,9 +332,12 @@ func TestAuthorize(t *testing.T) {
 	}
 	all := append(append(append([]access.Action{}, readOwn...), readOther...), writes...)
 	rows := []row{
-		// admins: everything, on anything
-		{admin, all, anaRec, true}, {admin, all, program, true}, {admin, all, benRec, true},
-		{cli, all, program, true},
+		// admins: everything, on anything (approving has rules of its own, below)
+		{admin, nonApprove, anaRec, true}, {admin, nonApprove, program, true}, {admin, nonApprove, benRec, true},
+		{cli, nonApprove, program, true},
+		// ownership is per role: a participant's records are not their coach records
+		{ana, readOwn, anaPart, true}, {ana, readOwn, anaCoach, false},
+		{coach, readOwn, cyCoach, true}, {coach, readOwn, cyPart, true}, {coach, readOwn, anaPart, false},
 		// auditors: every read, no write
 		{auditor, readOwn, anaRec, true}, {auditor, readOwn, program, true}, {auditor, readOther, program, true},
 		{auditor, writes, program, false}, {auditor, writes, anaRec, false}, {auditor, writes, byNoone, false},
@@ -342,13 +354,14 @@ func TestAuthorize(t *testing.T) {
 		// nobody else
 		{noPerson, readOwn, program, false}, {noPerson, readOwn, access.Resource{Owner: ""}, false},
 		{badRole, all, anaRec, false}, {zero, all, program, false},
-		// four eyes: an admin does not approve what they requested
-		{admin, []access.Action{access.DisbursementApprove}, byAdmin, false},
-		{admin2, []access.Action{access.DisbursementApprove}, byAdmin, true},
-		{admin, []access.Action{access.DisbursementApprove}, byNoone, true},
-		{personAdmin, []access.Action{access.DisbursementApprove}, byPat, false}, // same person, any token
-		{admin, []access.Action{access.DisbursementApprove}, byPat, true},
-		{cli, []access.Action{access.DisbursementApprove}, byCLI, false},
+		// four eyes are two people: an approver names their person, the requester is known
+		// and someone else
+		{admin, approve, byAdmin, false}, {admin, approve, byPat, false}, // no person behind the token
+		{admin2, approve, byAdmin, true}, {admin2, approve, byPat, true},
+		{admin2, approve, byNoone, false},    // requester unknown
+		{personAdmin, approve, byPat, false}, // same person, any token
+		{personAdmin, approve, byAdmin, true},
+		{cli, approve, byCLI, false}, {cli, approve, byPat, false},
 		{auditor, []access.Action{access.DisbursementApprove}, byAdmin, false},
 		{coach, []access.Action{access.DisbursementApprove}, assigned, false},
 		// requesting something does not stop an admin doing anything else to it
@@ -367,7 +380,9 @@ func TestAuthorize(t *testing.T) {
 			})
 		}
 	}
-	require.ErrorContains(t, access.Authorize(admin, access.DisbursementApprove, byAdmin), "another admin must approve")
+	require.ErrorContains(t, access.Authorize(personAdmin, access.DisbursementApprove, byPat), "another admin must approve")
+	require.ErrorContains(t, access.Authorize(admin, access.DisbursementApprove, byPat), "names its person")
+	require.ErrorContains(t, access.Authorize(admin2, access.DisbursementApprove, byNoone), "requester is unknown")
 }
 
 func TestReadOnlyActions(t *testing.T) {
@@ -389,18 +404,18 @@ func TestReadOnlyActions(t *testing.T) {
 
 func TestAccountResource(t *testing.T) {
 	t.Parallel()
-	for code, owner := range map[string]string{
-		"participant/ana/wallet": "ana",
-		"participant/ana":        "ana",
-		"coach/cy/wallet":        "cy",
-		"program/p/fund":         "",
-		"org/cash/stripe":        "",
-		"participant":            "",
-		"Participant/ana/wallet": "",
-		"mentor/ana/wallet":      "",
-		"x/participant/ana":      "",
+	for code, want := range map[string]access.Resource{
+		"participant/ana/wallet": {Owner: "ana", OwnerRole: access.Participant},
+		"participant/ana":        {Owner: "ana", OwnerRole: access.Participant},
+		"coach/cy/wallet":        {Owner: "cy", OwnerRole: access.Coach},
+		"program/p/fund":         {},
+		"org/cash/stripe":        {},
+		"participant":            {},
+		"Participant/ana/wallet": {},
+		"mentor/ana/wallet":      {},
+		"x/participant/ana":      {},
 	} {
-		require.Equal(t, access.Resource{Owner: owner}, access.AccountResource(code), code)
+		require.Equal(t, want, access.AccountResource(code), code)
 	}
 }
 
@@ -605,7 +620,7 @@ func TestSessions(t *testing.T) {
 	s, pool := newStore(t)
 	tok, secret := mint(t, s, access.NewToken{Name: "ana", Role: access.Participant, PersonID: "ana"})
 
-	sess, err := s.SignIn(ctx, secret, "req-in")
+	sess, err := s.SignIn(ctx, secret, "", "req-in")
 	require.NoError(t, err)
 	require.NotEmpty(t, sess.ID)
 	require.NotEmpty(t, sess.CSRF)
@@ -641,7 +656,7 @@ func TestSessions(t *testing.T) {
 	require.ErrorIs(t, access.Session{}.CheckCSRF(""), access.ErrCSRF, "an empty token never matches")
 
 	// Two sign-ins are two sessions; signing out ends one.
-	other, err := s.SignIn(ctx, secret, "req-in-2")
+	other, err := s.SignIn(ctx, secret, "", "req-in-2")
 	require.NoError(t, err)
 	require.NotEqual(t, sess.ID, other.ID)
 	require.NotEqual(t, sess.CSRF, other.CSRF)
@@ -656,12 +671,12 @@ func TestSessions(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.Session(ctx, other.ID)
 	require.ErrorIs(t, err, access.ErrUnauthenticated)
-	_, err = s.SignIn(ctx, secret, "req-in-3")
+	_, err = s.SignIn(ctx, secret, "", "req-in-3")
 	require.ErrorIs(t, err, access.ErrUnauthenticated)
 
 	// An expired token's sessions end with it.
 	shortTok, short := mint(t, s, access.NewToken{Name: "short", Role: access.Auditor, TTL: time.Second})
-	sess3, err := s.SignIn(ctx, short, "")
+	sess3, err := s.SignIn(ctx, short, "", "")
 	require.NoError(t, err)
 	_, err = s.Session(ctx, sess3.ID)
 	require.NoError(t, err)
@@ -693,4 +708,20 @@ func TestAuditLimitAtMost1000(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, c.want, len(got), "limit %d", c.limit)
 	}
+}
+
+// Signing in again from the same browser ends the session it had.
+func TestSignInEndsThePreviousSession(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	_, secret, err := s.CreateToken(ctx, tester, access.NewToken{Name: "again", Role: access.Auditor})
+	require.NoError(t, err)
+	first, err := s.SignIn(ctx, secret, "", "r1")
+	require.NoError(t, err)
+	second, err := s.SignIn(ctx, secret, first.ID, "r2")
+	require.NoError(t, err)
+	_, err = s.Session(ctx, first.ID)
+	require.ErrorIs(t, err, access.ErrUnauthenticated)
+	_, err = s.Session(ctx, second.ID)
+	require.NoError(t, err)
 }

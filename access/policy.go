@@ -48,6 +48,9 @@ type Resource struct {
 	// Owner is the person the record belongs to ("" for program-level records such as a
 	// program fund or the trial balance).
 	Owner string
+	// OwnerRole is the role the record belongs to the owner in: a participant wallet
+	// (Participant) or a coach wallet (Coach). "" when the record is not role-specific.
+	OwnerRole Role
 	// Coach is the coach assigned to Owner, when there is one (filled in by the network).
 	Coach string
 	// RequestedBy is the Subject of whoever requested it (four-eyes actions).
@@ -59,23 +62,33 @@ type Resource struct {
 func AccountResource(code string) Resource {
 	parts := strings.Split(code, "/")
 	if len(parts) >= 2 && (parts[0] == "participant" || parts[0] == "coach") {
-		return Resource{Owner: parts[1]}
+		return Resource{Owner: parts[1], OwnerRole: Role(parts[0])}
 	}
 	return Resource{}
 }
 
 // Authorize is the one policy of Tandem (DESIGN.md §1):
-//   - admins may do everything, except approve what they requested themselves;
+//   - admins may do everything, except approve what they requested themselves: an approval
+//     needs a person behind the token and a known requester who is someone else;
 //   - auditors may read everything and change nothing;
-//   - participants and coaches may read their own records (a coach also those of the
-//     participants assigned to them), and nothing else here.
+//   - participants and coaches may read their own records (a participant their participant
+//     records; a coach their coach records, their participant records — a coach may have been
+//     a participant — and those of the participants assigned to them), and nothing else here.
 //
 // A refusal wraps ErrForbidden with the reason.
 func Authorize(p Principal, a Action, r Resource) error {
 	switch p.Role {
 	case Admin:
-		if a == DisbursementApprove && r.RequestedBy != "" && r.RequestedBy == p.Subject() {
-			return fmt.Errorf("%w: %s: you requested it; another admin must approve", ErrForbidden, a)
+		if a == DisbursementApprove {
+			// Four eyes are two people: tokens and command-line users are not.
+			switch {
+			case p.PersonID == "":
+				return fmt.Errorf("%w: %s: approving needs a token that names its person (--person)", ErrForbidden, a)
+			case r.RequestedBy == "":
+				return fmt.Errorf("%w: %s: the requester is unknown, so four eyes cannot be shown", ErrForbidden, a)
+			case r.RequestedBy == p.Subject():
+				return fmt.Errorf("%w: %s: you requested it; another admin must approve", ErrForbidden, a)
+			}
 		}
 		return nil
 	case Auditor:
@@ -87,7 +100,9 @@ func Authorize(p Principal, a Action, r Resource) error {
 		if !ownerReadable[a] {
 			return fmt.Errorf("%w: %s: not open to %ss", ErrForbidden, a, p.Role)
 		}
-		if p.PersonID != "" && (r.Owner == p.PersonID || (p.Role == Coach && r.Coach == p.PersonID)) {
+		own := r.Owner == p.PersonID && (r.OwnerRole == "" || r.OwnerRole == p.Role ||
+			(p.Role == Coach && r.OwnerRole == Participant))
+		if p.PersonID != "" && (own || (p.Role == Coach && r.Coach == p.PersonID)) {
 			return nil
 		}
 		return fmt.Errorf("%w: %s: not your record", ErrForbidden, a)

@@ -30,14 +30,21 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// SignIn checks a token secret typed into the sign-in form and opens a session for it.
-func (s *Store) SignIn(ctx context.Context, secret, requestID string) (Session, error) {
+// SignIn checks a token secret typed into the sign-in form and opens a session for it. The
+// browser's previous session (previous, a cookie value or "") is ended.
+func (s *Store) SignIn(ctx context.Context, secret, previous, requestID string) (Session, error) {
 	p, err := s.Authenticate(ctx, secret)
 	if err != nil {
 		return Session{}, err
 	}
 	sess := Session{ID: randomString(32), CSRF: randomString(32), Principal: p}
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if previous != "" {
+			if _, err := tx.Exec(ctx, `UPDATE access_sessions SET ended_at = clock_timestamp()
+				WHERE hash = $1 AND ended_at IS NULL`, hashSecret(previous)); err != nil {
+				return err
+			}
+		}
 		if err := tx.QueryRow(ctx, `INSERT INTO access_sessions (hash, token_id, csrf, expires_at)
 			VALUES ($1, $2, $3, clock_timestamp() + $4::interval) RETURNING expires_at`,
 			hashSecret(sess.ID), p.TokenID, sess.CSRF, fmt.Sprintf("%d seconds", int(SessionTTL.Seconds()))).Scan(&sess.ExpiresAt); err != nil {

@@ -44,6 +44,9 @@ func (nt NewToken) Validate() error {
 	if n := strings.TrimSpace(nt.Name); n == "" || len(n) > 200 {
 		return invalid("name", "required, at most 200 characters")
 	}
+	if strings.HasPrefix(strings.TrimSpace(nt.Name), "cli:") {
+		return invalid("name", "names starting with cli: are reserved for the command line in the audit trail")
+	}
 	if !nt.Role.valid() {
 		return invalid("role", "%q is not one of admin, auditor, coach, participant", nt.Role)
 	}

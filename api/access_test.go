@@ -580,11 +580,15 @@ func TestRateLimit(t *testing.T) {
 	require.Equal(t, 201, f.call(t, "POST", "/v1/ledger/accounts", account("rl/b2"), bearer(other)).status)
 	requireProblem(t, f.call(t, "POST", "/v1/ledger/accounts", account("rl/b3"), bearer(other)), 429, "rate-limited")
 
-	// Refusals by policy come first and do not touch the budget of anyone else.
+	// Refusals spend the refused token's write budget (each writes an audit line), so a
+	// token cannot flood the trail; they touch no one else's budget.
 	_, auditor := f.mint(t, access.NewToken{Name: "auditor", Role: access.Auditor})
-	for i := 0; i < 3; i++ {
+	last := f.lastAuditID(t)
+	for i := 0; i < 2; i++ {
 		requireProblem(t, f.call(t, "POST", "/v1/ledger/accounts", account("rl/c"), bearer(auditor)), 403, "forbidden")
 	}
+	requireProblem(t, f.call(t, "POST", "/v1/ledger/accounts", account("rl/c"), bearer(auditor)), 429, "rate-limited")
+	require.Len(t, f.auditAfter(t, last), 2, "only the refusals within the budget are recorded")
 
 	// The budget refills at the configured rate.
 	time.Sleep(1100 * time.Millisecond)
@@ -838,6 +842,16 @@ func TestSignInCookiesSecureOverTLS(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
 	requireStrictCookie(t, p.cookies["tandem_session"], true)
 	require.Equal(t, 200, getPage(t, c, srv.URL+"/").status)
+}
+
+// Behind a TLS proxy the requests arrive in plain HTTP, and the cookies are Secure all the same.
+func TestSignInCookiesSecureBehindTLSProxy(t *testing.T) {
+	t.Parallel()
+	f := setupAccess(t, api.Config{BehindTLSProxy: true})
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	c.Jar, _ = cookiejar.New(nil)
+	form := getPage(t, c, f.srv.URL+"/sign-in")
+	requireStrictCookie(t, form.cookies["tandem_signin"], true)
 }
 
 // TestTokenSecretNeverEchoed: nothing the API sends back contains a token's secret.

@@ -48,10 +48,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Health checks, by name (e.g. "database", "river"), shown by /healthz.
 	Health map[string]HealthFunc
-	// WriteRate and WriteBurst bound each token's write requests (defaults 20/s, burst 40);
-	// rate.Inf turns the limit off.
+	// WriteRate and WriteBurst bound each token's write requests and refused requests (each
+	// writes an audit line): defaults 20/s, burst 40. Reads get ten times as much. rate.Inf
+	// turns the limits off.
 	WriteRate  rate.Limit
 	WriteBurst int
+	// BehindTLSProxy says TLS is terminated by a proxy in front: cookies are marked Secure
+	// although requests arrive here in plain HTTP.
+	BehindTLSProxy bool
 }
 
 // Server is Tandem's HTTP handler.
@@ -63,13 +67,16 @@ type Server struct {
 	health map[string]HealthFunc
 	mux    *http.ServeMux
 	table  []route
-	limits *limiter
+	writes *limiter // write requests and refusals, per token
+	reads  *limiter // read requests, per token
+
+	behindTLSProxy bool
 }
 
 // New builds the handler with every route.
 func New(cfg Config) *Server {
 	s := &Server{pool: cfg.Pool, ledger: cfg.Ledger, access: cfg.Access, logger: cfg.Logger, health: cfg.Health,
-		mux: http.NewServeMux()}
+		mux: http.NewServeMux(), behindTLSProxy: cfg.BehindTLSProxy}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -80,7 +87,8 @@ func New(cfg Config) *Server {
 	if burst <= 0 {
 		burst = 40
 	}
-	s.limits = newLimiter(every, burst)
+	s.writes = newLimiter(every, burst)
+	s.reads = newLimiter(every*10, burst*10)
 	s.routes()
 	return s
 }

@@ -68,18 +68,22 @@ func (s *Server) handle(pattern string, action access.Action, res resourceFunc, 
 			s.writeProblem(w, r, fmt.Errorf("%w: no principal", access.ErrUnauthenticated))
 			return
 		}
+		// The budget is spent before the policy runs: a refusal writes an audit line, so
+		// refusals must be bounded as much as writes are.
+		budget := s.writes
+		if action.ReadOnly() {
+			budget = s.reads
+		}
+		if wait, ok := budget.allow(p.TokenID); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			s.writeProblem(w, r, fmt.Errorf("%w: token %s: at most %g requests a second of this kind (burst %d); retry in %s",
+				errRateLimited, p.Name, float64(budget.every), budget.burst, wait.Round(time.Millisecond)))
+			return
+		}
 		if err := access.Authorize(p, action, res(r)); err != nil {
 			s.deny(r, p, action, err)
 			s.writeProblem(w, r, err)
 			return
-		}
-		if !action.ReadOnly() {
-			if wait, ok := s.limits.allow(p.TokenID); !ok {
-				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-				s.writeProblem(w, r, fmt.Errorf("%w: token %s: at most %g writes a second (burst %d); retry in %s",
-					errRateLimited, p.Name, float64(s.limits.every), s.limits.burst, wait.Round(time.Millisecond)))
-				return
-			}
 		}
 		h(w, r)
 	})
@@ -93,6 +97,13 @@ func (s *Server) deny(r *http.Request, p access.Principal, action access.Action,
 	if s.pool == nil {
 		return
 	}
+	if action.ReadOnly() { // a refused write spent the write budget already
+		if _, ok := s.writes.allow(p.TokenID); !ok {
+			s.logger.WarnContext(r.Context(), "refusal not recorded in the audit trail: the token's budget is spent",
+				"request_id", requestID(r.Context()), "token", p.TokenID)
+			return
+		}
+	}
 	ev := access.Event{Actor: p, Action: string(action), Record: recordOf(r), Denied: true, Detail: err.Error(),
 		RequestID: requestID(r.Context())}
 	if rerr := access.Record(context.WithoutCancel(r.Context()), s.pool, ev); rerr != nil {
@@ -103,14 +114,20 @@ func (s *Server) deny(r *http.Request, p access.Principal, action access.Action,
 // recordOf names what a request is about the way successful changes do ("account:<code>",
 // "entry:<id>"), so a record's trail shows refused attempts too; else the path.
 func recordOf(r *http.Request) string {
+	rec := r.URL.Path
 	if code := r.PathValue("code"); code != "" {
-		return "account:" + code
+		rec = "account:" + code
+	} else if id := r.PathValue("id"); id != "" {
+		rec = "entry:" + id
 	}
-	if id := r.PathValue("id"); id != "" {
-		return "entry:" + id
+	if len(rec) > maxRecord { // the path is the caller's: bound what it can write
+		rec = rec[:maxRecord] + "…"
 	}
-	return r.URL.Path
+	return rec
 }
+
+// maxRecord bounds the record name of a refusal in the audit trail.
+const maxRecord = 256
 
 // authenticate resolves the bearer token of a /v1 request. Unknown, revoked and expired
 // tokens are logged with the reason; the client learns only that it is not authenticated.

@@ -59,9 +59,11 @@ func (s *Server) renderPage(w http.ResponseWriter, status int, d pageData) {
 	_ = pageTemplate.Execute(w, d)
 }
 
-func setCookie(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time) {
+// setCookie sets an HttpOnly, SameSite=Strict cookie, Secure when the request came over TLS
+// here or through a TLS proxy the server was told about (Config.BehindTLSProxy).
+func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", Expires: expires, HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		Secure: r.TLS != nil || s.behindTLSProxy, SameSite: http.SameSiteStrictMode})
 }
 
 // pageSession returns the session of the request's cookie, if it is open.
@@ -99,7 +101,7 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request, status int, 
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	csrf := base64.RawURLEncoding.EncodeToString(b)
-	setCookie(w, r, signInCookie, csrf, time.Now().Add(time.Hour))
+	s.setCookie(w, r, signInCookie, csrf, time.Now().Add(time.Hour))
 	s.renderPage(w, status, pageData{Title: "Sign in", Error: msg, CSRF: csrf})
 }
 
@@ -114,7 +116,11 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		s.signInPage(w, r, http.StatusForbidden, "This form expired or did not come from Tandem; sign in again.")
 		return
 	}
-	sess, err := s.access.SignIn(r.Context(), strings.TrimSpace(r.PostFormValue("token")), requestID(r.Context()))
+	var previous string
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		previous = c.Value
+	}
+	sess, err := s.access.SignIn(r.Context(), strings.TrimSpace(r.PostFormValue("token")), previous, requestID(r.Context()))
 	if err != nil {
 		if errors.Is(err, access.ErrUnauthenticated) {
 			s.logger.WarnContext(r.Context(), "sign-in refused", "request_id", requestID(r.Context()), "reason", err)
@@ -124,8 +130,8 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	setCookie(w, r, signInCookie, "", time.Unix(0, 0))
-	setCookie(w, r, sessionCookie, sess.ID, sess.ExpiresAt)
+	s.setCookie(w, r, signInCookie, "", time.Unix(0, 0))
+	s.setCookie(w, r, sessionCookie, sess.ID, sess.ExpiresAt)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -149,6 +155,6 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	setCookie(w, r, sessionCookie, "", time.Unix(0, 0))
+	s.setCookie(w, r, sessionCookie, "", time.Unix(0, 0))
 	http.Redirect(w, r, "/sign-in", http.StatusSeeOther)
 }

@@ -16,10 +16,10 @@ CREATE TABLE access_tokens (
     revoked_by text,
     CONSTRAINT access_tokens_hash_key UNIQUE (hash),
     CONSTRAINT access_tokens_hash_length CHECK (octet_length(hash) = 32),
-    CONSTRAINT access_tokens_name CHECK (length(name) BETWEEN 1 AND 200),
+    CONSTRAINT access_tokens_name CHECK (length(name) BETWEEN 1 AND 200 AND name !~ '^cli:'),
     CONSTRAINT access_tokens_role CHECK (role IN ('admin', 'auditor', 'coach', 'participant')),
     CONSTRAINT access_tokens_person_format CHECK (
-        person_id IS NULL OR person_id ~ '^[A-Za-z0-9_.:-]{1,100}$'),
+        person_id IS NULL OR (person_id ~ '^[A-Za-z0-9_.:-]{1,100}$' AND person_id !~ '^\.+$')),
     -- Participants and coaches act for a person: their ownership rules need one.
     CONSTRAINT access_tokens_person CHECK (role NOT IN ('coach', 'participant') OR person_id IS NOT NULL),
     CONSTRAINT access_tokens_revoked CHECK ((revoked_at IS NULL) = (revoked_by IS NULL))

@@ -163,6 +163,12 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	require.Error(t, err, "nothing listens after shutdown")
 }
 
+func TestServeRefusesPlainHTTPBeyondLoopback(t *testing.T) {
+	err := serve(context.Background(), []string{"--addr", "0.0.0.0:8080"}, io.Discard)
+	require.ErrorIs(t, err, errUsage)
+	require.Contains(t, err.Error(), "in the clear")
+}
+
 func TestServeTLSFlagsGoTogether(t *testing.T) {
 	err := serve(context.Background(), []string{"--tls-cert", "cert.pem"}, io.Discard)
 	require.ErrorIs(t, err, errUsage)

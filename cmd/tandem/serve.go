@@ -27,6 +27,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate (PEM); with --tls-key")
 	tlsKey := fs.String("tls-key", "", "the certificate's private key (PEM)")
+	behindProxy := fs.Bool("behind-tls-proxy", false, "TLS is terminated by a proxy in front: mark cookies Secure and allow a non-loopback --addr")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -40,9 +41,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
 	}
-	if *tlsCert == "" && !isLoopback(*addr) {
+	if *tlsCert == "" && !*behindProxy && !isLoopback(*addr) {
 		// Tokens and session cookies would cross the network in the clear.
-		logger.Warn("serving plain HTTP beyond loopback: tokens travel in the clear; use --tls-cert/--tls-key or a TLS proxy", "addr", *addr)
+		return fmt.Errorf("%w: --addr %q: plain HTTP beyond loopback would send tokens in the clear: give --tls-cert and --tls-key, or --behind-tls-proxy when a TLS proxy is in front", errUsage, *addr)
 	}
 
 	pool, err := openPool(ctx)
@@ -73,7 +74,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		logger.Warn("no admin token yet: every /v1 request needs one. Create the first with: " +
 			"`. .tandem/env && bin/tandem token create --role admin --name <you>` (make run) or `tandem token create --role admin --name <you>`")
 	}
-	h := api.New(api.Config{Pool: pool, Ledger: l, Access: store, Logger: logger, Health: map[string]api.HealthFunc{
+	h := api.New(api.Config{Pool: pool, Ledger: l, Access: store, Logger: logger, BehindTLSProxy: *behindProxy, Health: map[string]api.HealthFunc{
 		"database": func(ctx context.Context) (any, error) {
 			st := pool.Stat()
 			return map[string]any{"total_conns": st.TotalConns(), "idle_conns": st.IdleConns()}, pool.Ping(ctx)
