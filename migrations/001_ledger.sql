@@ -259,18 +259,20 @@ END $$;
 -- skewed by large entries (few distinct entry ids) once made the planner scan all postings
 -- once per new entry.
 CREATE FUNCTION ledger_postings_apply() RETURNS trigger LANGUAGE plpgsql
-    SET jit = off SET enable_seqscan = off AS $$
+    SET jit = off SET enable_seqscan = off SET enable_nestloop = off AS $$
 DECLARE
     bad record;
     v_has_targets boolean;
 BEGIN
     -- Lock the accounts in id order (ledger_post has normally done so already; this keeps any
     -- other writer deadlock-free and serialised too).
-    PERFORM 1 FROM ledger_accounts
-     WHERE id = ANY (ARRAY(SELECT DISTINCT account_id FROM new_postings))
-     ORDER BY id FOR NO KEY UPDATE;
-
-    -- Per posting: account open, currency and precision, and the running-total chain.
+    -- Per posting: account open, currency and precision, and the running-total chain. The
+    -- accounts are locked (in id order) and read in one pass, then joined by hash.
+    WITH locked AS MATERIALIZED (
+        SELECT a.* FROM ledger_accounts a
+         WHERE a.id = ANY (ARRAY(SELECT DISTINCT account_id FROM new_postings))
+         ORDER BY a.id FOR NO KEY UPDATE
+    )
     SELECT v.* INTO bad FROM (
         SELECT n.entry_id, n.line, n.account_id, a.id IS NULL AS missing, a.code, a.closed_at, n.currency, a.currency AS account_currency,
                n.amount, c.exponent, a.no_overdraft, a.type,
@@ -291,9 +293,11 @@ BEGIN
                -- last posting on it, whatever the order of its lines.
                lead(n.entry_id) OVER w IS DISTINCT FROM n.entry_id AS entry_last
           FROM new_postings n
-          -- LATERAL … OFFSET 0: one index lookup per posting. The planner cannot see how many
-          -- rows a transition table holds and otherwise scans whole tables in nested loops.
-          LEFT JOIN LATERAL (SELECT * FROM ledger_accounts a WHERE a.id = n.account_id OFFSET 0) a ON true
+          -- Joins of transition tables are hash or merge joins (enable_nestloop is off here:
+          -- the planner cannot see how many rows a transition table holds and would otherwise
+          -- loop over one for each row of the other); LATERAL … OFFSET 0 is one index lookup
+          -- a row where an index lookup is what is wanted.
+          LEFT JOIN locked a ON a.id = n.account_id
           LEFT JOIN LATERAL (SELECT c.exponent FROM ledger_currencies c WHERE c.code = a.currency OFFSET 0) c ON true
         WINDOW w AS (PARTITION BY n.account_id ORDER BY n.account_version ROWS UNBOUNDED PRECEDING)
     ) v
@@ -502,8 +506,19 @@ DECLARE
     v_seqs   bigint[];
     v_eff    timestamptz[];
     v_hashes bytea[];
+    v_codes    text[];
+    v_aids     bigint[];
+    v_versions bigint[];
+    v_pd       numeric[];
+    v_pc       numeric[];
+    v_hd       numeric[];
+    v_hc       numeric[];
 BEGIN
-    PERFORM 1 FROM ledger_accounts a WHERE a.code = ANY (p_accounts) ORDER BY a.id FOR NO KEY UPDATE;
+    -- Lock and read the accounts in one pass; the postings below find theirs by hash.
+    SELECT array_agg(a.code), array_agg(a.id), array_agg(a.version), array_agg(a.posted_debits),
+           array_agg(a.posted_credits), array_agg(a.pending_debits), array_agg(a.pending_credits)
+      INTO v_codes, v_aids, v_versions, v_pd, v_pc, v_hd, v_hc
+      FROM (SELECT * FROM ledger_accounts a WHERE a.code = ANY (p_accounts) ORDER BY a.id FOR NO KEY UPDATE) a;
     v_now := clock_timestamp();
 
     -- One statement inserts the entries and their postings, so the statement triggers of
@@ -549,7 +564,9 @@ BEGIN
               FROM unnest(p_entry, p_accounts, p_phases, p_sides, p_amounts, p_currencies) WITH ORDINALITY
                    AS p(e, code, phase, side, amount, currency, ord)
               JOIN inserted i ON i.idx = p.e
-              LEFT JOIN LATERAL (SELECT * FROM ledger_accounts a WHERE a.code = p.code OFFSET 0) a ON true
+              LEFT JOIN unnest(v_codes, v_aids, v_versions, v_pd, v_pc, v_hd, v_hc)
+                   AS a(code, id, version, posted_debits, posted_credits, pending_debits, pending_credits)
+                   ON a.code = p.code
           ) x
         WINDOW w AS (PARTITION BY x.account_id ORDER BY x.seq, x.line ROWS UNBOUNDED PRECEDING)
     )
