@@ -68,9 +68,10 @@ func (b *batcher) close() {
 	})
 }
 
-// submit queues p and waits for its result. If ctx ends while p is still queued, p is not
-// posted; if it ends while p's batch is running, the outcome is unknown to the caller, who
-// retries with the same idempotency key as after any network failure.
+// submit queues p and waits for its result. If ctx ends before p's batch is sent to the
+// database (while p is queued, or waits for a busy account), p is not posted; if it ends
+// after, the outcome is unknown to the caller, who retries with the same idempotency key as
+// after any network failure — never with a new key.
 func (b *batcher) submit(ctx context.Context, p prepared) (Entry, error) {
 	r := &request{ctx: ctx, p: p, done: make(chan result, 1)}
 	b.mu.RLock()
@@ -225,6 +226,19 @@ func (b *batcher) drain(carry []*request) {
 }
 
 func (b *batcher) run(batch []*request) {
+	// A caller that gave up while its request waited (for an account busy in another batch,
+	// say) is answered now and its entry is not posted.
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- result{err: err}
+			continue
+		}
+		live = append(live, r)
+	}
+	if batch = live; len(batch) == 0 {
+		return
+	}
 	// The batch runs on its own context: one caller giving up must not abort the others.
 	ctx := context.WithoutCancel(batch[0].ctx)
 	ps := make([]prepared, len(batch))

@@ -45,6 +45,10 @@ func (l *Ledger) prepareNew(kind Kind, e NewEntry) (prepared, error) {
 	if err := e.Validate(); err != nil {
 		return prepared{}, err
 	}
+	if kind == KindPending && len(e.Postings) > MaxPendingPostings {
+		return prepared{}, invalid("postings", "a pending entry takes at most %d postings (its commit repeats them as releases), got %d",
+			MaxPendingPostings, len(e.Postings))
+	}
 	phase := PhasePosted
 	if kind == KindPending {
 		phase = PhaseHold
@@ -345,6 +349,9 @@ func (l *Ledger) resolveEntry(ctx context.Context, db DBTX, kind Kind, targetID 
 				lines = append(lines, Line{Account: p.Account, Phase: PhasePosted, Side: p.Side.Opposite(), Amount: p.Amount, Currency: p.Currency})
 			}
 		}
+	}
+	if len(lines) > MaxPostings {
+		return Entry{}, invalid("postings", "the %s would have %d lines (releases and postings), at most %d", kind, len(lines), MaxPostings)
 	}
 	for i := range lines {
 		lines[i].Line = i + 1

@@ -84,10 +84,18 @@ type EntryFilter struct {
 	Limit    int   // default 100, at most 1000
 }
 
-// Entries lists entries in sequence order with their postings, a page at a time.
+// Entries lists entries in sequence order with their postings, a page at a time. A page
+// holds only final history: it waits for entries still committing below the highest number
+// handed out (see settle), so paging with AfterSeq never skips an entry that commits late.
+// Do not call it while holding an open write transaction of your own.
 func (l *Ledger) Entries(ctx context.Context, f EntryFilter) ([]Entry, error) {
 	limit := clampLimit(f.Limit, 100, 1000)
-	rows, err := l.db.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries e WHERE e.seq > $1 ORDER BY e.seq LIMIT $2`, f.AfterSeq, limit)
+	final, _, err := l.settle(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list entries: %w", err)
+	}
+	rows, err := l.db.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries e WHERE e.seq > $1 AND e.seq <= $3
+		ORDER BY e.seq LIMIT $2`, f.AfterSeq, limit, final)
 	if err != nil {
 		return nil, fmt.Errorf("list entries: %w", err)
 	}
@@ -115,7 +123,9 @@ type AsOf struct {
 
 // Balance returns an account's balance now or as of a past point. Both are exact and cost
 // one index lookup, however long the account's history: every posting carries the running
-// totals after it.
+// totals after it. A past point must be final — a sequence number already handed out, a
+// time not in the future — and Balance first waits for entries still committing before it
+// (see settle), so the answer never changes afterwards.
 func (l *Ledger) Balance(ctx context.Context, code string, at AsOf) (Balance, error) {
 	if at.Seq < 0 {
 		return Balance{}, invalid("as_of_seq", "must not be negative")
@@ -129,6 +139,17 @@ func (l *Ledger) Balance(ctx context.Context, code string, at AsOf) (Balance, er
 	}
 	if at.Seq == 0 && at.Time.IsZero() {
 		return a.Balance, nil
+	}
+	final, now, err := l.settle(ctx)
+	if err != nil {
+		return Balance{}, fmt.Errorf("balance: %w", err)
+	}
+	if at.Seq > final {
+		return Balance{}, invalid("as_of_seq", "%d has not been reached: the last entry is numbered %d", at.Seq, final)
+	}
+	if at.Time.After(now) {
+		return Balance{}, invalid("as_of", "%s is in the future (the database clock reads %s)",
+			at.Time.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
 	}
 	var q string
 	var arg any

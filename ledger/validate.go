@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -16,9 +17,14 @@ import (
 
 // Limits on what one request may carry.
 const (
-	MaxPostings       = 1000
-	MaxDescription    = 1000
-	MaxMetadataBytes  = 16 << 10
+	MaxPostings = 1000
+	// MaxPendingPostings bounds a pending entry: committing it writes a release line per
+	// hold plus the posted lines, and all must fit in one entry of MaxPostings.
+	MaxPendingPostings = MaxPostings / 2
+	MaxDescription     = 1000
+	// MaxMetadataBytes bounds metadata as compact JSON. The database's limit is 16 KiB of
+	// its own text form, which adds a space after each ':' and ','; half of it always fits.
+	MaxMetadataBytes  = 8 << 10
 	MaxIdempotencyKey = 255
 	MaxCodeLength     = 200
 )
@@ -124,6 +130,13 @@ func validateCommon(key, description string, metadata json.RawMessage, keyRequir
 	if utf8.RuneCountInString(description) > MaxDescription || !utf8.ValidString(description) {
 		return invalid("description", "at most %d characters of UTF-8", MaxDescription)
 	}
+	// PostgreSQL text cannot hold NUL: refuse it here, with the field's name.
+	if strings.ContainsRune(key, 0) {
+		return invalid("idempotency_key", "must not contain NUL characters")
+	}
+	if strings.ContainsRune(description, 0) {
+		return invalid("description", "must not contain NUL characters")
+	}
 	if _, err := canonicalMetadata(metadata); err != nil {
 		return err
 	}
@@ -163,6 +176,9 @@ func canonicalMetadata(m json.RawMessage) (json.RawMessage, error) {
 	out, err := json.Marshal(v)
 	if err != nil {
 		return nil, invalid("metadata", "%v", err)
+	}
+	if bytes.Contains(out, []byte(`\u0000`)) {
+		return nil, invalid("metadata", "must not contain NUL characters")
 	}
 	return out, nil
 }

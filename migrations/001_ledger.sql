@@ -100,7 +100,9 @@ CREATE TABLE ledger_entries (
     CONSTRAINT ledger_entries_description CHECK (length(description) <= 1000),
     CONSTRAINT ledger_entries_metadata CHECK (
         jsonb_typeof(metadata) = 'object' AND octet_length(metadata::text) <= 16384),
-    CONSTRAINT ledger_entries_posting_count CHECK (posting_count BETWEEN 2 AND 1000)
+    CONSTRAINT ledger_entries_posting_count CHECK (posting_count BETWEEN 2 AND 1000
+        -- a commit repeats every hold as a release: it must fit too
+        AND (kind <> 'pending' OR posting_count <= 500))
 );
 
 -- A pending entry is resolved (committed or voided) at most once; an entry is reversed at most once.
