@@ -35,10 +35,12 @@ func TestReadersWaitForEntriesStillCommitting(t *testing.T) {
 	require.Less(t, first.Seq, second.Seq)
 
 	// A reader now waits; commit the slow entry a little later.
+	committed := make(chan error, 1)
 	go func() {
 		time.Sleep(200 * time.Millisecond)
-		_ = tx.Commit(context.Background())
+		committed <- tx.Commit(context.Background())
 	}()
+	defer func() { <-committed }() // before the deferred Rollback: one goroutine at a time on tx
 	start := time.Now()
 	page, err := b.ledger.Entries(b.ctx, ledger.EntryFilter{})
 	require.NoError(t, err)
