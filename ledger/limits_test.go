@@ -94,7 +94,13 @@ func TestCancelledPostWaitingForABusyAccountIsNotPosted(t *testing.T) {
 		_, err := b.ledger.Post(b.ctx, transfer("first", "org/cash/stripe", "program/p/fund", "1.00"))
 		firstDone <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // the first batch is in the database, waiting
+	// Wait until the first batch is in the database, waiting for the lock.
+	require.Eventually(t, func() bool {
+		var n int
+		err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+		return err == nil && n > 0
+	}, 10*time.Second, 5*time.Millisecond)
 	ctx, cancel := context.WithTimeout(b.ctx, 200*time.Millisecond)
 	defer cancel()
 	_, err = b.ledger.Post(ctx, transfer("second", "org/cash/stripe", "program/p/fund", "2.00"))
