@@ -263,6 +263,16 @@ func queryInt(r *http.Request, name string) (int64, error) {
 	return n, nil
 }
 
+// pageParams reads a keyset page's cursor (query parameter after) and limit.
+func pageParams(r *http.Request, after string) (int64, int64, error) {
+	a, err := queryInt(r, after)
+	if err != nil {
+		return 0, 0, err
+	}
+	limit, err := queryInt(r, "limit")
+	return a, limit, err
+}
+
 func pathUUID(r *http.Request) (uuid.UUID, error) {
 	id, err := uuid.Parse(r.PathValue("id"))
 	if err != nil {

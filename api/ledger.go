@@ -184,12 +184,7 @@ func (s *Server) resolve(kind ledger.Kind) http.HandlerFunc {
 }
 
 func (s *Server) listEntries(w http.ResponseWriter, r *http.Request) {
-	after, err := queryInt(r, "after_seq")
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	limit, err := queryInt(r, "limit")
+	after, limit, err := pageParams(r, "after_seq")
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -238,12 +233,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
-	after, err := queryInt(r, "after_id")
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	limit, err := queryInt(r, "limit")
+	after, limit, err := pageParams(r, "after_id")
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
