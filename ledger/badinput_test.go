@@ -454,6 +454,14 @@ func forgedAttack(name, constraint, kind string, target *uuid.UUID, creditBonus 
 	return sqlAttack{name: name, sql: q, args: args, constraint: constraint}
 }
 
+// backdated is a forged entry posted a day in the past: posting times never go back on an
+// account, so balances as of a time stay exact even if the clock steps back.
+func backdated(name, constraint string, lines ...forgedLine) sqlAttack {
+	q, args := forgeEntry("standard", nil, "0", lines...)
+	q = strings.Replace(q, "now(), now(), $2", "now(), now() - interval '1 day', $2", 1)
+	return sqlAttack{name: name, sql: q, args: args, constraint: constraint}
+}
+
 // ledgerPostCall calls ledger_post directly with one entry of the given kind and postings.
 func ledgerPostCall(name, constraint, kind string, lines ...forgedLine) sqlAttack {
 	var entry []int32
@@ -544,7 +552,10 @@ func TestSQLAttacks(t *testing.T) {
 				a.posted_debits + CASE v.side WHEN 'debit' THEN 50 ELSE 0 END,
 				a.posted_credits + CASE v.side WHEN 'credit' THEN 50 ELSE 0 END, a.pending_debits, a.pending_credits
 			FROM ledger_entries e, (VALUES (3, 'org/cash/stripe', 'debit'), (4, 'program/p/fund', 'credit')) v(line, code, side)
-			JOIN ledger_accounts a ON a.code = v.code WHERE e.id = $1`, args: []any{f.donor}, constraint: "ledger_entry_postings"},
+			JOIN ledger_accounts a ON a.code = v.code WHERE e.id = $1`, args: []any{f.donor},
+			// The appended lines carry the old entry's time, earlier than the accounts' latest
+			// postings; were they not, the per-entry check (ledger_entry_postings) refuses them.
+			constraint: "ledger_posting_time"},
 		{name: "insert a posting with a zero amount", sql: `INSERT INTO ledger_postings (entry_id, line, account_id, phase, side, amount, currency, seq, posted_at,
 				account_version, posted_debits, posted_credits, pending_debits, pending_credits)
 			VALUES (gen_random_uuid(), 1, 1, 'posted', 'debit', 0, 'USD', 1, now(), 1, 0, 0, 0, 0)`, constraint: "ledger_postings_amount"},
@@ -588,6 +599,8 @@ func TestSQLAttacks(t *testing.T) {
 			usd("program/h/fund", P, "debit", "60.01"), usd("participant/h/wallet", P, "credit", "60.01")),
 		forgedAttack("forged commit that keeps the hold", "ledger_entry_mirror", "commit", &f.holdH, "0",
 			usd("program/h/fund", P, "debit", "30.00"), usd("participant/h/wallet", P, "credit", "30.00")),
+		backdated("forged entry dated before the account's last posting", "ledger_posting_time",
+			usd("org/cash/stripe", P, "debit", "1.00"), usd("program/p/fund", P, "credit", "1.00")),
 		forgedAttack("forged void of an entry that does not exist", "ledger_entry_target", "void", &missingEntry, "0",
 			usd("program/h/fund", R, "debit", "60.00"), usd("participant/h/wallet", R, "credit", "60.00")),
 		forgedAttack("forged reversal of an entry that does not exist", "ledger_entry_target", "reversal", &missingEntry, "0",

@@ -46,6 +46,7 @@ CREATE TABLE ledger_accounts (
     pending_credits numeric NOT NULL DEFAULT 0,
     version         bigint NOT NULL DEFAULT 0, -- postings applied so far
     last_seq        bigint NOT NULL DEFAULT 0, -- seq of the last entry that touched the account
+    last_posted_at  timestamptz,               -- its posting time: the next may not be earlier
     CONSTRAINT ledger_accounts_code_key UNIQUE (code),
     CONSTRAINT ledger_accounts_code_format CHECK (
         length(code) <= 200 AND code ~ '^[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)*$'),
@@ -179,6 +180,7 @@ BEGIN
     SELECT n.code INTO bad FROM new_accounts n
      WHERE n.posted_debits <> 0 OR n.posted_credits <> 0 OR n.pending_debits <> 0
         OR n.pending_credits <> 0 OR n.version <> 0 OR n.last_seq <> 0 OR n.closed_at IS NOT NULL
+        OR n.last_posted_at IS NOT NULL
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'account %: a new account starts open with zero balances', bad
@@ -225,12 +227,12 @@ BEGIN
     SELECT n.code INTO bad
       FROM new_accounts n
       LEFT JOIN LATERAL (
-          SELECT p.account_version, p.seq, p.posted_debits, p.posted_credits, p.pending_debits, p.pending_credits
+          SELECT p.account_version, p.seq, p.posted_at, p.posted_debits, p.posted_credits, p.pending_debits, p.pending_credits
             FROM ledger_postings p WHERE p.account_id = n.id
            ORDER BY p.seq DESC, p.account_version DESC LIMIT 1) p ON true
-     WHERE (n.version, n.last_seq, n.posted_debits, n.posted_credits, n.pending_debits, n.pending_credits)
+     WHERE (n.version, n.last_seq, n.last_posted_at, n.posted_debits, n.posted_credits, n.pending_debits, n.pending_credits)
            IS DISTINCT FROM
-           (coalesce(p.account_version, 0), coalesce(p.seq, 0), coalesce(p.posted_debits, 0),
+           (coalesce(p.account_version, 0), coalesce(p.seq, 0), p.posted_at, coalesce(p.posted_debits, 0),
             coalesce(p.posted_credits, 0), coalesce(p.pending_debits, 0), coalesce(p.pending_credits, 0))
      LIMIT 1;
     IF FOUND THEN
@@ -291,6 +293,9 @@ BEGIN
                     THEN n.posted_debits - n.posted_credits - n.pending_credits
                     ELSE n.posted_credits - n.posted_debits - n.pending_debits END AS available,
                n.pending_debits < 0 OR n.pending_credits < 0 AS bad_pending,
+               -- Posting times never go back on an account, so a balance as of a time is the
+               -- last posting at or before it (even if the database clock steps back).
+               n.posted_at < a.last_posted_at AS bad_time,
                -- An entry is atomic: an account's available balance must hold after the entry's
                -- last posting on it, whatever the order of its lines.
                lead(n.entry_id) OVER w IS DISTINCT FROM n.entry_id AS entry_last
@@ -304,7 +309,7 @@ BEGIN
         WINDOW w AS (PARTITION BY n.account_id ORDER BY n.account_version ROWS UNBOUNDED PRECEDING)
     ) v
     WHERE v.missing OR v.closed_at IS NOT NULL OR v.currency <> v.account_currency
-       OR v.amount <> round(v.amount, v.exponent) OR v.bad_version OR v.bad_totals OR v.bad_pending
+       OR v.amount <> round(v.amount, v.exponent) OR v.bad_version OR v.bad_totals OR v.bad_pending OR v.bad_time
        OR (v.no_overdraft AND v.entry_last AND v.available < 0)
     LIMIT 1;
     IF FOUND THEN
@@ -320,6 +325,9 @@ BEGIN
         ELSIF bad.amount <> round(bad.amount, bad.exponent) THEN
             RAISE EXCEPTION 'amount % has more than % decimal places for %', bad.amount, bad.exponent, bad.currency
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_posting_precision', DETAIL = bad.code;
+        ELSIF bad.bad_time THEN
+            RAISE EXCEPTION 'posting %/% is dated before the last posting on account %', bad.entry_id, bad.line, bad.code
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_posting_time', DETAIL = bad.code;
         ELSIF bad.bad_version OR bad.bad_totals OR bad.bad_pending THEN
             RAISE EXCEPTION 'posting %/% does not continue the running balance of account %', bad.entry_id, bad.line, bad.code
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_posting_chain', DETAIL = bad.code;
@@ -446,8 +454,8 @@ BEGIN
     UPDATE ledger_accounts a
        SET posted_debits = l.posted_debits, posted_credits = l.posted_credits,
            pending_debits = l.pending_debits, pending_credits = l.pending_credits,
-           version = l.account_version, last_seq = greatest(a.last_seq, l.seq)
-      FROM (SELECT DISTINCT ON (account_id) account_id, account_version, seq,
+           version = l.account_version, last_seq = greatest(a.last_seq, l.seq), last_posted_at = l.posted_at
+      FROM (SELECT DISTINCT ON (account_id) account_id, account_version, seq, posted_at,
                    posted_debits, posted_credits, pending_debits, pending_credits
               FROM new_postings ORDER BY account_id, account_version DESC) l
      WHERE a.id = l.account_id
@@ -515,13 +523,16 @@ DECLARE
     v_pc       numeric[];
     v_hd       numeric[];
     v_hc       numeric[];
+    v_floor    timestamptz;
 BEGIN
     -- Lock and read the accounts in one pass; the postings below find theirs by hash.
     SELECT array_agg(a.code), array_agg(a.id), array_agg(a.version), array_agg(a.posted_debits),
-           array_agg(a.posted_credits), array_agg(a.pending_debits), array_agg(a.pending_credits)
-      INTO v_codes, v_aids, v_versions, v_pd, v_pc, v_hd, v_hc
+           array_agg(a.posted_credits), array_agg(a.pending_debits), array_agg(a.pending_credits),
+           max(a.last_posted_at)
+      INTO v_codes, v_aids, v_versions, v_pd, v_pc, v_hd, v_hc, v_floor
       FROM (SELECT * FROM ledger_accounts a WHERE a.code = ANY (p_accounts) ORDER BY a.id FOR NO KEY UPDATE) a;
-    v_now := clock_timestamp();
+    -- The posting time never goes back on an account, even if the clock steps back.
+    v_now := greatest(clock_timestamp(), v_floor);
 
     -- One statement inserts the entries and their postings, so the statement triggers of
     -- both tables see them together.
