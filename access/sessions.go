@@ -24,9 +24,10 @@ type Session struct {
 	Principal Principal
 }
 
+// randomString is n random bytes, base64url: secrets, session ids and CSRF tokens.
 func randomString(n int) string {
 	b := make([]byte, n)
-	_, _ = rand.Read(b)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail (Go 1.24+)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 

@@ -2,9 +2,7 @@ package access
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -67,11 +65,7 @@ func hashSecret(secret string) []byte {
 	return h[:]
 }
 
-func newSecret() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read does not fail (Go 1.24+)
-	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
-}
+func newSecret() string { return tokenPrefix + randomString(32) }
 
 // CreateToken stores a new token and returns it with its secret, which is not stored and
 // cannot be shown again. The creation is recorded in the audit trail by the same

@@ -143,9 +143,10 @@ func (b *batcher) work() {
 			continue
 		}
 		// Wait, still collecting, until no batch in flight shares an account with this one.
+		var claimed []string
 		for {
-			wait, free := b.claim(batch)
-			if free {
+			var wait <-chan struct{}
+			if claimed, wait = b.claim(batch); wait == nil {
 				break
 			}
 			if len(batch) >= b.maxBatch {
@@ -161,32 +162,32 @@ func (b *batcher) work() {
 			}
 		}
 		b.run(batch)
-		b.release(batch)
+		b.release(claimed)
 	}
 }
 
-// claim marks batch's accounts busy and reports true if none was; otherwise it returns a
-// channel that is closed when some batch in flight ends.
-func (b *batcher) claim(batch []*request) (<-chan struct{}, bool) {
+// claim marks the batch's accounts busy and returns them, if none was busy; otherwise it
+// returns a channel that is closed when some batch in flight ends.
+func (b *batcher) claim(batch []*request) ([]string, <-chan struct{}) {
+	accts := batchAccounts(batch)
 	b.flight.Lock()
 	defer b.flight.Unlock()
-	for _, r := range batch {
-		for _, ln := range r.p.lines {
-			if b.busy[ln.Account] > 0 {
-				return b.released, false
-			}
+	for _, acct := range accts {
+		if b.busy[acct] > 0 {
+			return nil, b.released
 		}
 	}
-	for _, acct := range batchAccounts(batch) {
+	for _, acct := range accts {
 		b.busy[acct]++
 	}
-	return nil, true
+	return accts, nil
 }
 
-func (b *batcher) release(batch []*request) {
+// release frees the accounts claim returned and wakes the workers waiting for them.
+func (b *batcher) release(accts []string) {
 	b.flight.Lock()
 	defer b.flight.Unlock()
-	for _, acct := range batchAccounts(batch) {
+	for _, acct := range accts {
 		if b.busy[acct]--; b.busy[acct] <= 0 {
 			delete(b.busy, acct)
 		}

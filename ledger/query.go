@@ -202,13 +202,15 @@ type StatementFilter struct {
 	Limit int    // default 100, at most 1000
 }
 
-// statementCursor is "SEQ.VERSION" of the last line shown: the postings of an account are
+// A statement cursor is "SEQ.VERSION" of the last line shown: the postings of an account are
 // ordered by entry sequence number, then by version within an entry.
+func statementCursor(seq, version int64) string { return fmt.Sprintf("%d.%d", seq, version) }
+
 func parseStatementCursor(c string) (seq, version int64, err error) {
 	if c == "" {
 		return 0, 0, nil
 	}
-	if _, err := fmt.Sscanf(c, "%d.%d", &seq, &version); err != nil || seq < 0 || version < 0 || fmt.Sprintf("%d.%d", seq, version) != c {
+	if _, err := fmt.Sscanf(c, "%d.%d", &seq, &version); err != nil || seq < 0 || version < 0 || statementCursor(seq, version) != c {
 		return 0, 0, invalid("after", "%q is not a statement cursor (use the previous page's next)", truncate(c, 40))
 	}
 	return seq, version, nil
@@ -255,7 +257,7 @@ func (l *Ledger) Statement(ctx context.Context, code string, f StatementFilter) 
 	if len(st.Lines) > limit {
 		st.Lines = st.Lines[:limit]
 		last := st.Lines[limit-1]
-		st.Next = fmt.Sprintf("%d.%d", last.Seq, last.Version)
+		st.Next = statementCursor(last.Seq, last.Version)
 	}
 	return st, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -77,11 +76,7 @@ func tokenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer pool.Close()
 	store := access.New(pool)
-	printJSON := func(v any) error {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
+	printJSON := (&cli{stdout: stdout}).printJSON
 
 	switch cmd {
 	case "create":
