@@ -303,9 +303,9 @@ func TestAuthorize(t *testing.T) {
 		anaRec    = access.Resource{Owner: "ana"}
 		cyRec     = access.Resource{Owner: "cy"}
 		benRec    = access.Resource{Owner: "ben"}
-		assigned  = access.Resource{Owner: "ana", Coach: "cy"} // ana's record; cy coaches her
-		otherCoa  = access.Resource{Owner: "ben", Coach: "dee"}
-		benByAna  = access.Resource{Owner: "ben", Coach: "ana"} // ana is no coach: means nothing
+		assigned  = access.Resource{Owner: "ana", Coaches: []string{"cy"}} // ana's record; cy coaches her
+		otherCoa  = access.Resource{Owner: "ben", Coaches: []string{"dee"}}
+		benByAna  = access.Resource{Owner: "ben", Coaches: []string{"ana"}} // ana is no coach: means nothing
 		program   = access.Resource{}
 		byAdmin   = access.Resource{RequestedBy: admin.Subject()}
 		byPat     = access.Resource{RequestedBy: "person:pat"}

@@ -2,6 +2,7 @@ package access
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -27,6 +28,29 @@ const (
 	LedgerTrialBalance  Action = "ledger.trial_balance.read"
 	LedgerCheck         Action = "ledger.check.read"
 	AuditRead           Action = "audit.read"
+	// The network (DESIGN.md §5, §6).
+	ProgramCreate      Action = "network.program.create"
+	ProgramList        Action = "network.program.list"
+	ProgramRead        Action = "network.program.read"
+	ProgramFund        Action = "network.program.fund"
+	ProgramMetrics     Action = "network.program.metrics"
+	PersonCreate       Action = "network.person.create"
+	PersonList         Action = "network.person.list"
+	PersonRead         Action = "network.person.read"
+	PersonUpdate       Action = "network.person.update"
+	EnrolmentWrite     Action = "network.enrolment.write"
+	ConnectionCreate   Action = "network.connection.create"
+	ConnectionList     Action = "network.connection.list"
+	ConnectionEnd      Action = "network.connection.end"
+	ConnectionRate     Action = "network.connection.rate"
+	ConversationCreate Action = "network.conversation.create"
+	ConversationList   Action = "network.conversation.list"
+	ConversationReview Action = "network.conversation.review"
+	RuleWrite          Action = "network.rule.write"
+	RuleRead           Action = "network.rule.read"
+	ProgressRead       Action = "network.progress.read"
+	AwardList          Action = "network.award.list"
+	DisbursementList   Action = "payouts.disbursement.list"
 	// DisbursementApprove is the four-eyes action of DESIGN.md §7: an admin may not approve
 	// what they requested (Resource.RequestedBy).
 	DisbursementApprove Action = "disbursement.approve"
@@ -35,10 +59,24 @@ const (
 var readActions = map[Action]bool{
 	LedgerAccountList: true, LedgerAccountRead: true, LedgerBalanceRead: true, LedgerStatementRead: true,
 	LedgerEntryList: true, LedgerEntryRead: true, LedgerTrialBalance: true, LedgerCheck: true, AuditRead: true,
+	ProgramList: true, ProgramRead: true, ProgramMetrics: true, PersonList: true, PersonRead: true, ConnectionList: true,
+	ConversationList: true, RuleRead: true, ProgressRead: true, AwardList: true, DisbursementList: true,
 }
 
+// publicReads are program-level reads open to every role: what a program is and its rules.
+var publicReads = map[Action]bool{ProgramList: true, ProgramRead: true, RuleRead: true}
+
 // ownerReadable are the reads a participant or coach may take on records they own.
-var ownerReadable = map[Action]bool{LedgerAccountRead: true, LedgerBalanceRead: true, LedgerStatementRead: true}
+var ownerReadable = map[Action]bool{LedgerAccountRead: true, LedgerBalanceRead: true, LedgerStatementRead: true,
+	PersonRead: true, ConnectionList: true, ConversationList: true, ProgressRead: true, AwardList: true, DisbursementList: true}
+
+// ownerWritable are the changes a participant may make to their own records, and their
+// coach for them: logging a conversation (self-reported, unverified) and rating a connection.
+var ownerWritable = map[Action]bool{ConversationCreate: true, ConnectionRate: true}
+
+// coachWritable are the changes only a participant's assigned coach (or an admin) may make:
+// verifying conversations, recording and ending connections.
+var coachWritable = map[Action]bool{ConversationReview: true, ConnectionCreate: true, ConnectionEnd: true}
 
 // ReadOnly reports whether a changes nothing.
 func (a Action) ReadOnly() bool { return readActions[a] }
@@ -51,8 +89,8 @@ type Resource struct {
 	// OwnerRole is the role the record belongs to the owner in: a participant wallet
 	// (Participant) or a coach wallet (Coach). "" when the record is not role-specific.
 	OwnerRole Role
-	// Coach is the coach assigned to Owner, when there is one (filled in by the network).
-	Coach string
+	// Coaches are the coaches assigned to Owner (filled in from the network's enrolments).
+	Coaches []string
 	// RequestedBy is the Subject of whoever requested it (four-eyes actions).
 	RequestedBy string
 }
@@ -73,7 +111,11 @@ func AccountResource(code string) Resource {
 //   - auditors may read everything and change nothing;
 //   - participants and coaches may read their own records (a participant their participant
 //     records; a coach their coach records, their participant records — a coach may have been
-//     a participant — and those of the participants assigned to them), and nothing else here.
+//     a participant — and those of the participants assigned to them), and every role may
+//     read programs and their rules;
+//   - a participant may log conversations and rate connections of their own, and so may
+//     their assigned coach, who alone (with admins) may also verify or retract conversations
+//     and record or end connections for them.
 //
 // A refusal wraps ErrForbidden with the reason.
 func Authorize(p Principal, a Action, r Resource) error {
@@ -97,12 +139,22 @@ func Authorize(p Principal, a Action, r Resource) error {
 		}
 		return fmt.Errorf("%w: %s: auditors read and change nothing", ErrForbidden, a)
 	case Participant, Coach:
-		if !ownerReadable[a] {
+		if publicReads[a] {
+			return nil
+		}
+		if !ownerReadable[a] && !ownerWritable[a] && !coachWritable[a] {
 			return fmt.Errorf("%w: %s: not open to %ss", ErrForbidden, a, p.Role)
 		}
-		own := r.Owner == p.PersonID && (r.OwnerRole == "" || r.OwnerRole == p.Role ||
+		own := r.Owner != "" && r.Owner == p.PersonID && (r.OwnerRole == "" || r.OwnerRole == p.Role ||
 			(p.Role == Coach && r.OwnerRole == Participant))
-		if p.PersonID != "" && (own || (p.Role == Coach && r.Coach == p.PersonID)) {
+		coaching := p.Role == Coach && p.PersonID != "" && slices.Contains(r.Coaches, p.PersonID)
+		switch {
+		case p.PersonID == "":
+		case coachWritable[a] && coaching:
+			return nil
+		case coachWritable[a]:
+			return fmt.Errorf("%w: %s: only the participant's coach or an admin may", ErrForbidden, a)
+		case own || coaching:
 			return nil
 		}
 		return fmt.Errorf("%w: %s: not your record", ErrForbidden, a)

@@ -31,6 +31,8 @@ import (
 
 	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/ledger"
+	"github.com/tandemledger/tandem/network"
+	"github.com/tandemledger/tandem/payouts"
 )
 
 // MaxBodyBytes bounds every request body. The largest legitimate body, a batch of entries,
@@ -45,7 +47,10 @@ type Config struct {
 	Pool   *pgxpool.Pool // the database: writes and their audit lines share a transaction
 	Ledger *ledger.Ledger
 	Access *access.Store
-	Logger *slog.Logger
+	// Network and Payouts serve the network and disbursement routes.
+	Network *network.Store
+	Payouts *payouts.Store
+	Logger  *slog.Logger
 	// Health checks, by name (e.g. "database", "river"), shown by /healthz.
 	Health map[string]HealthFunc
 	// WriteRate and WriteBurst bound each token's write requests and refused requests (each
@@ -60,22 +65,25 @@ type Config struct {
 
 // Server is Tandem's HTTP handler.
 type Server struct {
-	pool   *pgxpool.Pool
-	ledger *ledger.Ledger
-	access *access.Store
-	logger *slog.Logger
-	health map[string]HealthFunc
-	mux    *http.ServeMux
-	table  []route
-	writes *limiter // write requests and refusals, per token
-	reads  *limiter // read requests, per token
+	pool    *pgxpool.Pool
+	ledger  *ledger.Ledger
+	access  *access.Store
+	network *network.Store
+	payouts *payouts.Store
+	logger  *slog.Logger
+	health  map[string]HealthFunc
+	mux     *http.ServeMux
+	table   []route
+	writes  *limiter // write requests and refusals, per token
+	reads   *limiter // read requests, per token
 
 	behindTLSProxy bool
 }
 
 // New builds the handler with every route.
 func New(cfg Config) *Server {
-	s := &Server{pool: cfg.Pool, ledger: cfg.Ledger, access: cfg.Access, logger: cfg.Logger, health: cfg.Health,
+	s := &Server{pool: cfg.Pool, ledger: cfg.Ledger, access: cfg.Access, network: cfg.Network, payouts: cfg.Payouts,
+		logger: cfg.Logger, health: cfg.Health,
 		mux: http.NewServeMux(), behindTLSProxy: cfg.BehindTLSProxy}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -120,6 +128,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/ledger/check", access.LedgerCheck, noResource, s.check)
 
 	s.handle("GET /v1/audit", access.AuditRead, noResource, s.audit)
+	s.networkRoutes()
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, fmt.Errorf("%w: no route for %s %s", errNotFound, r.Method, r.URL.Path))
@@ -206,7 +215,7 @@ func decode(r *http.Request, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		// Validation errors raised while decoding (a bad amount) keep their meaning.
-		if errors.Is(err, ledger.ErrInvalid) {
+		if errors.Is(err, ledger.ErrInvalid) || errors.Is(err, network.ErrInvalid) {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errMalformed, err)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/ledger"
+	"github.com/tandemledger/tandem/network"
+	"github.com/tandemledger/tandem/payouts"
 )
 
 // Problem is an RFC 9457 problem document. Type is stable and machine-readable
@@ -60,6 +62,13 @@ var problemKinds = []problemKind{
 	{access.ErrInvalid, http.StatusUnprocessableEntity, "validation-failed", "Validation failed"},
 	{access.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},
 	{access.ErrAlreadyRevoked, http.StatusConflict, "already-revoked", "Token already revoked"},
+	{network.ErrInvalid, http.StatusUnprocessableEntity, "validation-failed", "Validation failed"},
+	{network.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},
+	{network.ErrExists, http.StatusConflict, "exists", "Already exists"},
+	{network.ErrNoConsent, http.StatusConflict, "no-consent", "No consent on file"},
+	{network.ErrRetracted, http.StatusConflict, "retracted", "Retracted"},
+	{network.ErrIdempotencyConflict, http.StatusConflict, "idempotency-conflict", "Idempotency key reused with different content"},
+	{payouts.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},
 	{errMalformed, http.StatusBadRequest, "malformed-request", "Malformed request"},
 	{errTooLarge, http.StatusRequestEntityTooLarge, "request-too-large", "Request too large"},
 	{errMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},

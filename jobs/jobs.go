@@ -17,13 +17,16 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tandemledger/tandem/ledger"
+	"github.com/tandemledger/tandem/network"
 )
 
 // Config wires the River client.
 type Config struct {
 	Pool   *pgxpool.Pool
 	Ledger *ledger.Ledger
-	Logger *slog.Logger
+	// Network runs the milestone jobs (evaluate_milestones, release_awards).
+	Network *network.Store
+	Logger  *slog.Logger
 	// CheckInterval is how often the ledger self-check runs (default 1 hour).
 	CheckInterval time.Duration
 	// MaxWorkers for the default queue (default 20).
@@ -43,6 +46,14 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &LedgerCheckWorker{Ledger: cfg.Ledger, Logger: cfg.Logger}); err != nil {
 		return nil, fmt.Errorf("register ledger check worker: %w", err)
+	}
+	if cfg.Network != nil {
+		if err := river.AddWorkerSafely(workers, &EvaluateMilestonesWorker{Network: cfg.Network, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("register evaluate_milestones worker: %w", err)
+		}
+		if err := river.AddWorkerSafely(workers, &ReleaseAwardsWorker{Network: cfg.Network, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("register release_awards worker: %w", err)
+		}
 	}
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
 		Logger:  cfg.Logger,
@@ -86,7 +97,9 @@ var ErrLedgerUnsound = errors.New("ledger self-check found discrepancies")
 type LedgerCheckWorker struct {
 	river.WorkerDefaults[LedgerCheckArgs]
 	Ledger *ledger.Ledger
-	Logger *slog.Logger
+	// Network runs the milestone jobs (evaluate_milestones, release_awards).
+	Network *network.Store
+	Logger  *slog.Logger
 }
 
 // Work runs one check.

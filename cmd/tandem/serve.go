@@ -11,10 +11,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/api"
+	"github.com/tandemledger/tandem/internal/app"
 	"github.com/tandemledger/tandem/jobs"
-	"github.com/tandemledger/tandem/ledger"
 	"github.com/tandemledger/tandem/migrations"
 )
 
@@ -57,24 +56,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger.Info("migrations", "applied", len(res.Applied), "river_applied", len(res.RiverApplied))
 
-	l := ledger.New(pool, &ledger.Config{Logger: logger})
-	client, err := jobs.NewClient(jobs.Config{Pool: pool, Ledger: l, Logger: logger})
+	a, err := app.New(pool, app.Config{Logger: logger})
 	if err != nil {
 		return err
 	}
 	// River runs on its own context: SIGINT must let running jobs finish, not cancel them.
-	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("start river: %w", err)
+	if err := a.Start(ctx); err != nil {
+		return err
 	}
-
-	store := access.New(pool)
+	l, client, store := a.Ledger, a.River, a.Access
 	if ok, err := store.AnyAdmin(ctx); err != nil {
 		return fmt.Errorf("look for admin tokens: %w", err)
 	} else if !ok {
 		logger.Warn("no admin token yet: every /v1 request needs one. Create the first with: " +
 			"`. .tandem/env && bin/tandem token create --role admin --name <you>` (make run) or `tandem token create --role admin --name <you>`")
 	}
-	h := api.New(api.Config{Pool: pool, Ledger: l, Access: store, Logger: logger, BehindTLSProxy: *behindProxy, Health: map[string]api.HealthFunc{
+	h := api.New(api.Config{Pool: pool, Ledger: l, Access: store, Network: a.Network, Payouts: a.Payouts, Logger: logger, BehindTLSProxy: *behindProxy, Health: map[string]api.HealthFunc{
 		"database": func(ctx context.Context) (any, error) {
 			st := pool.Stat()
 			return map[string]any{"total_conns": st.TotalConns(), "idle_conns": st.IdleConns()}, pool.Ping(ctx)
