@@ -119,7 +119,8 @@ CREATE TABLE network_bands (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     person_id  text NOT NULL REFERENCES network_people (id),
     band       text,
-    changed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- The transaction's time: network_people_guard matches a band change to this row by it.
+    changed_at timestamptz NOT NULL DEFAULT now(),
     changed_by text NOT NULL,
     reason     text NOT NULL DEFAULT '',
     CONSTRAINT network_bands_band CHECK (band IN ('low', 'high'))

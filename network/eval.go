@@ -407,7 +407,10 @@ func evaluateEC(f Facts, r Rule, now time.Time, p *Progress) {
 	twoH := decimal.NewFromInt(int64(2 * high))
 	var met bool
 	if r.UpBy.IsPositive() {
-		base, high0, n0 := EconomicConnectedness(f.Connections, f.EnrolledAt)
+		// The baseline is the network the participant came with: connections that started
+		// before the day of enrolment (a match made on that day is the program's doing).
+		enrolDay := f.EnrolledAt.UTC().Truncate(24 * time.Hour)
+		base, high0, n0 := EconomicConnectedness(f.Connections, enrolDay.Add(-time.Nanosecond))
 		p.Target = base.Add(r.UpBy)
 		switch {
 		case n == 0:

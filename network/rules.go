@@ -30,7 +30,8 @@ import (
 //   - "connections": distinct active connections (where.role, origin, cross_class,
 //     other_band; with_conversation: only once a verified conversation happened on it).
 //   - "economic_connectedness": the participant's EC (see EconomicConnectedness) at least
-//     AtLeast, or up by UpBy from their baseline at enrolment.
+//     AtLeast, or up by UpBy from their baseline (connections begun before the day of
+//     enrolment).
 //   - "rated_months": months in which both sides rated a connection at least
 //     where.min_rating (consecutive: the longest run of consecutive months).
 //

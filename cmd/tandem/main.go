@@ -4,6 +4,8 @@
 //	tandem migrate                         apply migrations (Tandem's and River's)
 //	tandem ledger ...                      accounts, entries, balances (tandem ledger help)
 //	tandem token ...                       API tokens: create, list, revoke (tandem token help)
+//	tandem network ...                     programs, people, facts, rules, progress (tandem network help)
+//	tandem demo                            a demo program whose milestones pay out while you watch
 //
 // Every command reads the database from DATABASE_URL.
 package main
@@ -31,6 +33,9 @@ usage:
   tandem migrate                         apply Tandem's and River's migrations
   tandem ledger <command>                the ledger: run 'tandem ledger help'
   tandem token <command>                 API tokens: run 'tandem token help'
+  tandem network <command>               programs, people, facts, rules: 'tandem network help'
+  tandem program fund P AMOUNT           donor money into a program's fund
+  tandem demo                            load a demo program and watch milestones pay out
 
 environment:
   DATABASE_URL   PostgreSQL URL (make run and make test start a private server and set it)
@@ -67,6 +72,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return ledgerCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "token":
 		return tokenCmd(ctx, args[1:], stdout, stderr)
+	case "network":
+		return networkCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "program": // tandem program fund P AMOUNT, as the issue spells it
+		return networkCmd(ctx, append([]string{"program"}, args[1:]...), stdin, stdout, stderr)
+	case "demo":
+		return demo(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
