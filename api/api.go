@@ -220,7 +220,7 @@ func decode(r *http.Request, v any) error {
 		}
 		return fmt.Errorf("%w: %v", errMalformed, err)
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(body[dec.InputOffset():])) > 0 {
 		return fmt.Errorf("%w: trailing data after the JSON object", errMalformed)
 	}
 	return nil

@@ -337,7 +337,9 @@ func (s *Server) endConnection(r *http.Request, ec network.EndConnection) (any, 
 func (s *Server) rate(r *http.Request, nr network.NewRating) (any, error) {
 	p, _ := principalFrom(r.Context())
 	if p.Role != access.Admin && nr.RaterID != p.PersonID {
-		return nil, fmt.Errorf("%w: you may rate a connection only as yourself (rater_id %q)", access.ErrForbidden, p.PersonID)
+		err := fmt.Errorf("%w: you may rate a connection only as yourself (rater_id %q)", access.ErrForbidden, p.PersonID)
+		s.deny(r, p, access.ConnectionRate, err)
+		return nil, err
 	}
 	if err := s.network.Rate(r.Context(), by(r), r.PathValue("id"), nr); err != nil {
 		return nil, err

@@ -226,35 +226,32 @@ func evaluateItems(items []item, noun string, r Rule, now time.Time, p *Progress
 			p.Due = []Due{groups[0].due("once")}
 		}
 	case RepeatMonthly:
-		byMonth := map[string][]item{}
-		var months []string
-		for _, it := range items {
-			if it.id == "" {
-				continue
+		p.Count = decimal.Zero
+		for _, m := range months(items) {
+			if g := groupsOf(m.items, n, 0); len(g) > 0 && len(p.Due) < r.Cap.Awards {
+				p.Due = append(p.Due, g[0].due(m.month))
 			}
-			m := it.at.UTC().Format("2006-01")
-			if byMonth[m] == nil {
-				months = append(months, m)
-			}
-			byMonth[m] = append(byMonth[m], it)
-		}
-		for _, m := range months {
-			if g := groupsOf(byMonth[m], n, 0); len(g) > 0 && len(p.Due) < r.Cap.Awards {
-				p.Due = append(p.Due, g[0].due(m))
+			if m.month == now.UTC().Format("2006-01") {
+				p.Count = decimal.NewFromInt(int64(len(m.items)))
 			}
 		}
-		p.Count = decimal.NewFromInt(int64(len(byMonth[now.UTC().Format("2006-01")])))
 		p.Met = len(p.Due) > 0
 	case RepeatEach:
-		perMonth := map[string]int{}
-		for _, g := range groups {
-			m := g.reachedAt().UTC().Format("2006-01")
-			switch {
-			case r.Cap.Per == "month" && perMonth[m] < r.Cap.Awards:
-				perMonth[m]++
-				p.Due = append(p.Due, g.due(fmt.Sprintf("%s#%d", m, perMonth[m])))
-			case r.Cap.Per == "term" && len(p.Due) < r.Cap.Awards:
-				p.Due = append(p.Due, g.due(fmt.Sprintf("#%d", len(p.Due)+1)))
+		if r.Cap.Per == "month" {
+			// A monthly cap counts each month on its own things: what is left over in one
+			// month does not carry into the next.
+			for _, m := range months(items) {
+				for k, g := range groupsOf(m.items, n, r.WithinDays) {
+					if k < r.Cap.Awards {
+						p.Due = append(p.Due, g.due(fmt.Sprintf("%s#%d", m.month, k+1)))
+					}
+				}
+			}
+		} else {
+			for _, g := range groups {
+				if len(p.Due) < r.Cap.Awards {
+					p.Due = append(p.Due, g.due(fmt.Sprintf("#%d", len(p.Due)+1)))
+				}
 			}
 		}
 		p.Count = decimal.NewFromInt(int64(countReal(items)))
@@ -311,6 +308,27 @@ func missing(items []item, noun string, n int, r Rule, now time.Time, p *Progres
 		}
 		return fmt.Sprintf("%d more %s%s for the next award", n-rest%n, noun, window)
 	}
+}
+
+type monthItems struct {
+	month string
+	items []item
+}
+
+// months splits items (in time order) by calendar month, UTC, leaving out run breaks.
+func months(items []item) []monthItems {
+	var out []monthItems
+	for _, it := range items {
+		if it.id == "" {
+			continue
+		}
+		m := it.at.UTC().Format("2006-01")
+		if len(out) == 0 || out[len(out)-1].month != m {
+			out = append(out, monthItems{month: m})
+		}
+		out[len(out)-1].items = append(out[len(out)-1].items, it)
+	}
+	return out
 }
 
 // group is n items that together reach a rule once.

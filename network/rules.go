@@ -27,8 +27,9 @@ import (
 //     count unless where.verified is false.
 //   - "well_resourced_conversations": verified conversations that carried at least one
 //     resource (where.resource: a given kind).
-//   - "connections": distinct active connections (where.role, origin, cross_class,
-//     other_band; with_conversation: only once a verified conversation happened on it).
+//   - "connections": distinct connections made (where.role, origin, cross_class, other_band;
+//     with_conversation: only once a verified conversation happened on it). A connection that
+//     later ended still counts: it was made; a retracted one does not.
 //   - "economic_connectedness": the participant's EC (see EconomicConnectedness) at least
 //     AtLeast, or up by UpBy from their baseline (connections begun before the day of
 //     enrolment).
@@ -124,7 +125,8 @@ const (
 )
 
 // ParseRule reads and validates a rule for a program in currency. Every error wraps
-// ErrInvalid and names the field at fault: "where.rol: unknown field", "at_least: 2.5 is not
+// ErrInvalid (an amount error wraps ledger.ErrInvalidAmount instead) and names the field at
+// fault: "where.rol: unknown field", "at_least: 2.5 is not
 // a whole number", "award.amount: 50.001 has more than 2 decimal places for USD".
 func ParseRule(data []byte, currency string) (Rule, error) {
 	if len(data) > MaxRuleBytes {
@@ -158,6 +160,9 @@ func ParseRule(data []byte, currency string) (Rule, error) {
 	}
 	if err := parseWhere(raw.Where, allowed, &r.Where); err != nil {
 		return Rule{}, err
+	}
+	if r.Count == CountRatedMonths && r.Where.MinRating == 0 {
+		return Rule{}, invalid("where.min_rating", "required: the rating both sides must give (1–10)")
 	}
 	var err error
 	if r.Count == CountEconomicConnectedess {
@@ -273,9 +278,6 @@ func parseWhere(data json.RawMessage, allowed []string, w *Where) error {
 	case w.CrossClass && w.OtherBand != "":
 		return invalid("where.cross_class", "use cross_class or other_band, not both")
 	}
-	if slices.Contains(allowed, "min_rating") && w.MinRating == 0 {
-		return invalid("where.min_rating", "required: the rating both sides must give (1–10)")
-	}
 	return nil
 }
 
@@ -336,6 +338,9 @@ func wholeNumber(field string, data json.RawMessage, lo, hi int) (int, error) {
 	if len(data) == 0 {
 		return 0, invalid(field, "required: a whole number from %d to %d", lo, hi)
 	}
+	if t := bytes.TrimSpace(data); len(t) == 0 || (t[0] != '-' && (t[0] < '0' || t[0] > '9')) {
+		return 0, invalid(field, "%s is not a number: write it without quotes", data)
+	}
 	var n json.Number
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -359,7 +364,7 @@ func strictDecode(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) > 0 {
 		return errors.New("trailing data after the object")
 	}
 	return nil
