@@ -119,11 +119,24 @@ func recordOf(r *http.Request) string {
 		rec = "account:" + code
 	} else if id := r.PathValue("id"); id != "" {
 		rec = "entry:" + id
+		for prefix, kind := range recordKinds {
+			if strings.HasPrefix(r.URL.Path, prefix) {
+				rec = kind + id
+			}
+		}
+	} else if rule := r.PathValue("rule"); rule != "" {
+		rec = "rule:" + r.PathValue("program") + "/" + rule
 	}
 	if len(rec) > maxRecord { // the path is the caller's: bound what it can write
 		rec = rec[:maxRecord] + "…"
 	}
 	return rec
+}
+
+// recordKinds name the records of /v1 paths with an {id} as changes name them.
+var recordKinds = map[string]string{
+	"/v1/programs/": "program:", "/v1/people/": "person:", "/v1/participants/": "person:",
+	"/v1/connections/": "connection:", "/v1/conversations/": "conversation:",
 }
 
 // maxRecord bounds the record name of a refusal in the audit trail.

@@ -55,15 +55,21 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 			return nil, fmt.Errorf("register release_awards worker: %w", err)
 		}
 	}
+	periodic := []*river.PeriodicJob{
+		river.NewPeriodicJob(river.PeriodicInterval(cfg.CheckInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return LedgerCheckArgs{}, nil },
+			&river.PeriodicJobOpts{ID: "ledger_check", RunOnStart: true}),
+	}
+	if cfg.Network != nil {
+		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
+			func() (river.JobArgs, *river.InsertOpts) { return ReleaseAwardsArgs{Funding: "periodic sweep"}, nil },
+			&river.PeriodicJobOpts{ID: "release_awards_sweep", RunOnStart: true}))
+	}
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
-		Logger:  cfg.Logger,
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}},
-		Workers: workers,
-		PeriodicJobs: []*river.PeriodicJob{
-			river.NewPeriodicJob(river.PeriodicInterval(cfg.CheckInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return LedgerCheckArgs{}, nil },
-				&river.PeriodicJobOpts{ID: "ledger_check", RunOnStart: true}),
-		},
+		Logger:       cfg.Logger,
+		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}},
+		Workers:      workers,
+		PeriodicJobs: periodic,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new river client: %w", err)

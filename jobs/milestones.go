@@ -88,14 +88,25 @@ type ReleaseAwardsWorker struct {
 	Logger  *slog.Logger
 }
 
-// Work pays what the fund now covers.
+// Work pays what the fund now covers. Without a program (the periodic sweep) it tries every
+// program with awards waiting: a fund can also grow without tandem program fund (an entry
+// posted by an admin, a reversed award).
 func (w *ReleaseAwardsWorker) Work(ctx context.Context, job *river.Job[ReleaseAwardsArgs]) error {
-	n, err := w.Network.ReleaseWaiting(ctx, job.Args.Program)
-	if err != nil {
-		return err
+	programs := []string{job.Args.Program}
+	if job.Args.Program == "" {
+		var err error
+		if programs, err = w.Network.ProgramsWaiting(ctx); err != nil {
+			return err
+		}
 	}
-	if w.Logger != nil && n > 0 {
-		w.Logger.InfoContext(ctx, "awards paid after funding", "program", job.Args.Program, "paid", n)
+	for _, p := range programs {
+		n, err := w.Network.ReleaseWaiting(ctx, p)
+		if err != nil {
+			return err
+		}
+		if w.Logger != nil && n > 0 {
+			w.Logger.InfoContext(ctx, "awards paid after funding", "program", p, "paid", n)
+		}
 	}
 	return nil
 }

@@ -254,6 +254,10 @@ CREATE TRIGGER network_ratings_append_only BEFORE UPDATE OR DELETE ON network_ra
 CREATE FUNCTION network_ratings_check() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM network_require_consent(NEW.rater_id);
+    IF EXISTS (SELECT 1 FROM network_connection_ends WHERE connection_id = NEW.connection_id AND retracted) THEN
+        RAISE EXCEPTION 'connection % was retracted', NEW.connection_id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'network_connection_retracted';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM network_connections c WHERE c.id = NEW.connection_id
                    AND NEW.rater_id IN (c.participant_id, c.other_id)) THEN
         RAISE EXCEPTION 'rating of connection %: % is not on either side', NEW.connection_id, NEW.rater_id
@@ -297,6 +301,13 @@ BEGIN
     IF EXISTS (SELECT 1 FROM network_connection_ends WHERE connection_id = NEW.connection_id AND retracted) THEN
         RAISE EXCEPTION 'connection % was retracted', NEW.connection_id
             USING ERRCODE = 'check_violation', CONSTRAINT = 'network_connection_retracted';
+    END IF;
+    -- A conversation happens while its connection exists (dates in UTC).
+    IF (NEW.occurred_at AT TIME ZONE 'UTC')::date < c.started_on
+       OR EXISTS (SELECT 1 FROM network_connection_ends WHERE connection_id = NEW.connection_id
+                  AND ended_on < (NEW.occurred_at AT TIME ZONE 'UTC')::date) THEN
+        RAISE EXCEPTION 'conversation at %: outside connection %''s dates', NEW.occurred_at, NEW.connection_id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'network_conversation_dates';
     END IF;
     RETURN NEW;
 END $$;

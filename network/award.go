@@ -267,6 +267,15 @@ func (s *Store) ReleaseWaiting(ctx context.Context, program string) (paid int, e
 	return paid, nil
 }
 
+// ProgramsWaiting lists the programs with awards waiting for funds.
+func (s *Store) ProgramsWaiting(ctx context.Context) ([]string, error) {
+	rows, err := s.db.Query(ctx, `SELECT DISTINCT program_id FROM network_awards WHERE status = 'insufficient_funds' ORDER BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("programs with waiting awards: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 const awardColumns = `id::text, award_key, program_id, participant_id, rule_id, rule_version, period, amount::text, currency, kind,
 	status, coalesce(entry_id::text, ''), evidence, reached_at, created_at, posted_at`
 

@@ -293,20 +293,34 @@ func missing(items []item, noun string, n int, r Rule, now time.Time, p *Progres
 		if r.Cap.Per == "month" && used >= r.Cap.Awards {
 			return fmt.Sprintf("cap reached: %d awards in %s", r.Cap.Awards, now.UTC().Format("January 2006"))
 		}
-		rest := countReal(items) - len(p.Due)*n
+		// What counts toward the next award: the things after the last award's evidence
+		// (this month's only, under a monthly cap), and with a window only those recent
+		// enough that one more thing now could complete a group with them.
+		scope := items
 		if r.Cap.Per == "month" {
-			rest = 0 // leftovers of earlier months do not carry over
-			for _, it := range items {
-				if it.id != "" && it.at.UTC().Format("2006-01") == now.UTC().Format("2006-01") {
-					rest++
+			scope = nil
+			for _, m := range months(items) {
+				if m.month == now.UTC().Format("2006-01") {
+					scope = m.items
 				}
 			}
-			rest -= used * n
 		}
-		if rest < 0 {
-			rest = 0
+		from := 0
+		if gs := groupsOf(scope, n, r.WithinDays); len(gs) > 0 {
+			lastID := gs[len(gs)-1][n-1].id
+			for i, it := range scope {
+				if it.id == lastID {
+					from = i + 1
+				}
+			}
 		}
-		return fmt.Sprintf("%d more %s%s for the next award", n-rest%n, noun, window)
+		rest := 0
+		for _, it := range scope[from:] {
+			if it.id != "" && (r.WithinDays == 0 || now.Sub(it.at) <= time.Duration(r.WithinDays)*24*time.Hour) {
+				rest++
+			}
+		}
+		return fmt.Sprintf("%d more %s%s for the next award", max(n-rest, 1), noun, window)
 	}
 }
 

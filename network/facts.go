@@ -33,19 +33,28 @@ import (
 // the bumped generation after that evaluation commits and asks for a new job, which no
 // running job can swallow. Facts do not block each other (share locks).
 
-// lockFacts takes the share locks of the protocol on the enrolled participants among people
-// (in id order, so two facts never deadlock) and returns their evaluations to ask for.
+// lockFacts takes the share locks of the protocol on people (in id order, so two facts never
+// deadlock) and returns the evaluations to ask for: those of the enrolled participants among
+// them. People who are not participants are locked too: a band change locks its person
+// exclusively before it lists their connections, so a connection made at the same moment
+// is either listed or made after the band is visible.
 func lockFacts(ctx context.Context, tx pgx.Tx, people ...string) ([]Evaluation, error) {
 	people = slices.Compact(slices.Sorted(slices.Values(people)))
-	rows, err := tx.Query(ctx, `SELECT p.id, p.eval_gen FROM network_people p
-		WHERE p.id = ANY($1) AND EXISTS (SELECT 1 FROM network_enrolments e WHERE e.person_id = p.id)
-		ORDER BY p.id FOR SHARE OF p`, people)
+	rows, err := tx.Query(ctx, `SELECT p.id, p.eval_gen, EXISTS (SELECT 1 FROM network_enrolments e WHERE e.person_id = p.id)
+		FROM network_people p WHERE p.id = ANY($1) ORDER BY p.id FOR SHARE OF p`, people)
 	if err != nil {
-		return nil, fmt.Errorf("lock participants: %w", err)
+		return nil, fmt.Errorf("lock people: %w", err)
 	}
-	evals, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Evaluation])
-	if err != nil {
-		return nil, fmt.Errorf("lock participants: %w", err)
+	var evals []Evaluation
+	var e Evaluation
+	var enrolled bool
+	if _, err := pgx.ForEachRow(rows, []any{&e.Participant, &e.Gen, &enrolled}, func() error {
+		if enrolled {
+			evals = append(evals, e)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("lock people: %w", err)
 	}
 	return evals, nil
 }
@@ -310,17 +319,24 @@ func (s *Store) SetBand(ctx context.Context, by By, person, band, reason string)
 	if len(reason) > 500 {
 		return Person{}, invalid("reason", "at most 500 characters")
 	}
-	connected, err := s.connectedParticipants(ctx, person)
-	if err != nil {
-		return Person{}, err
-	}
 	var p Person
-	err = s.fact(ctx, by, append(connected, person), func(tx pgx.Tx) (access.Event, error) {
+	err := s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
+		// Lock the person first, then list whom the band concerns: a connection being made
+		// to them holds a share lock on them (Connect), so it is either listed here or made
+		// after this commits and evaluated with the new band.
 		var before *string
 		if err := tx.QueryRow(ctx, `SELECT band FROM network_people WHERE id = $1 FOR UPDATE`, person).Scan(&before); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				return access.Event{}, fmt.Errorf("%w: person %q", ErrNotFound, person)
 			}
+			return access.Event{}, err
+		}
+		connected, err := connectedParticipants(ctx, tx, person)
+		if err != nil {
+			return access.Event{}, err
+		}
+		evals, err := lockFacts(ctx, tx, append(connected, person)...)
+		if err != nil {
 			return access.Event{}, err
 		}
 		if (before == nil && band == "") || (before != nil && *before == band) {
@@ -336,9 +352,11 @@ func (s *Store) SetBand(ctx context.Context, by By, person, band, reason string)
 		if _, err := tx.Exec(ctx, `UPDATE network_people SET band = $2 WHERE id = $1`, person, nb); err != nil {
 			return access.Event{}, translate(err)
 		}
-		var err error
 		if p, err = s.personTx(ctx, tx, person); err != nil {
 			return access.Event{}, err
+		}
+		if err := s.jobs.EvaluateTx(ctx, tx, evals); err != nil {
+			return access.Event{}, fmt.Errorf("ask for evaluation: %w", err)
 		}
 		return access.Event{Action: "network.person.band", Record: "person:" + person,
 			Before: map[string]any{"band": before}, After: map[string]any{"band": nb}, Detail: reason}, nil
@@ -347,8 +365,8 @@ func (s *Store) SetBand(ctx context.Context, by By, person, band, reason string)
 }
 
 // connectedParticipants lists the participants with a connection to person.
-func (s *Store) connectedParticipants(ctx context.Context, person string) ([]string, error) {
-	rows, err := s.db.Query(ctx, `SELECT DISTINCT participant_id FROM network_connections WHERE other_id = $1`, person)
+func connectedParticipants(ctx context.Context, tx pgx.Tx, person string) ([]string, error) {
+	rows, err := tx.Query(ctx, `SELECT DISTINCT participant_id FROM network_connections WHERE other_id = $1`, person)
 	if err != nil {
 		return nil, fmt.Errorf("connected participants of %s: %w", person, err)
 	}
@@ -472,7 +490,8 @@ func (s *Store) Connect(ctx context.Context, by By, nc NewConnection) (Connectio
 	}
 	id := uuid.Must(uuid.NewV7())
 	var c Connection
-	err = s.fact(ctx, by, []string{nc.ParticipantID}, func(tx pgx.Tx) (access.Event, error) {
+	// Both people are locked (shared): see SetBand.
+	err = s.fact(ctx, by, []string{nc.ParticipantID, nc.OtherID}, func(tx pgx.Tx) (access.Event, error) {
 		for _, p := range []string{nc.ParticipantID, nc.OtherID} {
 			if err := requirePerson(ctx, tx, p); err != nil {
 				return access.Event{}, err

@@ -67,6 +67,7 @@ var constraintErrors = map[string]error{
 	"network_ratings_pkey":             ErrExists,
 	"network_connection_ends_pkey":     ErrExists,
 	"network_conversations_not_future": ErrInvalid,
+	"network_conversation_dates":       ErrInvalid,
 }
 
 // translate turns a database refusal into one of the errors above, keeping its message.
