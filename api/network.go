@@ -125,11 +125,8 @@ func (s *Server) participantInQuery(r *http.Request) access.Resource {
 }
 
 func (s *Server) connectionInPath(r *http.Request) access.Resource {
-	c, err := s.network.Connection(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return access.Resource{} // the handler answers 404 to admins; others are refused
-	}
-	return s.participantResource(r, c.ParticipantID)
+	// An unknown connection is no one's: the handler answers 404 to admins; others are refused.
+	return s.connectionResource(r, r.PathValue("id"))
 }
 
 func (s *Server) conversationInPath(r *http.Request) access.Resource {
@@ -164,7 +161,12 @@ func (s *Server) connectionInBody(r *http.Request) access.Resource {
 		ConnectionID string `json:"connection_id"`
 	}
 	_ = json.Unmarshal(peekBody(r), &m)
-	c, err := s.network.Connection(r.Context(), m.ConnectionID)
+	return s.connectionResource(r, m.ConnectionID)
+}
+
+// connectionResource is the resource of a connection: its participant, with their coaches.
+func (s *Server) connectionResource(r *http.Request, id string) access.Resource {
+	c, err := s.network.Connection(r.Context(), id)
 	if err != nil {
 		return access.Resource{}
 	}
@@ -315,7 +317,9 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	cs, err := s.network.Connections(r.Context(), r.URL.Query().Get("participant"), r.URL.Query().Get("after"), int(limit))
+	q := r.URL.Query()
+	cs, err := s.network.Connections(r.Context(), network.ConnectionFilter{Participant: q.Get("participant"), Coach: q.Get("coach"),
+		After: q.Get("after"), Limit: int(limit)})
 	for i := range cs {
 		cs[i] = redactConnection(r, cs[i])
 	}
@@ -363,7 +367,7 @@ func (s *Server) logConversation(w http.ResponseWriter, r *http.Request) {
 	nc.IdempotencyKey = key
 	if nc.Verified {
 		p, _ := principalFrom(r.Context())
-		if err := access.Authorize(p, access.ConversationReview, s.connectionInBody(r)); err != nil {
+		if err := access.Authorize(p, access.ConversationReview, s.connectionResource(r, nc.ConnectionID)); err != nil {
 			s.deny(r, p, access.ConversationReview, err)
 			s.writeProblem(w, r, fmt.Errorf("%w (a self-reported conversation is logged unverified: leave out verified)", err))
 			return
@@ -465,7 +469,7 @@ func (s *Server) listAwards(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	as, err := s.network.Awards(r.Context(), network.AwardFilter{Participant: q.Get("participant"), Program: q.Get("program"),
+	as, err := s.network.Awards(r.Context(), network.AwardFilter{Participant: q.Get("participant"), Coach: q.Get("coach"), Program: q.Get("program"),
 		Status: q.Get("status"), Limit: int(limit)})
 	if as == nil {
 		as = []network.Award{}

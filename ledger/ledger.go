@@ -151,7 +151,7 @@ func (l *Ledger) CreateAccountTx(ctx context.Context, db DBTX, na NewAccount) (A
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, false, fmt.Errorf("create account %s: %w", na.Code, translate(err))
 	}
-	existing, err := l.accountTx(ctx, db, na.Code)
+	existing, err := l.AccountTx(ctx, db, na.Code)
 	if err != nil {
 		return Account{}, false, fmt.Errorf("create account %s: %w", na.Code, err)
 	}
@@ -164,10 +164,12 @@ func (l *Ledger) CreateAccountTx(ctx context.Context, db DBTX, na NewAccount) (A
 
 // Account returns the account with its current balance.
 func (l *Ledger) Account(ctx context.Context, code string) (Account, error) {
-	return l.accountTx(ctx, l.db, code)
+	return l.AccountTx(ctx, l.db, code)
 }
 
-func (l *Ledger) accountTx(ctx context.Context, db DBTX, code string) (Account, error) {
+// AccountTx is Account read on db: inside a caller's transaction, the balance agrees with
+// everything else the transaction reads.
+func (l *Ledger) AccountTx(ctx context.Context, db DBTX, code string) (Account, error) {
 	if err := ValidateCode(code); err != nil {
 		return Account{}, err
 	}
@@ -221,7 +223,7 @@ func (l *Ledger) CloseAccountTx(ctx context.Context, db DBTX, code string) (Acco
 		return a, nil
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		existing, err := l.accountTx(ctx, db, code)
+		existing, err := l.AccountTx(ctx, db, code)
 		if err != nil {
 			return Account{}, fmt.Errorf("close account: %w", err)
 		}

@@ -305,15 +305,16 @@ func (t *amountText) Scan(src any) error {
 
 // AwardFilter selects awards.
 type AwardFilter struct {
-	Participant, Program, Status string
-	Limit                        int
+	Participant, Coach, Program, Status string
+	Limit                               int
 }
 
 // Awards lists awards, newest first.
 func (s *Store) Awards(ctx context.Context, f AwardFilter) ([]Award, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+awardColumns+` FROM network_awards
 		WHERE ($1 = '' OR participant_id = $1) AND ($2 = '' OR program_id = $2) AND ($3 = '' OR status = $3)
-		ORDER BY created_at DESC, id DESC LIMIT $4`, f.Participant, f.Program, f.Status, clamp(f.Limit, 100, 1000))
+		  AND ($5 = '' OR participant_id IN (SELECT person_id FROM network_enrolments WHERE coach_id = $5))
+		ORDER BY created_at DESC, id DESC LIMIT $4`, f.Participant, f.Program, f.Status, clamp(f.Limit, 100, 1000), f.Coach)
 	if err != nil {
 		return nil, fmt.Errorf("list awards: %w", err)
 	}

@@ -114,19 +114,18 @@ func (s *Store) Progress(ctx context.Context, participant string) (ParticipantPr
 			if pp.Awards, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Award, error) { return scanAward(r) }); err != nil {
 				return err
 			}
+			// The wallet is read in the same snapshot as the awards, so the two agree.
+			w, err := s.ledger.AccountTx(ctx, tx, WalletAccount(participant))
+			if err != nil {
+				return fmt.Errorf("wallet of %s: %w", participant, err)
+			}
+			pp.Wallet = w.Balance
 			out.Programs = append(out.Programs, pp)
 		}
 		return nil
 	})
 	if err != nil {
 		return ParticipantProgress{}, fmt.Errorf("progress of %s: %w", participant, err)
-	}
-	for i := range out.Programs {
-		b, err := s.ledger.Balance(ctx, WalletAccount(participant), ledger.AsOf{})
-		if err != nil {
-			return ParticipantProgress{}, fmt.Errorf("wallet of %s: %w", participant, err)
-		}
-		out.Programs[i].Wallet = b
 	}
 	return out, nil
 }

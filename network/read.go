@@ -171,19 +171,26 @@ func (s *Store) connectionTx(ctx context.Context, db access.DBTX, id uuid.UUID) 
 	return c, err
 }
 
-// Connections lists a participant's connections (or, with participant "", everyone's) by
-// creation; After is the last id of the previous page.
-func (s *Store) Connections(ctx context.Context, participant, after string, limit int) ([]Connection, error) {
+// ConnectionFilter selects connections: a participant's, or those of a coach's
+// participants; After is the last id of the previous page.
+type ConnectionFilter struct {
+	Participant, Coach, After string
+	Limit                     int
+}
+
+// Connections lists connections by creation.
+func (s *Store) Connections(ctx context.Context, f ConnectionFilter) ([]Connection, error) {
 	var a *uuid.UUID
-	if after != "" {
-		id, err := uuid.Parse(after)
+	if f.After != "" {
+		id, err := uuid.Parse(f.After)
 		if err != nil {
-			return nil, invalid("after", "%q is not a connection id", after)
+			return nil, invalid("after", "%q is not a connection id", f.After)
 		}
 		a = &id
 	}
 	rows, err := s.db.Query(ctx, connectionQuery+` WHERE ($1 = '' OR c.participant_id = $1) AND ($2::uuid IS NULL OR c.id > $2)
-		ORDER BY c.id LIMIT $3`, participant, a, clamp(limit, 100, 1000))
+		AND ($4 = '' OR c.participant_id IN (SELECT person_id FROM network_enrolments WHERE coach_id = $4))
+		ORDER BY c.id LIMIT $3`, f.Participant, a, clamp(f.Limit, 100, 1000), f.Coach)
 	if err != nil {
 		return nil, fmt.Errorf("list connections: %w", err)
 	}
