@@ -143,7 +143,7 @@ func Authorize(p Principal, a Action, r Resource) error {
 			return nil
 		}
 		if !ownerReadable[a] && !ownerWritable[a] && !coachWritable[a] {
-			return fmt.Errorf("%w: %s: not open to %ss", ErrForbidden, a, p.Role)
+			return fmt.Errorf("%w: %s: not open to the %s role", ErrForbidden, a, p.Role)
 		}
 		own := r.Owner != "" && r.Owner == p.PersonID && (r.OwnerRole == "" || r.OwnerRole == p.Role ||
 			(p.Role == Coach && r.OwnerRole == Participant))

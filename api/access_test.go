@@ -511,7 +511,7 @@ func TestForbiddenIsAudited(t *testing.T) {
 	require.Equal(t, "/v1/ledger/trial-balance", l.Record)
 	require.Equal(t, "denied", l.Outcome)
 	require.Equal(t, "deny-1", l.RequestID)
-	require.Contains(t, l.Detail, "not open to participants")
+	require.Contains(t, l.Detail, "not open to the participant role")
 	require.Nil(t, l.Before)
 	require.Nil(t, l.After)
 

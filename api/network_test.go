@@ -576,3 +576,287 @@ func TestNetworkBadInputHTTP(t *testing.T) {
 		})
 	}
 }
+
+// outcome is what a caller should get from a network route in TestEveryNetworkRouteEveryRole.
+type outcome int8
+
+const (
+	na   outcome = iota // the caller does not apply to the route
+	pass                // past the guard: a GET answers 200; a POST refuses its bad body (400, or 422 where the body names the owner)
+	deny                // 403 forbidden, with one denied line in the audit trail
+)
+
+// networkRow is who may take a network route, read by hand from DESIGN.md §1 and the policy
+// (access.Authorize), not from the server. A record is a participant's: ana's or ben's; cy
+// coaches ana (assigned), dee coaches ben. member is a participant or a coach on a route, or
+// a list, that names no one's record.
+type networkRow struct {
+	admin, auditor outcome
+	anaOwn, anaBen outcome // participant ana on her own record, on ben's
+	cyAna, cyBen   outcome // coach cy on ana's record (assigned), on ben's (unassigned)
+	cySelf         outcome // coach cy on his own record (for lists: ?coach=cy)
+	member         outcome // participant ana or coach cy, no record named
+}
+
+func (r networkRow) onRecord() bool { return r.anaOwn != na }
+
+// networkExpected is the table. A network route without a row fails the test.
+//
+// Admins do everything (§1: manage programs, people, rules, funding). Auditors read
+// everything and change nothing. Every role reads programs and their rules. A participant
+// sees her own person, progress, connections, conversations, awards and payouts, logs her
+// own conversations and rates her own connections (§5: each side rates); she cannot see
+// anyone else's data nor change programs, people, enrolments or rules. A coach may do for
+// himself what a participant may; for the participants assigned to him he sees their records,
+// logs and verifies (or unverifies, retracts) their conversations, and — where §1 is silent
+// and the policy says so — rates, records and ends their connections; an unassigned
+// participant's records are closed to him.
+var networkExpected = map[string]networkRow{
+	//                                                  admin auditor anaOwn anaBen cyAna cyBen cySelf member
+	"POST /v1/programs":                                {pass, deny, na, na, na, na, na, deny},
+	"GET /v1/programs":                                 {pass, pass, na, na, na, na, na, pass},
+	"GET /v1/programs/{id}":                            {pass, pass, na, na, na, na, na, pass},
+	"POST /v1/programs/{id}/fund":                      {pass, deny, na, na, na, na, na, deny},
+	"GET /v1/programs/{id}/metrics":                    {pass, pass, na, na, na, na, na, deny},
+	"POST /v1/programs/{id}/enrolments":                {pass, deny, na, na, na, na, na, deny},
+	"POST /v1/programs/{id}/enrolments/{person}/coach": {pass, deny, deny, deny, deny, deny, na, na},
+	"POST /v1/people":                                  {pass, deny, na, na, na, na, na, deny},
+	"GET /v1/people":                                   {pass, pass, na, na, na, na, na, deny},
+	"GET /v1/people/{id}":                              {pass, pass, pass, deny, pass, deny, pass, na},
+	"POST /v1/people/{id}/consent":                     {pass, deny, deny, deny, deny, deny, deny, na},
+	"POST /v1/people/{id}/band":                        {pass, deny, deny, deny, deny, deny, deny, na},
+	"POST /v1/people/{id}/roles":                       {pass, deny, deny, deny, deny, deny, deny, na},
+	"POST /v1/connections":                             {pass, deny, deny, deny, pass, deny, na, na},
+	"GET /v1/connections":                              {pass, pass, pass, deny, pass, deny, pass, deny},
+	"POST /v1/connections/{id}/end":                    {pass, deny, deny, deny, pass, deny, na, na},
+	"POST /v1/connections/{id}/ratings":                {pass, deny, pass, deny, pass, deny, na, na},
+	"POST /v1/conversations":                           {pass, deny, pass, deny, pass, deny, na, na},
+	"GET /v1/conversations":                            {pass, pass, pass, deny, pass, deny, pass, deny},
+	"POST /v1/conversations/{id}/verify":               {pass, deny, deny, deny, pass, deny, na, na},
+	"POST /v1/conversations/{id}/unverify":             {pass, deny, deny, deny, pass, deny, na, na},
+	"POST /v1/conversations/{id}/retract":              {pass, deny, deny, deny, pass, deny, na, na},
+	"POST /v1/rules":                                   {pass, deny, na, na, na, na, na, deny},
+	"GET /v1/rules":                                    {pass, pass, na, na, na, na, na, pass},
+	"GET /v1/rules/{program}/{rule}":                   {pass, pass, na, na, na, na, na, pass},
+	"POST /v1/rules/{program}/{rule}/retire":           {pass, deny, na, na, na, na, na, deny},
+	"GET /v1/participants/{id}/progress":               {pass, pass, pass, deny, pass, deny, pass, na},
+	"GET /v1/awards":                                   {pass, pass, pass, deny, pass, deny, pass, deny},
+	"GET /v1/disbursements":                            {pass, pass, pass, deny, pass, deny, pass, deny},
+}
+
+// TestEveryNetworkRouteEveryRole is the network's TestEveryRouteEveryRole: every network
+// route with every kind of caller, on records whose owner and coach the policy must tell
+// apart. Allowed callers send a GET that answers 200, or a POST whose body the handler
+// refuses after the guard (400 for a malformed body; 422 for the routes whose owner is read
+// from the body, which must be valid JSON naming it), so nothing changes; refused callers get
+// 403 and leave one denied line in the audit trail; callers without a token get 401.
+func TestEveryNetworkRouteEveryRole(t *testing.T) {
+	t.Parallel()
+	f := setupNetwork(t, false)
+	f.seed(t)
+	// ben gets consent and a coach, dee; each participant a mentor connection with mo and a
+	// conversation on it; p1 a rule r1.
+	requireStatus(t, f.do(t, "POST", "/v1/people", `{"id":"dee","name":"Dee","roles":["coach"]}`), http.StatusCreated)
+	for _, p := range []string{"ben", "dee"} {
+		requireStatus(t, f.do(t, "POST", "/v1/people/"+p+"/consent", fmt.Sprintf(`{"given":true,"signed_by":%q,"signed_on":%q,
+			"scope":"network facts for the pilot"}`, p, f.day(-30))), http.StatusOK)
+	}
+	r := f.do(t, "POST", "/v1/programs/p1/enrolments/ben/coach", `{"coach_id":"dee"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "dee", r.body["coach_id"], r.raw)
+	r = f.do(t, "POST", "/v1/connections", fmt.Sprintf(`{"participant_id":"ben","other_id":"mo","role":"mentor",
+		"origin":"matched","started_on":%q}`, f.day(-30)))
+	requireStatus(t, r, http.StatusCreated)
+	conns := map[string]string{"ana": f.conn, "ben": r.body["id"].(string)}
+	convs := map[string]string{"ana": f.logConversation(t, 1, "ana-1")}
+	r = f.as(t, f.ben, "POST", "/v1/conversations", f.conversationBody(conns["ben"], 1, "ben-1", ""))
+	requireStatus(t, r, http.StatusCreated)
+	convs["ben"] = r.body["id"].(string)
+	r = f.do(t, "POST", "/v1/rules", ruleBody("p1", strings.Replace(mentorRule, `"id":"mentor-4"`, `"id":"r1"`, 1)))
+	requireStatus(t, r, http.StatusCreated)
+	require.Equal(t, "r1", r.body["rule"].(map[string]any)["id"], r.raw)
+
+	// setupNetwork keeps only the HTTP server; the route table is fixed by the code, so a
+	// server built alike lists the same routes.
+	routes := api.New(api.Config{Pool: f.pool, Ledger: f.app.Ledger, Access: f.app.Access, Network: f.app.Network,
+		Payouts: f.app.Payouts, WriteRate: rate.Inf}).Routes()
+	served := map[string]bool{}
+	var network []api.Route
+	for _, rt := range routes {
+		if walkedHere(rt.Path) {
+			continue
+		}
+		key := rt.Method + " " + rt.Path
+		served[key] = true
+		network = append(network, rt)
+		row, ok := networkExpected[key]
+		require.True(t, ok, "network route %s (%s) has no row in networkExpected: add one, read from DESIGN.md §1", key, rt.Action)
+		require.NotEqual(t, na, row.admin, key)
+		require.NotEqual(t, na, row.auditor, key)
+		require.True(t, row.onRecord() || row.member != na, "route %s: no caller would be walked", key)
+	}
+	for key := range networkExpected {
+		require.True(t, served[key], "networkExpected lists %s, which the server does not serve as a network route", key)
+	}
+
+	// bodyOwned are the routes whose resource function reads the owner from the body: an
+	// allowed caller sends a valid body for the guard with a value the handler refuses (422).
+	bodyOwned := map[string]func(subject string) (body, field string){
+		"POST /v1/connections": func(subject string) (string, string) {
+			return fmt.Sprintf(`{"participant_id":%q,"other_id":"mo","role":"nemesis","origin":"matched","started_on":%q}`,
+				subject, f.day(-1)), "role"
+		},
+		"POST /v1/conversations": func(subject string) (string, string) {
+			require.NotEmpty(t, conns[subject], "no connection of %q", subject)
+			body := f.conversationBody(conns[subject], 1, "walk-"+subject, "")
+			return strings.Replace(body, `"channel":"video"`, `"channel":"carrier_pigeon"`, 1), "channel"
+		},
+	}
+	// request fills in a route for a subject: whose record it names ("" for none, "cy" for
+	// the coach's own).
+	request := func(t *testing.T, rt api.Route, subject string) (path, body, field string) {
+		t.Helper()
+		path = rt.Path
+		for prefix, id := range map[string]string{"/v1/programs/": "p1", "/v1/people/": subject, "/v1/participants/": subject,
+			"/v1/connections/": conns[subject], "/v1/conversations/": convs[subject]} {
+			if strings.HasPrefix(path, prefix) && strings.Contains(path, "{id}") {
+				require.NotEmpty(t, id, "%s: no id for subject %q", rt.Path, subject)
+				path = strings.Replace(path, "{id}", id, 1)
+			}
+		}
+		path = strings.NewReplacer("{person}", subject, "{program}", "p1", "{rule}", "r1").Replace(path)
+		require.NotContains(t, path, "{", "the walk does not know how to fill in %s", rt.Path)
+		switch rt.Path {
+		case "/v1/connections", "/v1/conversations", "/v1/awards":
+			if rt.Method == http.MethodGet {
+				switch subject {
+				case "":
+				case "cy":
+					path += "?coach=cy" // a coach's own list
+				default:
+					path += "?participant=" + subject
+				}
+			}
+		case "/v1/disbursements":
+			if subject != "" {
+				path += "?person=" + subject
+			}
+		case "/v1/rules":
+			if rt.Method == http.MethodGet {
+				path += "?program=p1"
+			}
+		}
+		if rt.Method == http.MethodPost {
+			body = "{" // malformed: an allowed caller gets 400 and changes nothing
+			if owned, ok := bodyOwned[rt.Method+" "+rt.Path]; ok {
+				body, field = owned(subject)
+			}
+		}
+		return path, body, field
+	}
+
+	type caller struct {
+		name, token, person, subject string
+		want                         func(networkRow) outcome
+	}
+	onRecord := func(pick func(networkRow) outcome) func(networkRow) outcome {
+		return func(r networkRow) outcome {
+			if !r.onRecord() {
+				return na
+			}
+			return pick(r)
+		}
+	}
+	noRecord := func(pick func(networkRow) outcome) func(networkRow) outcome {
+		return func(r networkRow) outcome {
+			if r.member == na {
+				return na
+			}
+			return pick(r)
+		}
+	}
+	callers := []caller{
+		{"admin, ana's record", f.token, "", "ana", onRecord(func(r networkRow) outcome { return r.admin })},
+		{"admin, no record", f.token, "", "", noRecord(func(r networkRow) outcome { return r.admin })},
+		{"auditor, ana's record", f.auditor, "", "ana", onRecord(func(r networkRow) outcome { return r.auditor })},
+		{"auditor, no record", f.auditor, "", "", noRecord(func(r networkRow) outcome { return r.auditor })},
+		{"participant ana, her own record", f.ana, "ana", "ana", func(r networkRow) outcome { return r.anaOwn }},
+		{"participant ana, ben's record", f.ana, "ana", "ben", func(r networkRow) outcome { return r.anaBen }},
+		{"coach cy, ana's record (assigned)", f.cy, "cy", "ana", func(r networkRow) outcome { return r.cyAna }},
+		{"coach cy, ben's record (unassigned)", f.cy, "cy", "ben", func(r networkRow) outcome { return r.cyBen }},
+		{"coach cy, his own record", f.cy, "cy", "cy", func(r networkRow) outcome { return r.cySelf }},
+		{"participant ana, no record", f.ana, "ana", "", func(r networkRow) outcome { return r.member }},
+		{"coach cy, no record", f.cy, "cy", "", func(r networkRow) outcome { return r.member }},
+	}
+
+	auditRows := func(t *testing.T) (all, denied int) {
+		t.Helper()
+		require.NoError(t, f.pool.QueryRow(context.Background(),
+			`SELECT count(*), count(*) FILTER (WHERE outcome = 'denied') FROM audit_log`).Scan(&all, &denied))
+		return all, denied
+	}
+	walked := map[string]int{}
+	for _, rt := range network {
+		key := rt.Method + " " + rt.Path
+		row := networkExpected[key]
+		for _, c := range callers {
+			want := c.want(row)
+			if want == na {
+				continue
+			}
+			walked[key]++
+			t.Run(key+"/"+c.name, func(t *testing.T) {
+				path, body, field := request(t, rt, c.subject)
+				rows := f.networkRows(t)
+				all, denied := auditRows(t)
+				r := f.as(t, c.token, rt.Method, path, body)
+				require.NotEqual(t, http.StatusInternalServerError, r.status, "%s %s: %s", rt.Method, path, r.raw)
+				switch {
+				case want == deny:
+					requireProblem(t, r, http.StatusForbidden, "forbidden")
+				case rt.Method == http.MethodGet:
+					requireStatus(t, r, http.StatusOK)
+					if c.person != "" { // a participant or coach: nothing of ben's, whom neither ana nor cy may see
+						for _, bens := range []string{`"ben"`, conns["ben"], convs["ben"]} {
+							require.NotContains(t, r.raw, bens, "ben's records in an answer to %s", c.person)
+						}
+					}
+				case field != "":
+					requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+					require.Contains(t, r.body["detail"], field, "refused for the field sent bad, after the guard")
+				default:
+					requireProblem(t, r, http.StatusBadRequest, "malformed-request")
+				}
+				require.Equal(t, rows, f.networkRows(t), "%s %s changed something", rt.Method, path)
+				allAfter, deniedAfter := auditRows(t)
+				if want != deny {
+					require.Equal(t, all, allAfter, "an allowed request that changes nothing writes no audit line")
+					return
+				}
+				require.Equal(t, denied+1, deniedAfter, "the refusal is in the audit trail, once")
+				require.Equal(t, all+1, allAfter, "and nothing else is")
+				var action, person string
+				require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT action, coalesce(person_id, '') FROM audit_log
+					WHERE outcome = 'denied' ORDER BY id DESC LIMIT 1`).Scan(&action, &person))
+				require.Equal(t, string(rt.Action), action)
+				require.Equal(t, c.person, person)
+			})
+		}
+		// Without a token: 401, before the policy, and no audit line.
+		t.Run(key+"/no token", func(t *testing.T) {
+			subject := ""
+			if row.onRecord() {
+				subject = "ana"
+			}
+			path, body, _ := request(t, rt, subject)
+			all, _ := auditRows(t)
+			r := f.do(t, rt.Method, path, body, "Authorization", "")
+			requireProblem(t, r, http.StatusUnauthorized, "unauthenticated")
+			allAfter, _ := auditRows(t)
+			require.Equal(t, all, allAfter, "a 401 is logged, not audited")
+		})
+	}
+	for key := range networkExpected {
+		require.Positive(t, walked[key], "%s was walked by no caller", key)
+	}
+}

@@ -206,9 +206,14 @@ func (s *Store) handOver(ctx context.Context, tx pgx.Tx, a Award, p Program, act
 }
 
 // payWaiting pays an award that was waiting for funds, if the fund now covers it. The award
-// row is locked first, so an evaluation and a release racing for it pay it once.
+// row is locked first, so an evaluation and a release racing for it pay it once; one that is
+// locked already is left to whoever holds it (never waiting for it: an evaluation may hold
+// the fund's lock, which a release holding award rows waits for).
 func (s *Store) payWaiting(ctx context.Context, tx pgx.Tx, p Program, key string) (bool, error) {
-	a, err := scanAward(tx.QueryRow(ctx, `SELECT `+awardColumns+` FROM network_awards WHERE award_key = $1 FOR UPDATE`, key))
+	a, err := scanAward(tx.QueryRow(ctx, `SELECT `+awardColumns+` FROM network_awards WHERE award_key = $1 FOR UPDATE SKIP LOCKED`, key))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("lock award %s: %w", key, err)
 	}
