@@ -70,6 +70,14 @@ func enrolmentsTx(ctx context.Context, db access.DBTX, person string) ([]Enrolme
 }
 
 func (s *Store) evaluateIn(ctx context.Context, tx pgx.Tx, e Enrolment, now time.Time, res *EvalResult) error {
+	// A share lock on the program against Fund's update lock: a funding either commits
+	// before this evaluation tries to pay (and pays it) or waits until the awards this
+	// evaluation leaves waiting for funds are committed (and its release job sees them).
+	// Taken before any award is posted, so it is never requested while holding the fund's
+	// ledger lock, which Fund takes after it.
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM network_programs WHERE id = $1 FOR SHARE`, e.ProgramID); err != nil {
+		return fmt.Errorf("lock program: %w", err)
+	}
 	p, err := programTx(ctx, tx, e.ProgramID)
 	if err != nil {
 		return err

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Ledger performance benchmarks next to PostgreSQL's own pgbench, on the same cluster and in
-# the same run, so each figure can be read as a ratio to what the machine does for a
-# TPC-B-like workload. `make bench` runs this under pgrun (a private cluster with fsync on),
-# which sets DATABASE_URL, PGHOST, PGPORT, PGUSER and PGBENCH; with DATABASE_URL already set
-# it runs against that server instead (the pgbench database is created and dropped there).
+# Ledger and network performance benchmarks next to PostgreSQL's own pgbench, on the same
+# cluster and in the same run, so each figure can be read as a ratio to what the machine does
+# for a TPC-B-like workload. `make bench` runs this under pgrun (a private cluster with fsync
+# on), which sets DATABASE_URL, PGHOST, PGPORT, PGUSER and PGBENCH; with DATABASE_URL already
+# set it runs against that server instead (the pgbench database is created and dropped there).
 #
 # Steps: pgbench -i -s 16 into a database of its own, pgbench (16 clients, 10 s), the Go
-# benchmarks of ./ledger, pgbench again (the machine is noisy: both tps figures are shown and
-# the ratios use their mean), then a summary table against the targets.
+# benchmarks of ./ledger and then of ./internal/app (the network: facts ingested, fact to
+# award while ingesting, evaluations; one package at a time, so they do not compete), pgbench
+# again (the machine is noisy: both tps figures are shown and the ratios use their mean), then
+# a summary table against the targets.
 #
 # Environment knobs:
 #   BENCHTIME     go test -benchtime (default 10s)
-#   BENCH         go test -bench pattern (default .)
+#   BENCH         go test -bench pattern (default .: every ledger and network benchmark;
+#                 e.g. Network for the network's alone, Post|Balance for the ledger's)
 #   PGBENCH_TIME  seconds per pgbench run (default 10)
 #   BENCH_STRICT  1: exit 1 when a figure misses its target (default: report only)
 set -euo pipefail
@@ -101,7 +104,8 @@ export PGBENCH_TPS=$tps1
 # --- Go benchmarks ----------------------------------------------------------------------------
 log "go benchmarks: -bench '$BENCH' -benchtime $BENCHTIME (set-up lines start with 'bench:'; several minutes)"
 go_status=0
-go test -run '^$' -bench "$BENCH" -benchtime "$BENCHTIME" -timeout 30m ./ledger/ 2>&1 | tee "$tmp/go.log" || go_status=$?
+go test -p 1 -run '^$' -bench "$BENCH" -benchtime "$BENCHTIME" -timeout 30m ./ledger/ ./internal/app/ 2>&1 |
+	tee "$tmp/go.log" || go_status=$?
 [[ $go_status == 0 ]] || log "go test failed (status $go_status); the summary shows what finished"
 
 tps2=$(run_pgbench after)
@@ -118,14 +122,16 @@ awk -v tps1="$tps1" -v tps2="$tps2" -v strict="${BENCH_STRICT:-0}" '
 	function has(name, unit) { return ((name, unit) in m) }
 	function get(name, unit) { return has(name, unit) ? m[name, unit] + 0 : 0 }
 	function row(fig, measured, target, ratio, result) {
-		printf "%-32s %-30s %-32s %-10s %s\n", fig, measured, target, ratio, result
+		printf "%-32s %-30s %-36s %-10s %s\n", fig, measured, target, ratio, result
 	}
 	function verdict(ok) { if (!ok) misses++; return ok ? "PASS" : "MISS" }
-	# A throughput figure: rate, latency line, ratio to pgbench.
-	function rate_row(fig, name, target, ok_extra, extra_note,    r, ok) {
-		if (!has(name, "entries/s")) { row(fig, "n/a (not run)", target, "-", "n/a"); return }
-		r = get(name, "entries/s")
-		row(fig, sprintf("%.0f entries/s%s", r, extra_note), target, sprintf("%.3fx", r / tps), verdict(ok_extra))
+	# A throughput figure in unit: rate, latency line, ratio to pgbench; without a target
+	# (report only) there is no verdict.
+	function rate_row(fig, name, unit, target, ok_extra, extra_note,    r, ok) {
+		if (!has(name, unit)) { row(fig, "n/a (not run)", target, "-", "n/a"); return }
+		r = get(name, unit)
+		row(fig, sprintf("%.0f %s%s", r, unit, extra_note), target, sprintf("%.3fx", r / tps),
+			target == "(report only)" ? "-" : verdict(ok_extra))
 		row("    latency p50 / p99", sprintf("%.1f / %.1f ms", get(name, "p50-ms"), get(name, "p99-ms")), "", "", "")
 	}
 	function p99_row(fig, name, limit,    p, ok) {
@@ -135,22 +141,39 @@ awk -v tps1="$tps1" -v tps2="$tps2" -v strict="${BENCH_STRICT:-0}" '
 			sprintf("%.3fx", get(name, "lookups/s") / tps), verdict(p < limit))
 		row("    rate (1 client)", sprintf("%.0f lookups/s", get(name, "lookups/s")), "", "", "")
 	}
+	# Fact to award while ingesting: p99 by the database clock, under a background load
+	# whose achieved rate must be at least 90% of the one asked for.
+	function award_row(fig, name, limit, load,    p, r) {
+		if (!has(name, "p99-ms")) { row(fig, "n/a (not run)", sprintf("p99 < %g ms at >= %g facts/s", limit, 0.9 * load), "-", "n/a"); return }
+		p = get(name, "p99-ms"); r = get(name, "facts/s")
+		row(fig, sprintf("p99 %.0f ms (p50 %.0f)", p, get(name, "p50-ms")), sprintf("p99 < %g ms at >= %g facts/s", limit, 0.9 * load),
+			"-", verdict(p < limit && r >= 0.9 * load))
+		row("    background load achieved", sprintf("%.0f facts/s (asked %g)", r, load), "", sprintf("%.3fx", r / tps), "")
+		row("    seen by poller p50 / p99", sprintf("%.0f / %.0f ms", get(name, "seen-p50-ms"), get(name, "seen-p99-ms")), "", "", "")
+		row("    evaluations meanwhile", sprintf("%.0f evals/s", get(name, "evals/s")), "", "", "")
+	}
 	END {
 		tps = (tps1 + tps2) / 2
 		a = "BenchmarkPostRandomPairs/clients=16"; b = "BenchmarkPostHotAccount/clients=16"
 		c = "BenchmarkPostBatch/size=1000"; d = "BenchmarkBalance/"
+		e = "BenchmarkNetworkIngest/clients=16"; f = "BenchmarkNetworkFactToAward/participants=200/load=500"
+		g = "BenchmarkNetworkEvaluate/conversations=1000"
 		ra = get(a, "entries/s"); rb = get(b, "entries/s"); rc = get(c, "entries/s")
 		printf "Summary (pgbench tps: %.1f before, %.1f after, mean %.1f; ratios use the mean)\n\n", tps1, tps2, tps
 		row("figure", "measured", "target", "x pgbench", "result")
 		row("------", "--------", "------", "---------", "------")
-		rate_row("(a) random pairs, 16 clients", a, ">= 2000/s and >= 0.75x pgbench",
+		rate_row("(a) random pairs, 16 clients", a, "entries/s", ">= 2000/s and >= 0.75x pgbench",
 			ra >= 2000 && ra >= 0.75 * tps, "")
-		rate_row("(b) hot account, 16 clients", b, ">= 1000/s and >= 0.5x (a)",
+		rate_row("(b) hot account, 16 clients", b, "entries/s", ">= 1000/s and >= 0.5x (a)",
 			rb >= 1000 && ra > 0 && rb >= 0.5 * ra, ra > 0 ? sprintf(" (%.2fx a)", rb / ra) : "")
-		rate_row("(c) PostBatch, 1000 per call", c, ">= 20000/s", rc >= 20000, "")
+		rate_row("(c) PostBatch, 1000 per call", c, "entries/s", ">= 20000/s", rc >= 20000, "")
 		p99_row("(d) balance, current", d "current", 1)
 		p99_row("(d) balance, as of seq", d "as_of_seq", 20)
 		p99_row("(d) balance, as of time", d "as_of_time", 20)
+		rate_row("(e) facts ingested, 16 clients", e, "facts/s", ">= 2000/s (River not started)",
+			get(e, "facts/s") >= 2000, "")
+		award_row("(f) fact to award, ingesting", f, 2000, 500)
+		rate_row("(g) evaluations, 1000 convs", g, "evaluations/s", "(report only)", 1, "")
 		printf "\n%d figure(s) missed their target.\n", misses
 		exit (strict == 1 && misses > 0) ? 3 : 0
 	}

@@ -162,10 +162,14 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	say("\nMaya's wallet: %s USD", wallet())
+	// Today's matches, today's conversations: spread between midnight (UTC) and now, so they
+	// fall within the connections' dates and never in the future.
+	today := now.Truncate(24 * time.Hour)
+	sinceMidnight := now.Sub(today)
 	var logged []network.Conversation
 	for i, res := range [][]string{{}, {"advice"}, {}, {"referral"}} {
 		cv, err := n.LogConversation(ctx, maya, network.NewConversation{ConnectionID: mentor.ID,
-			OccurredAt: now.Add(time.Duration(i-4) * 24 * time.Hour), Channel: "video", Minutes: 45, Resources: res,
+			OccurredAt: today.Add(sinceMidnight * time.Duration(i) / 5), Channel: "video", Minutes: 45, Resources: res,
 			IdempotencyKey: fmt.Sprintf("demo:%s:maya:%d", pid, i)})
 		if err != nil {
 			return err
@@ -190,7 +194,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := n.LogConversation(ctx, lee, network.NewConversation{ConnectionID: bridge.ID, OccurredAt: now.Add(-time.Hour),
+	if _, err := n.LogConversation(ctx, lee, network.NewConversation{ConnectionID: bridge.ID, OccurredAt: today.Add(sinceMidnight * 4 / 5),
 		Channel: "in_person", Minutes: 30, Resources: []string{"introduction"}, Verified: true, IdempotencyKey: "demo:" + pid + ":omar"}); err != nil {
 		return err
 	}
