@@ -46,11 +46,13 @@ const (
 	ConversationCreate Action = "network.conversation.create"
 	ConversationList   Action = "network.conversation.list"
 	ConversationReview Action = "network.conversation.review"
-	RuleWrite          Action = "network.rule.write"
-	RuleRead           Action = "network.rule.read"
-	ProgressRead       Action = "network.progress.read"
-	AwardList          Action = "network.award.list"
-	DisbursementList   Action = "payouts.disbursement.list"
+	// ConversationBatch imports many conversations at once: integrations, admins only.
+	ConversationBatch Action = "network.conversation.batch"
+	RuleWrite         Action = "network.rule.write"
+	RuleRead          Action = "network.rule.read"
+	ProgressRead      Action = "network.progress.read"
+	AwardList         Action = "network.award.list"
+	DisbursementList  Action = "payouts.disbursement.list"
 	// DisbursementApprove is the four-eyes action of DESIGN.md §7: an admin may not approve
 	// what they requested (Resource.RequestedBy).
 	DisbursementApprove Action = "disbursement.approve"

@@ -184,6 +184,7 @@ var routeActions = map[string]access.Action{
 	"POST /v1/connections/{id}/ratings":                access.ConnectionRate,
 	"POST /v1/conversations":                           access.ConversationCreate,
 	"GET /v1/conversations":                            access.ConversationList,
+	"POST /v1/conversations/batch":                     access.ConversationBatch,
 	"POST /v1/conversations/{id}/verify":               access.ConversationReview,
 	"POST /v1/conversations/{id}/unverify":             access.ConversationReview,
 	"POST /v1/conversations/{id}/retract":              access.ConversationReview,
@@ -231,7 +232,7 @@ var policyByAction = map[access.Action]allowedBesidesAdmins{
 	access.PersonCreate: {}, access.PersonList: {auditor: true}, access.PersonRead: {auditor: true, owner: true},
 	access.PersonUpdate: {}, access.ConnectionCreate: {}, access.ConnectionList: {auditor: true, owner: true},
 	access.ConnectionEnd: {}, access.ConnectionRate: {owner: true}, access.ConversationCreate: {owner: true},
-	access.ConversationList: {auditor: true, owner: true}, access.ConversationReview: {}, access.RuleWrite: {},
+	access.ConversationList: {auditor: true, owner: true}, access.ConversationReview: {}, access.ConversationBatch: {}, access.RuleWrite: {},
 	access.RuleRead: {auditor: true, owner: true}, access.ProgressRead: {auditor: true, owner: true},
 	access.AwardList: {auditor: true, owner: true}, access.DisbursementList: {auditor: true, owner: true},
 }

@@ -34,6 +34,7 @@ func (s *Server) networkRoutes() {
 	s.handle("POST /v1/connections/{id}/ratings", access.ConnectionRate, s.connectionInPath, write(s, http.StatusCreated, s.rate))
 
 	s.handle("POST /v1/conversations", access.ConversationCreate, s.connectionInBody, s.logConversation)
+	s.handle("POST /v1/conversations/batch", access.ConversationBatch, noResource, s.logConversations)
 	s.handle("GET /v1/conversations", access.ConversationList, s.participantInQuery, s.listConversations)
 	for _, action := range []string{network.ReviewVerify, network.ReviewUnverify, network.ReviewRetract} {
 		s.handle("POST /v1/conversations/{id}/"+action, access.ConversationReview, s.conversationInPath,
@@ -383,6 +384,23 @@ func (s *Server) logConversation(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	writeJSON(w, status, c)
+}
+
+// logConversations imports a batch of conversations in one transaction.
+func (s *Server) logConversations(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Conversations []network.NewConversation `json:"conversations"`
+	}
+	if err := decode(r, &body); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	cs, err := s.network.LogConversations(r.Context(), by(r), body.Conversations)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"conversations": cs})
 }
 
 func (s *Server) listConversations(w http.ResponseWriter, r *http.Request) {

@@ -632,6 +632,7 @@ var networkExpected = map[string]networkRow{
 	"POST /v1/connections/{id}/ratings":                {pass, deny, pass, deny, pass, deny, na, na},
 	"POST /v1/conversations":                           {pass, deny, pass, deny, pass, deny, na, na},
 	"GET /v1/conversations":                            {pass, pass, pass, deny, pass, deny, pass, deny},
+	"POST /v1/conversations/batch":                     {pass, deny, na, na, na, na, na, deny},
 	"POST /v1/conversations/{id}/verify":               {pass, deny, deny, deny, pass, deny, na, na},
 	"POST /v1/conversations/{id}/unverify":             {pass, deny, deny, deny, pass, deny, na, na},
 	"POST /v1/conversations/{id}/retract":              {pass, deny, deny, deny, pass, deny, na, na},

@@ -1,10 +1,13 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -131,6 +134,11 @@ func (in *Inserter) EvaluateTx(ctx context.Context, tx pgx.Tx, evals []network.E
 	if len(evals) == 0 {
 		return nil
 	}
+	// In participant order: a duplicate insert updates the waiting job's row, so two
+	// transactions inserting for the same participants in different orders would deadlock.
+	evals = slices.SortedFunc(slices.Values(evals), func(a, b network.Evaluation) int {
+		return cmp.Or(strings.Compare(a.Participant, b.Participant), cmp.Compare(a.Gen, b.Gen))
+	})
 	params := make([]river.InsertManyParams, len(evals))
 	for i, e := range evals {
 		params[i] = river.InsertManyParams{Args: EvaluateMilestonesArgs{Participant: e.Participant, Gen: e.Gen}}

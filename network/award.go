@@ -52,6 +52,15 @@ func (s *Store) EvaluateParticipant(ctx context.Context, participant string) (Ev
 				return fmt.Errorf("program %s: %w", e.ProgramID, err)
 			}
 		}
+		if res == (EvalResult{}) {
+			// Nothing was paid: all this transaction wrote is the generation bump, which
+			// need not wait for the disk. Losing it in a crash is harmless — any fact that
+			// read the bumped generation committed after it in the WAL, so it is lost too or
+			// the bump is kept — and most evaluations end here.
+			if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {

@@ -632,32 +632,9 @@ type NewConversation struct {
 // LogConversation records a conversation. With an idempotency key, logging the same
 // conversation again returns the first (Replayed) instead of counting it twice.
 func (s *Store) LogConversation(ctx context.Context, by By, nc NewConversation) (Conversation, error) {
-	cid, err := uuid.Parse(nc.ConnectionID)
+	cid, resources, err := s.checkConversation(nc)
 	if err != nil {
-		return Conversation{}, fmt.Errorf("%w: connection %q", ErrNotFound, nc.ConnectionID)
-	}
-	switch {
-	case nc.OccurredAt.IsZero():
-		return Conversation{}, invalid("occurred_at", "required, e.g. 2026-11-20T16:00:00Z")
-	case nc.OccurredAt.After(s.now().Add(5 * time.Minute)):
-		return Conversation{}, invalid("occurred_at", "%s is in the future", nc.OccurredAt.Format(time.RFC3339))
-	case !slices.Contains(Channels, nc.Channel):
-		return Conversation{}, invalid("channel", "%q: one of %s", nc.Channel, strings.Join(Channels, ", "))
-	case nc.Minutes < 1 || nc.Minutes > 1440:
-		return Conversation{}, invalid("minutes", "%d: from 1 to 1440", nc.Minutes)
-	case len(nc.Note) > 2000:
-		return Conversation{}, invalid("note", "at most 2000 characters")
-	case len(nc.IdempotencyKey) > 200:
-		return Conversation{}, invalid("idempotency_key", "at most 200 characters")
-	}
-	resources := slices.Compact(slices.Sorted(slices.Values(nc.Resources)))
-	for _, r := range resources {
-		if !slices.Contains(ResourceKinds, r) {
-			return Conversation{}, invalid("resources", "%q: each one of %s", r, strings.Join(ResourceKinds, ", "))
-		}
-	}
-	if resources == nil {
-		resources = []string{}
+		return Conversation{}, err
 	}
 	hash := conversationHash(nc, resources)
 	id := uuid.Must(uuid.NewV7())
@@ -715,6 +692,39 @@ func (s *Store) LogConversation(ctx context.Context, by By, nc NewConversation) 
 		return access.Event{Action: "network.conversation.create", Record: "conversation:" + out.ID, After: out}, nil
 	})
 	return out, err
+}
+
+// checkConversation validates a conversation to log, returning its connection id and its
+// resources sorted and without repeats.
+func (s *Store) checkConversation(nc NewConversation) (uuid.UUID, []string, error) {
+	cid, err := uuid.Parse(nc.ConnectionID)
+	if err != nil {
+		return uuid.UUID{}, nil, fmt.Errorf("%w: connection %q", ErrNotFound, nc.ConnectionID)
+	}
+	switch {
+	case nc.OccurredAt.IsZero():
+		return cid, nil, invalid("occurred_at", "required, e.g. 2026-11-20T16:00:00Z")
+	case nc.OccurredAt.After(s.now().Add(5 * time.Minute)):
+		return cid, nil, invalid("occurred_at", "%s is in the future", nc.OccurredAt.Format(time.RFC3339))
+	case !slices.Contains(Channels, nc.Channel):
+		return cid, nil, invalid("channel", "%q: one of %s", nc.Channel, strings.Join(Channels, ", "))
+	case nc.Minutes < 1 || nc.Minutes > 1440:
+		return cid, nil, invalid("minutes", "%d: from 1 to 1440", nc.Minutes)
+	case len(nc.Note) > 2000:
+		return cid, nil, invalid("note", "at most 2000 characters")
+	case len(nc.IdempotencyKey) > 200:
+		return cid, nil, invalid("idempotency_key", "at most 200 characters")
+	}
+	resources := slices.Compact(slices.Sorted(slices.Values(nc.Resources)))
+	for _, r := range resources {
+		if !slices.Contains(ResourceKinds, r) {
+			return cid, nil, invalid("resources", "%q: each one of %s", r, strings.Join(ResourceKinds, ", "))
+		}
+	}
+	if resources == nil {
+		resources = []string{}
+	}
+	return cid, resources, nil
 }
 
 func conversationHash(nc NewConversation, resources []string) []byte {

@@ -303,6 +303,10 @@ func benchNetMillis(d time.Duration) float64 { return float64(d) / float64(time.
 // for the two CPUs: this is the ingest path alone. Every fact of a participant asks for the
 // same job (same generation), so after the first, the job insert is River's unique-conflict
 // path. One op is one fact.
+// benchIngestBatch is the size of a batch in BenchmarkNetworkIngest/batch (its latencies
+// are per batch).
+const benchIngestBatch = 500
+
 func BenchmarkNetworkIngest(b *testing.B) {
 	f := benchNetSetup(b, 0, benchRuleMentor4)
 	ps := benchNetEnrol(b, f, "p", benchIngestPeople)
@@ -334,6 +338,53 @@ func BenchmarkNetworkIngest(b *testing.B) {
 						continue
 					}
 					logged.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		b.StopTimer()
+		if firstErr != nil {
+			b.Fatal(firstErr)
+		}
+		benchNetReport(b, float64(b.N)/elapsed.Seconds(), "facts/s", slices.Concat(lats...))
+	})
+	// The import path: an integration sends conversations in batches (POST
+	// /v1/conversations/batch), one transaction and one evaluation job per participant.
+	b.Run(fmt.Sprintf("batch=%d/clients=4", benchIngestBatch), func(b *testing.B) {
+		var (
+			next     atomic.Int64
+			errOnce  sync.Once
+			firstErr error
+			wg       sync.WaitGroup
+			lats     = make([][]time.Duration, 4)
+		)
+		b.ResetTimer()
+		start := time.Now()
+		for c := range 4 {
+			wg.Go(func() {
+				rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), uint64(c)))
+				for firstErr == nil {
+					from := next.Add(benchIngestBatch) - benchIngestBatch
+					if from >= int64(b.N) {
+						return
+					}
+					size := min(int64(benchIngestBatch), int64(b.N)-from)
+					batch := make([]network.NewConversation, size)
+					for i := range batch {
+						p := ps[rng.IntN(len(ps))]
+						batch[i] = network.NewConversation{ConnectionID: p.Conn, Channel: "video", Minutes: 30,
+							OccurredAt: time.Now().Add(-time.Duration(rng.IntN(30*24*60)) * time.Minute),
+							Resources:  []string{"advice"}, IdempotencyKey: benchNetKey(p.ID)}
+					}
+					t0 := time.Now()
+					_, err := f.net.LogConversations(f.ctx, admin, batch)
+					lats[c] = append(lats[c], time.Since(t0))
+					if err != nil {
+						errOnce.Do(func() { firstErr = err })
+						return
+					}
+					logged.Add(size)
 				}
 			})
 		}
