@@ -43,13 +43,13 @@ func (s *Store) EvaluateParticipant(ctx context.Context, participant string) (Ev
 			return fmt.Errorf("%w: person %q", ErrNotFound, participant)
 		}
 		now := s.now()
-		enrolments, err := enrolmentsTx(ctx, tx, participant)
+		sn, err := loadSnapshot(ctx, tx, participant, true)
 		if err != nil {
 			return err
 		}
-		for _, e := range enrolments {
-			if err := s.evaluateIn(ctx, tx, e, now, &res); err != nil {
-				return fmt.Errorf("program %s: %w", e.ProgramID, err)
+		for _, ps := range sn.programs {
+			if err := s.evaluateIn(ctx, tx, sn, ps, now, &res); err != nil {
+				return fmt.Errorf("program %s: %w", ps.program.ID, err)
 			}
 		}
 		if res == (EvalResult{}) {
@@ -69,40 +69,14 @@ func (s *Store) EvaluateParticipant(ctx context.Context, participant string) (Ev
 	return res, nil
 }
 
-func enrolmentsTx(ctx context.Context, db access.DBTX, person string) ([]Enrolment, error) {
-	rows, err := db.Query(ctx, `SELECT program_id, person_id, coalesce(coach_id, ''), enrolled_at
-		FROM network_enrolments WHERE person_id = $1 ORDER BY program_id`, person)
-	if err != nil {
-		return nil, fmt.Errorf("enrolments of %s: %w", person, err)
-	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[Enrolment])
-}
-
-func (s *Store) evaluateIn(ctx context.Context, tx pgx.Tx, e Enrolment, now time.Time, res *EvalResult) error {
-	// A share lock on the program against Fund's update lock: a funding either commits
-	// before this evaluation tries to pay (and pays it) or waits until the awards this
-	// evaluation leaves waiting for funds are committed (and its release job sees them).
-	// Taken before any award is posted, so it is never requested while holding the fund's
-	// ledger lock, which Fund takes after it.
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM network_programs WHERE id = $1 FOR SHARE`, e.ProgramID); err != nil {
-		return fmt.Errorf("lock program: %w", err)
-	}
-	p, err := programTx(ctx, tx, e.ProgramID)
-	if err != nil {
-		return err
-	}
-	rules, err := rulesTx(ctx, tx, p.ID, false)
-	if err != nil || len(rules) == 0 {
-		return err
-	}
-	facts, err := loadFacts(ctx, tx, e, p)
-	if err != nil {
-		return err
-	}
-	made, err := awardStatuses(ctx, tx, p.ID, e.PersonID)
-	if err != nil {
-		return err
-	}
+// evaluateIn evaluates the rules of one program and makes the awards due. The program was
+// share-locked by loadSnapshot, against Fund's update lock: a funding either commits before
+// this evaluation tries to pay (and pays it) or waits until the awards this evaluation leaves
+// waiting for funds are committed (and its release job sees them). The lock is taken before
+// any award is posted, so never while holding the fund's ledger lock, which Fund takes after.
+func (s *Store) evaluateIn(ctx context.Context, tx pgx.Tx, sn snapshot, ps programSnapshot, now time.Time, res *EvalResult) error {
+	p, rules, made, facts := ps.program, ps.rules, ps.made, sn.forProgram(ps)
+	e := ps.enrolment
 	for _, rv := range rules {
 		for _, due := range Evaluate(facts, rv.Rule, now).Due {
 			key := AwardKey(p.ID, e.PersonID, rv.Rule.ID, due.Period)
@@ -130,17 +104,6 @@ func (s *Store) evaluateIn(ctx context.Context, tx pgx.Tx, e Enrolment, now time
 		}
 	}
 	return nil
-}
-
-func awardStatuses(ctx context.Context, tx pgx.Tx, program, participant string) (map[string]string, error) {
-	rows, err := tx.Query(ctx, `SELECT award_key, status FROM network_awards WHERE program_id = $1 AND participant_id = $2`, program, participant)
-	if err != nil {
-		return nil, fmt.Errorf("awards of %s: %w", participant, err)
-	}
-	out := map[string]string{}
-	var k, st string
-	_, err = pgx.ForEachRow(rows, []any{&k, &st}, func() error { out[k] = st; return nil })
-	return out, err
 }
 
 // awardEntry is the ledger entry that pays an award: the program's fund to the wallet.

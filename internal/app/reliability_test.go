@@ -444,7 +444,7 @@ func TestFactDuringRunningEvaluationIsNotMissed(t *testing.T) {
 
 		conv(t, n, bo.conn, 10, false) // the unrelated fact: evaluation of generation gen
 		require.False(t, t.Failed())
-		waitLockWait(t, pool, "%SELECT award_key, status FROM network_awards%")
+		waitLockWait(t, pool, "%award_key, status FROM network_awards%")
 		running := 0
 		for _, j := range evalJobs(t, pool, "bo") {
 			if j.State == "running" {
