@@ -528,7 +528,8 @@ func TestSQLAttacks(t *testing.T) {
 		{name: "update entry effective date", sql: `UPDATE ledger_entries SET effective_at = effective_at - interval '1 year'`, constraint: appendOnly},
 		{name: "delete a reversal", sql: `DELETE FROM ledger_entries WHERE id = $1`, args: []any{f.fixReversal}, constraint: appendOnly},
 		{name: "delete all entries", sql: `DELETE FROM ledger_entries`, constraint: appendOnly},
-		{name: "truncate entries", constraint: appendOnly, sql: `TRUNCATE ledger_entries`},
+		// CASCADE: without it, the network's awards (which reference entries) refuse first.
+		{name: "truncate entries", constraint: appendOnly, sql: `TRUNCATE ledger_entries CASCADE`},
 		{name: "truncate everything", constraint: appendOnly, sql: `TRUNCATE ledger_postings, ledger_entries, ledger_accounts CASCADE`},
 		{name: "update posting amount", sql: `UPDATE ledger_postings SET amount = amount + 1`, constraint: appendOnly},
 		{name: "swap posting sides", sql: `UPDATE ledger_postings SET side = CASE side WHEN 'debit' THEN 'credit' ELSE 'debit' END WHERE entry_id = $1`, args: []any{f.donor}, constraint: appendOnly},
