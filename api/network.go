@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/network"
@@ -28,7 +31,7 @@ func (s *Server) networkRoutes() {
 	s.handle("POST /v1/people/{id}/band", access.PersonUpdate, noResource, write(s, http.StatusOK, s.setBand))
 	s.handle("POST /v1/people/{id}/roles", access.PersonUpdate, noResource, write(s, http.StatusOK, s.addRole))
 
-	s.handle("POST /v1/connections", access.ConnectionCreate, s.participantInBody("participant_id"), write(s, http.StatusCreated, s.connect))
+	s.handle("POST /v1/connections", access.ConnectionCreate, s.connectionParticipantInBody, write(s, http.StatusCreated, s.connect))
 	s.handle("GET /v1/connections", access.ConnectionList, s.participantInQuery, s.listConnections)
 	s.handle("POST /v1/connections/{id}/end", access.ConnectionEnd, s.connectionInPath, write(s, http.StatusOK, s.endConnection))
 	s.handle("POST /v1/connections/{id}/ratings", access.ConnectionRate, s.connectionInPath, write(s, http.StatusCreated, s.rate))
@@ -148,21 +151,20 @@ func peekBody(r *http.Request) []byte {
 	return b
 }
 
-func (s *Server) participantInBody(field string) resourceFunc {
-	return func(r *http.Request) access.Resource {
-		var m map[string]any
-		_ = json.Unmarshal(peekBody(r), &m)
-		id, _ := m[field].(string)
-		return s.participantResource(r, id)
-	}
+// The body's owner is read by decoding the body into the very type the handler decodes, so
+// that both see the same value: encoding/json matches keys case-insensitively and the last
+// match wins, which a map lookup would not (a body naming two participants in two spellings).
+
+func (s *Server) connectionParticipantInBody(r *http.Request) access.Resource {
+	var nc network.NewConnection
+	_ = json.Unmarshal(peekBody(r), &nc)
+	return s.participantResource(r, nc.ParticipantID)
 }
 
 func (s *Server) connectionInBody(r *http.Request) access.Resource {
-	var m struct {
-		ConnectionID string `json:"connection_id"`
-	}
-	_ = json.Unmarshal(peekBody(r), &m)
-	return s.connectionResource(r, m.ConnectionID)
+	var nc network.NewConversation
+	_ = json.Unmarshal(peekBody(r), &nc)
+	return s.connectionResource(r, nc.ConnectionID)
 }
 
 // connectionResource is the resource of a connection: its participant, with their coaches.
@@ -477,7 +479,37 @@ func (s *Server) retireRule(r *http.Request, b reasonBody) (any, error) {
 
 func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
 	p, err := s.network.Progress(r.Context(), r.PathValue("id"))
+	if err == nil && !sensitive(r) {
+		p = redactProgress(p)
+	}
 	s.reply(w, r, p, err)
+}
+
+// redactProgress removes what would reveal other people's bands (DESIGN.md §5: admins and
+// auditors only) from a participant's or coach's view: with one banded connection, economic
+// connectedness is 0 or 2 and names that person's band. Economic connectedness rules show
+// met or not, and their awards no evidence.
+func redactProgress(p network.ParticipantProgress) network.ParticipantProgress {
+	for i := range p.Programs {
+		pp := &p.Programs[i]
+		pp.Metrics.EconomicConnectedness = decimal.Zero
+		pp.Metrics.CrossClassShare = nil
+		pp.Metrics.Redacted = true
+		for j := range pp.Rules {
+			if pr := &pp.Rules[j]; pr.Kind == network.CountEconomicConnectedess {
+				pr.Count, pr.Target, pr.Due = decimal.Zero, decimal.Zero, nil
+				if !pr.Met {
+					pr.Missing = "more connections across class lines"
+				}
+			}
+		}
+		for j := range pp.Awards {
+			if strings.HasPrefix(string(pp.Awards[j].Evidence), `["ec=`) {
+				pp.Awards[j].Evidence = json.RawMessage(`[]`)
+			}
+		}
+	}
+	return p
 }
 
 func (s *Server) listAwards(w http.ResponseWriter, r *http.Request) {

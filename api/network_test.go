@@ -861,3 +861,38 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 		require.Positive(t, walked[key], "%s was walked by no caller", key)
 	}
 }
+
+// TestBodyOwnerCannotBeSpelledTwice: encoding/json matches keys case-insensitively, last one
+// winning. The guard must read the owner the way the handler does, or a coach could name
+// their participant for the guard and another for the handler.
+func TestBodyOwnerCannotBeSpelledTwice(t *testing.T) {
+	t.Parallel()
+	f := setupNetwork(t, false)
+	f.seed(t)
+	requireStatus(t, f.do(t, "POST", "/v1/people/ben/consent", fmt.Sprintf(`{"given":true,"signed_by":"ben","signed_on":%q,"scope":"s"}`,
+		f.day(-30))), http.StatusOK)
+	before := f.networkRows(t)
+	r := f.as(t, f.cy, "POST", "/v1/connections", fmt.Sprintf(`{"participant_id":"ana","Participant_ID":"ben","other_id":"mo",
+		"role":"mentor","origin":"matched","started_on":%q}`, f.day(-1)))
+	requireProblem(t, r, http.StatusForbidden, "forbidden")
+	require.Equal(t, before, f.networkRows(t))
+}
+
+// TestProgressHidesBands: a participant's progress does not reveal her connections' bands
+// through economic connectedness; an admin sees it.
+func TestProgressHidesBands(t *testing.T) {
+	t.Parallel()
+	f := setupNetwork(t, false)
+	f.seed(t)
+	requireStatus(t, f.do(t, "POST", "/v1/people/mo/band", `{"band":"high","reason":"intake"}`), http.StatusOK)
+	requireStatus(t, f.do(t, "POST", "/v1/rules", ruleBody("p1", `{"id":"ec","title":"EC at least 1","count":"economic_connectedness",
+		"at_least":"1.0","award":{"amount":"10.00","kind":"microgrant"},"repeat":"once"}`)), http.StatusCreated)
+	ana := f.as(t, f.ana, "GET", "/v1/participants/ana/progress", "")
+	requireStatus(t, ana, http.StatusOK)
+	require.NotContains(t, ana.raw, "high-band")
+	require.Contains(t, ana.raw, `"redacted": true`)
+	require.Contains(t, ana.raw, `"economic_connectedness": "0"`)
+	adm := f.do(t, "GET", "/v1/participants/ana/progress", "")
+	requireStatus(t, adm, http.StatusOK)
+	require.Contains(t, adm.raw, `"economic_connectedness": "2"`) // one connection, high band: 2 × 1 ÷ 1
+}

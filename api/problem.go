@@ -65,6 +65,7 @@ var problemKinds = []problemKind{
 	{network.ErrInvalid, http.StatusUnprocessableEntity, "validation-failed", "Validation failed"},
 	{network.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},
 	{network.ErrExists, http.StatusConflict, "exists", "Already exists"},
+	{network.ErrFourEyes, http.StatusForbidden, "four-eyes", "A party to a connection may not verify it"},
 	{network.ErrNoConsent, http.StatusConflict, "no-consent", "No consent on file"},
 	{network.ErrRetracted, http.StatusConflict, "retracted", "Retracted"},
 	{network.ErrIdempotencyConflict, http.StatusConflict, "idempotency-conflict", "Idempotency key reused with different content"},

@@ -236,6 +236,20 @@ CREATE TABLE network_connection_ends (
 CREATE TRIGGER network_connection_ends_append_only BEFORE UPDATE OR DELETE ON network_connection_ends
     FOR EACH ROW EXECUTE FUNCTION network_refuse_change();
 
+-- A connection ends on or after its start and not in the future: EC would change on that
+-- date with no fact to evaluate it.
+CREATE FUNCTION network_connection_ends_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.ended_on > (now() AT TIME ZONE 'UTC')::date
+       OR NEW.ended_on < (SELECT started_on FROM network_connections WHERE id = NEW.connection_id) THEN
+        RAISE EXCEPTION 'connection %: it cannot end on % (before it started, or in the future)', NEW.connection_id, NEW.ended_on
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'network_connection_end_date';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER network_connection_ends_check BEFORE INSERT ON network_connection_ends
+    FOR EACH ROW EXECUTE FUNCTION network_connection_ends_check();
+
 -- Monthly relationship ratings (1–10) from either side (after iMentor's pair rating).
 CREATE TABLE network_ratings (
     connection_id uuid NOT NULL REFERENCES network_connections (id),
@@ -254,6 +268,7 @@ CREATE TRIGGER network_ratings_append_only BEFORE UPDATE OR DELETE ON network_ra
 CREATE FUNCTION network_ratings_check() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM network_require_consent(NEW.rater_id);
+    PERFORM network_require_consent((SELECT participant_id FROM network_connections WHERE id = NEW.connection_id));
     IF EXISTS (SELECT 1 FROM network_connection_ends WHERE connection_id = NEW.connection_id AND retracted) THEN
         RAISE EXCEPTION 'connection % was retracted', NEW.connection_id
             USING ERRCODE = 'check_violation', CONSTRAINT = 'network_connection_retracted';
@@ -332,6 +347,11 @@ CREATE TRIGGER network_reviews_append_only BEFORE UPDATE OR DELETE ON network_re
 
 CREATE FUNCTION network_reviews_check() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- Verifying records more about the participant; withdrawing or retracting corrects.
+    IF NEW.action = 'verify' THEN
+        PERFORM network_require_consent((SELECT c.participant_id FROM network_conversations v
+            JOIN network_connections c ON c.id = v.connection_id WHERE v.id = NEW.conversation_id));
+    END IF;
     IF EXISTS (SELECT 1 FROM network_reviews WHERE conversation_id = NEW.conversation_id AND action = 'retract') THEN
         RAISE EXCEPTION 'conversation % was retracted', NEW.conversation_id
             USING ERRCODE = 'check_violation', CONSTRAINT = 'network_conversation_retracted';
@@ -404,11 +424,11 @@ END $$;
 CREATE TRIGGER network_awards_guard BEFORE UPDATE OR DELETE ON network_awards
     FOR EACH ROW EXECUTE FUNCTION network_awards_guard();
 
--- No award without consent; a posted award's entry must be the one keyed by its award key, moving exactly its amount
+-- No award made or paid without consent; a posted award's entry must be the one keyed by its award key, moving exactly its amount
 -- from the program's fund to the participant's wallet.
 CREATE FUNCTION network_awards_entry() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
+    IF TG_OP = 'INSERT' OR NEW.status = 'posted' THEN
         PERFORM network_require_consent(NEW.participant_id);
     END IF;
     IF NEW.status = 'posted' AND NOT EXISTS (

@@ -53,7 +53,7 @@ CREATE TABLE payouts_legal_transitions (
 );
 INSERT INTO payouts_legal_transitions (from_state, to_state) VALUES
     (NULL, 'awaiting_approval'), (NULL, 'approved'), (NULL, 'insufficient_funds'),
-    ('insufficient_funds', 'awaiting_approval'), ('insufficient_funds', 'approved'), ('insufficient_funds', 'canceled'),
+    ('insufficient_funds', 'awaiting_approval'), ('insufficient_funds', 'approved'),
     ('awaiting_approval', 'approved'), ('awaiting_approval', 'rejected'), ('awaiting_approval', 'canceled'),
     ('approved', 'submitted'), ('approved', 'canceled'),
     ('submitted', 'paid'), ('submitted', 'failed'),
@@ -75,6 +75,14 @@ BEGIN
         OLD.currency, OLD.source, OLD.award_id, OLD.requested_by, OLD.created_at) THEN
         RAISE EXCEPTION 'disbursement %: only the state changes', OLD.id
             USING ERRCODE = 'restrict_violation', CONSTRAINT = 'payouts_append_only';
+    END IF;
+    -- An award's disbursement is the award: same person, program, amount and currency, and it
+    -- moves toward payment only once the award is in the wallet.
+    IF NEW.award_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM network_awards a WHERE a.id = NEW.award_id
+        AND a.participant_id = NEW.person_id AND a.program_id = NEW.program_id AND a.amount = NEW.amount
+        AND a.currency = NEW.currency AND (a.status = 'posted' OR NEW.state IN ('insufficient_funds', 'canceled', 'rejected'))) THEN
+        RAISE EXCEPTION 'disbursement %: does not match award % or the award is not paid into the wallet yet', NEW.id, NEW.award_id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_award';
     END IF;
     SELECT * INTO last FROM payouts_transitions WHERE disbursement_id = NEW.id ORDER BY id DESC LIMIT 1;
     IF last.id IS NULL OR last.to_state <> NEW.state

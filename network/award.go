@@ -200,6 +200,12 @@ func (s *Store) payWaiting(ctx context.Context, tx pgx.Tx, p Program, key string
 	if a.Status != AwardInsufficientFunds {
 		return false, nil
 	}
+	// Consent withdrawn while the award waited: it stays waiting (the database refuses to
+	// pay it too).
+	var consent bool
+	if err := tx.QueryRow(ctx, `SELECT network_has_consent($1)`, a.ParticipantID).Scan(&consent); err != nil || !consent {
+		return false, err
+	}
 	var title string
 	if err := tx.QueryRow(ctx, `SELECT definition->>'title' FROM network_rules WHERE program_id = $1 AND rule_id = $2 AND version = $3`,
 		a.ProgramID, a.RuleID, a.RuleVersion).Scan(&title); err != nil {

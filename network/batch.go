@@ -81,8 +81,14 @@ func (s *Store) LogConversations(ctx context.Context, by By, ncs []NewConversati
 			return access.Event{}, fmt.Errorf("lock participants: %w", err)
 		}
 		for i, c := range conns {
-			if _, ok := info[c]; !ok {
+			ci, ok := info[c]
+			if !ok {
 				return access.Event{}, fmt.Errorf("conversations[%d]: %w: connection %s", i, ErrNotFound, c)
+			}
+			if ncs[i].Verified {
+				if err := notAParty(by, ci.participant, ci.other); err != nil {
+					return access.Event{}, fmt.Errorf("conversations[%d]: %w", i, err)
+				}
 			}
 		}
 		actor := actorName(by)

@@ -60,6 +60,7 @@ type Progress struct {
 	RuleID  string          `json:"rule_id"`
 	Version int             `json:"version"`
 	Title   string          `json:"title"`
+	Kind    string          `json:"count_kind"` // what the rule counts (Rule.Count)
 	Met     bool            `json:"met"`
 	Count   decimal.Decimal `json:"count"`
 	Target  decimal.Decimal `json:"target"`
@@ -86,7 +87,7 @@ type item struct {
 // facts, rule and moment give the same answer, which is what makes awards reproducible and
 // the rules easy to test.
 func Evaluate(f Facts, r Rule, now time.Time) Progress {
-	p := Progress{RuleID: r.ID, Title: r.Title, Target: r.AtLeast}
+	p := Progress{RuleID: r.ID, Title: r.Title, Kind: r.Count, Target: r.AtLeast}
 	if r.Count == CountEconomicConnectedess {
 		evaluateEC(f, r, now, &p)
 	} else {

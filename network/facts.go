@@ -159,6 +159,9 @@ func (s *Store) Fund(ctx context.Context, by By, program, amount, key string) (l
 	if strings.TrimSpace(key) == "" {
 		return ledger.Entry{}, invalid("idempotency_key", "required, so that a retried funding is not posted twice")
 	}
+	if strings.HasPrefix(key, "award:") {
+		return ledger.Entry{}, invalid("idempotency_key", "award:… keys belong to awards")
+	}
 	var e ledger.Entry
 	err = s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
 		// Waits for the evaluations of this program in flight: see evaluateIn.
@@ -395,8 +398,9 @@ func (s *Store) Enrol(ctx context.Context, by By, program, person, coach string)
 				return access.Event{}, err
 			}
 		}
+		// no_overdraft: a wallet never pays out more than was awarded into it.
 		if _, _, err := s.ledger.CreateAccountTx(ctx, tx, ledger.NewAccount{Code: WalletAccount(person), Type: ledger.Liability,
-			Currency: p.Currency, Metadata: json.RawMessage(fmt.Sprintf(`{"person":%q}`, person))}); err != nil {
+			NoOverdraft: true, Currency: p.Currency, Metadata: json.RawMessage(fmt.Sprintf(`{"person":%q}`, person))}); err != nil {
 			if errors.Is(err, ledger.ErrAccountExists) {
 				return access.Event{}, fmt.Errorf("%w: %s already has a wallet in another currency than %s's %s", ErrExists, person, program, p.Currency)
 			}
@@ -552,6 +556,10 @@ func (s *Store) End(ctx context.Context, by By, id string, ec EndConnection) (Co
 	if err != nil {
 		return Connection{}, err
 	}
+	if ended.Before(c.StartedOn.Time) || ended.After(s.now()) {
+		return Connection{}, invalid("ended_on", "%s: between the connection's start (%s) and today", ended.Format(time.DateOnly),
+			c.StartedOn.Format(time.DateOnly))
+	}
 	err = s.fact(ctx, by, []string{c.ParticipantID}, func(tx pgx.Tx) (access.Event, error) {
 		if _, err := tx.Exec(ctx, `INSERT INTO network_connection_ends (connection_id, ended_on, retracted, reason, recorded_by)
 			VALUES ($1, $2, $3, $4, $5)`, cid, ended.Time, ec.Retracted, strings.TrimSpace(ec.Reason), actorName(by)); err != nil {
@@ -679,6 +687,9 @@ func (s *Store) LogConversation(ctx context.Context, by By, nc NewConversation) 
 		out.ID, out.ConnectionID, out.ParticipantID, out.OccurredAt = id.String(), cid.String(), ev.Participant, nc.OccurredAt
 		out.Channel, out.Minutes, out.Resources, out.Note, out.ReportedBy, out.Status = nc.Channel, nc.Minutes, resources, nc.Note, actorName(by), "unverified"
 		if nc.Verified {
+			if err := notAParty(by, ev.Participant, out.OtherID); err != nil {
+				return access.Event{}, err
+			}
 			var at time.Time
 			if err := tx.QueryRow(ctx, `INSERT INTO network_reviews (conversation_id, action, reviewed_by, reason)
 				VALUES ($1, 'verify', $2, 'verified when logged') RETURNING reviewed_at`, id, actorName(by)).Scan(&at); err != nil {
@@ -767,6 +778,11 @@ func (s *Store) Review(ctx context.Context, by By, conversation, action, reason 
 		if err != nil {
 			return access.Event{}, err
 		}
+		if action == ReviewVerify {
+			if err := notAParty(by, before.ParticipantID, before.OtherID); err != nil {
+				return access.Event{}, err
+			}
+		}
 		switch {
 		case before.Status == "retracted":
 			return access.Event{}, fmt.Errorf("%w: conversation %s", ErrRetracted, conversation)
@@ -785,6 +801,14 @@ func (s *Store) Review(ctx context.Context, by By, conversation, action, reason 
 			Before: map[string]string{"status": before.Status}, After: map[string]string{"status": out.Status}, Detail: reason}, nil
 	})
 	return out, err
+}
+
+// notAParty refuses a verification by someone on the connection (four eyes).
+func notAParty(by By, participant, other string) error {
+	if by.PersonID != "" && (by.PersonID == participant || by.PersonID == other) {
+		return fmt.Errorf("%w: %s is on this connection and may not verify its conversations: their coach or an admin does", ErrFourEyes, by.PersonID)
+	}
+	return nil
 }
 
 func nullable(s string) *string {

@@ -30,6 +30,8 @@ type ParticipantMetrics struct {
 	// EconomicConnectedness is EC_i (see EconomicConnectedness).
 	EconomicConnectedness decimal.Decimal `json:"economic_connectedness"`
 	ConversationsByMonth  []MonthCount    `json:"conversations_by_month"`
+	// Redacted says the band-derived figures were left out for this reader.
+	Redacted bool `json:"redacted,omitempty"`
 }
 
 // MetricsOf computes a participant's metrics from their facts at now.

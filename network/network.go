@@ -44,6 +44,9 @@ var (
 	ErrNoConsent = errors.New("no consent on file")
 	// ErrRetracted: the conversation or connection was retracted; it takes no new facts.
 	ErrRetracted = errors.New("retracted")
+	// ErrFourEyes: a person on a connection may not verify its conversations — that would
+	// let two people release money between them.
+	ErrFourEyes = errors.New("four eyes")
 	// ErrIdempotencyConflict: an idempotency key reused for a different conversation.
 	ErrIdempotencyConflict = errors.New("idempotency key reused with different content")
 )
@@ -68,6 +71,8 @@ var constraintErrors = map[string]error{
 	"network_connection_ends_pkey":     ErrExists,
 	"network_conversations_not_future": ErrInvalid,
 	"network_conversation_dates":       ErrInvalid,
+	"network_connection_end_date":      ErrInvalid,
+	"network_enrolments_coach":         ErrInvalid,
 }
 
 // translate turns a database refusal into one of the errors above, keeping its message.

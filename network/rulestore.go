@@ -64,9 +64,10 @@ func (s *Store) storeRule(ctx context.Context, by By, p Program, r Rule, active 
 		return RuleVersion{}, false, err
 	}
 	err = s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
-		// One version at a time per program: concurrent saves of a rule queue up here
-		// instead of failing on the version number.
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM network_programs WHERE id = $1 FOR NO KEY UPDATE`, p.ID); err != nil {
+		// One version at a time per rule: concurrent saves of a rule queue up here instead
+		// of failing on the version number. An advisory lock, not the program's row, which
+		// evaluations share-lock while they hold their participant's (a deadlock otherwise).
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('network_rules'), hashtext($1))`, p.ID+"/"+r.ID); err != nil {
 			return access.Event{}, err
 		}
 		prev, err := ruleTx(ctx, tx, p.ID, r.ID)
@@ -82,6 +83,12 @@ func (s *Store) storeRule(ctx context.Context, by By, p Program, r Rule, active 
 			if prev.Active == active && jsonEqual(prevDef, def) {
 				rv = prev
 				return access.Event{}, nil
+			}
+			// Awards are keyed by period, and how periods are named follows repeat and the
+			// cap: changing them would pay the same evidence again under new periods.
+			if prev.Rule.Repeat != r.Repeat || capPer(prev.Rule) != capPer(r) {
+				return access.Event{}, invalid("repeat", "rule %s pays %s (cap per %q); changing how it repeats would pay past milestones again: retire it and save a rule with a new id",
+					r.ID, prev.Rule.Repeat, capPer(prev.Rule))
 			}
 		}
 		if err := tx.QueryRow(ctx, `INSERT INTO network_rules (program_id, rule_id, version, definition, active, created_by)
@@ -106,6 +113,13 @@ func (s *Store) storeRule(ctx context.Context, by By, p Program, r Rule, active 
 		return access.Event{Action: action, Record: "rule:" + p.ID + "/" + r.ID, Before: before, After: rv, Detail: reason}, nil
 	})
 	return rv, created, err
+}
+
+func capPer(r Rule) string {
+	if r.Cap == nil {
+		return ""
+	}
+	return r.Cap.Per
 }
 
 // evaluateProgramTx asks for the evaluation of every participant of program.

@@ -112,8 +112,16 @@ func networkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	n := a.Network
 	by := network.By{Principal: cliActor()}
 	if *as != "" {
+		switch cmd {
+		case "converse", "rate", "verify", "unverify", "retract":
+		default:
+			return fmt.Errorf("%w: --as is for what participants and coaches do (converse, rate, verify, unverify, retract), not %s", errUsage, cmd)
+		}
 		if by, err = actAs(*as); err != nil {
 			return err
+		}
+		if cmd == "rate" && *rater != by.PersonID {
+			return fmt.Errorf("%w: %s may rate only as themselves (--rater %s)", access.ErrForbidden, by.PersonID, by.PersonID)
 		}
 	}
 	show := func(v any, err error) error {
