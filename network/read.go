@@ -262,12 +262,10 @@ func (s *Store) Conversations(ctx context.Context, f ConversationFilter) ([]Conv
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Conversation, error) { return scanConversation(r) })
 }
 
-func clamp(n, def, max int) int {
-	switch {
-	case n <= 0:
+// clamp is a page size: def when none was asked for, never more than most.
+func clamp(n, def, most int) int {
+	if n <= 0 {
 		return def
-	case n > max:
-		return max
 	}
-	return n
+	return min(n, most)
 }

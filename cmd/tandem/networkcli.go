@@ -89,7 +89,7 @@ func networkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		score   = fs.Int("score", 0, "1–10")
 		minutes = fs.Int("minutes", 0, "minutes")
 	)
-	pos, err := parseInterleaved(fs, rest)
+	pos, err := parseInterspersed(fs, rest)
 	if err != nil {
 		return err
 	}
@@ -315,22 +315,6 @@ func networkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	fmt.Fprint(stderr, networkUsage)
 	return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
-}
-
-// parseInterleaved parses flags that may come before or after positional arguments.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }
 
 // actAs is the principal of --as ROLE:PERSON, still named after the command-line user.
