@@ -96,7 +96,8 @@ type ProgramMetrics struct {
 	// AmountPerMilestone is the amount awarded divided by posted awards.
 	AmountPerMilestone *string `json:"amount_per_milestone"`
 	// MedianDaysToFirstMilestone counts from enrolment to the first award's milestone (the
-	// lower median, in days to one place).
+	// lower median, in days to one place; a milestone whose evidence predates enrolment
+	// counts as 0).
 	MedianDaysToFirstMilestone *decimal.Decimal `json:"median_days_to_first_milestone"`
 	ParticipantsWithMilestone  int              `json:"participants_with_milestone"`
 	// NearPeerConversion: participants who went on to coach (the coach role granted after
@@ -175,7 +176,7 @@ func (s *Store) ProgramMetrics(ctx context.Context, program string) (ProgramMetr
 			m.AmountPerMilestone = &per
 		}
 		if err := tx.QueryRow(ctx, `SELECT count(*)::int,
-				(percentile_disc(0.5) WITHIN GROUP (ORDER BY round(extract(epoch FROM first - en.enrolled_at) / 86400, 1)))::text
+				(percentile_disc(0.5) WITHIN GROUP (ORDER BY round(greatest(extract(epoch FROM first - en.enrolled_at), 0) / 86400, 1)))::text
 			FROM (SELECT participant_id, min(reached_at) AS first FROM network_awards WHERE program_id = $1 GROUP BY 1) a
 			JOIN network_enrolments en ON en.person_id = a.participant_id AND en.program_id = $1`, p.ID).
 			Scan(&m.ParticipantsWithMilestone, &median); err != nil {
