@@ -8,8 +8,12 @@ ADDR   ?= 127.0.0.1:8080
 # pgrun starts a private PostgreSQL cluster from the installed binaries, sets DATABASE_URL for
 # the command, and stops the cluster when the command ends (or on Ctrl-C).
 PGRUN  := bin/pgrun
+# stripemock starts Stripe's stripe-mock (go run github.com/stripe/stripe-mock@VERSION) on a
+# free port for the command and sets STRIPE_MOCK_URL; the Stripe tests run against it.
+STRIPE_MOCK_VERSION := v0.203.0
+STRIPEMOCK := bin/stripemock --version $(STRIPE_MOCK_VERSION) --
 
-.PHONY: run test bench build pgrun check fmt-check vet clean
+.PHONY: run test bench build pgrun stripemock check fmt-check vet clean
 
 build:
 	$(GO) build -o bin/tandem ./cmd/tandem
@@ -17,16 +21,20 @@ build:
 pgrun:
 	@$(GO) build -o bin/pgrun ./internal/tools/pgrun
 
+stripemock:
+	@$(GO) build -o bin/stripemock ./internal/tools/stripemock
+
 # The server's data lives in .tandem/pgdata between runs (git-ignored).
 run: build pgrun
 	$(PGRUN) --dir .tandem/pgdata --persistent --fsync --env-file .tandem/env -- bin/tandem serve --addr $(ADDR)
 
-test: fmt-check vet pgrun
-	$(PGRUN) -- $(GO) test -race -count=1 -timeout 20m ./...
+# TANDEM_REQUIRE_STRIPE_MOCK makes the Stripe tests fail, not skip, without stripe-mock.
+test: fmt-check vet pgrun stripemock
+	TANDEM_REQUIRE_STRIPE_MOCK=1 $(PGRUN) -- $(STRIPEMOCK) $(GO) test -race -count=1 -timeout 20m ./...
 
 # Benchmarks need durable commits to mean anything: fsync and synchronous_commit stay on.
-bench: pgrun
-	$(PGRUN) --fsync -- bash scripts/bench.sh
+bench: pgrun stripemock
+	$(PGRUN) --fsync -- $(STRIPEMOCK) bash scripts/bench.sh
 
 fmt-check:
 	@out=$$(find . -path ./.tandem -prune -o -name '*.go' -print | xargs gofmt -l); \

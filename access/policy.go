@@ -56,6 +56,25 @@ const (
 	// DisbursementApprove is the four-eyes action of DESIGN.md §7: an admin may not approve
 	// what they requested (Resource.RequestedBy).
 	DisbursementApprove Action = "disbursement.approve"
+	// Payouts (DESIGN.md §7).
+	DisbursementRead   Action = "payouts.disbursement.read"
+	DisbursementCreate Action = "payouts.disbursement.create"
+	DisbursementReject Action = "payouts.disbursement.reject"
+	DisbursementRetry  Action = "payouts.disbursement.retry"
+	DisbursementCancel Action = "payouts.disbursement.cancel"
+	PayoutPolicyRead   Action = "payouts.policy.read"
+	PayoutPolicyWrite  Action = "payouts.policy.write"
+	// DestinationWrite sets where a person is paid: admins, or the person themselves —
+	// never their coach, who could otherwise redirect a participant's money.
+	DestinationWrite   Action = "payouts.destination.write"
+	CommitmentWrite    Action = "payouts.commitment.write"
+	CommitmentList     Action = "payouts.commitment.list"
+	StipendList        Action = "payouts.stipend.list"
+	StipendRun         Action = "payouts.stipend.run"
+	TaxReportRead      Action = "payouts.report.1099_nec"
+	ReconciliationRead Action = "payouts.reconciliation.read"
+	ReconciliationRun  Action = "payouts.reconciliation.run"
+	PayoutsRun         Action = "payouts.run"
 )
 
 var readActions = map[Action]bool{
@@ -63,6 +82,8 @@ var readActions = map[Action]bool{
 	LedgerEntryList: true, LedgerEntryRead: true, LedgerTrialBalance: true, LedgerCheck: true, AuditRead: true,
 	ProgramList: true, ProgramRead: true, ProgramMetrics: true, PersonList: true, PersonRead: true, ConnectionList: true,
 	ConversationList: true, RuleRead: true, ProgressRead: true, AwardList: true, DisbursementList: true,
+	DisbursementRead: true, PayoutPolicyRead: true, CommitmentList: true, StipendList: true, TaxReportRead: true,
+	ReconciliationRead: true,
 }
 
 // publicReads are program-level reads open to every role: what a program is and its rules.
@@ -70,7 +91,11 @@ var publicReads = map[Action]bool{ProgramList: true, ProgramRead: true, RuleRead
 
 // ownerReadable are the reads a participant or coach may take on records they own.
 var ownerReadable = map[Action]bool{LedgerAccountRead: true, LedgerBalanceRead: true, LedgerStatementRead: true,
-	PersonRead: true, ConnectionList: true, ConversationList: true, ProgressRead: true, AwardList: true, DisbursementList: true}
+	PersonRead: true, ConnectionList: true, ConversationList: true, ProgressRead: true, AwardList: true, DisbursementList: true,
+	DisbursementRead: true, CommitmentList: true, StipendList: true}
+
+// selfWritable are the changes a person may make to their own records only.
+var selfWritable = map[Action]bool{DestinationWrite: true}
 
 // ownerWritable are the changes a participant may make to their own records, and their
 // coach for them: logging a conversation (self-reported, unverified) and rating a connection.
@@ -117,7 +142,8 @@ func AccountResource(code string) Resource {
 //     read programs and their rules;
 //   - a participant may log conversations and rate connections of their own, and so may
 //     their assigned coach, who alone (with admins) may also verify or retract conversations
-//     and record or end connections for them.
+//     and record or end connections for them;
+//   - where a person is paid is set by an admin or by that person alone.
 //
 // A refusal wraps ErrForbidden with the reason.
 func Authorize(p Principal, a Action, r Resource) error {
@@ -144,8 +170,14 @@ func Authorize(p Principal, a Action, r Resource) error {
 		if publicReads[a] {
 			return nil
 		}
-		if !ownerReadable[a] && !ownerWritable[a] && !coachWritable[a] {
+		if !ownerReadable[a] && !ownerWritable[a] && !coachWritable[a] && !selfWritable[a] {
 			return fmt.Errorf("%w: %s: not open to the %s role", ErrForbidden, a, p.Role)
+		}
+		if selfWritable[a] {
+			if p.PersonID != "" && r.Owner == p.PersonID {
+				return nil
+			}
+			return fmt.Errorf("%w: %s: only the person themselves or an admin may", ErrForbidden, a)
 		}
 		own := r.Owner != "" && r.Owner == p.PersonID && (r.OwnerRole == "" || r.OwnerRole == p.Role ||
 			(p.Role == Coach && r.OwnerRole == Participant))

@@ -186,8 +186,13 @@ func (t Token) principal(now time.Time) (Principal, error) {
 
 // AnyAdmin reports whether a usable admin token exists (serve says how to make the first).
 func (s *Store) AnyAdmin(ctx context.Context) (bool, error) {
+	return s.IsAdmin(ctx, "")
+}
+
+// IsAdmin reports whether person holds an active admin token (any person when "").
+func (s *Store) IsAdmin(ctx context.Context, person string) (bool, error) {
 	var ok bool
-	err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM access_tokens WHERE role = 'admin'
-		AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()))`).Scan(&ok)
+	err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM access_tokens WHERE role = 'admin' AND ($1 = '' OR person_id = $1)
+		AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()))`, person).Scan(&ok)
 	return ok, err
 }

@@ -129,6 +129,7 @@ func (s *Server) routes() {
 
 	s.handle("GET /v1/audit", access.AuditRead, noResource, s.audit)
 	s.networkRoutes()
+	s.payoutRoutes()
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, fmt.Errorf("%w: no route for %s %s", errNotFound, r.Method, r.URL.Path))

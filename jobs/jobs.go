@@ -18,6 +18,7 @@ import (
 
 	"github.com/tandemledger/tandem/ledger"
 	"github.com/tandemledger/tandem/network"
+	"github.com/tandemledger/tandem/payouts"
 )
 
 // Config wires the River client.
@@ -26,7 +27,12 @@ type Config struct {
 	Ledger *ledger.Ledger
 	// Network runs the milestone jobs (evaluate_milestones, release_awards).
 	Network *network.Store
-	Logger  *slog.Logger
+	// Payouts runs the payout jobs (submit, settle, retry, webhook events, sweep, reconcile).
+	Payouts *payouts.Store
+	// SweepInterval is how often the payouts sweep runs (default 1 minute); reconciliation
+	// runs hourly over the last 7 days.
+	SweepInterval time.Duration
+	Logger        *slog.Logger
 	// CheckInterval is how often the ledger self-check runs (default 1 hour).
 	CheckInterval time.Duration
 	// MaxWorkers for the default queue (default 20).
@@ -55,6 +61,25 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 			return nil, fmt.Errorf("register release_awards worker: %w", err)
 		}
 	}
+	if cfg.Payouts != nil {
+		if cfg.SweepInterval <= 0 {
+			cfg.SweepInterval = time.Minute
+		}
+		for _, add := range []func() error{
+			func() error { return river.AddWorkerSafely(workers, &SubmitPayoutWorker{Payouts: cfg.Payouts}) },
+			func() error { return river.AddWorkerSafely(workers, &SettlePayoutWorker{Payouts: cfg.Payouts}) },
+			func() error { return river.AddWorkerSafely(workers, &RetryPayoutWorker{Payouts: cfg.Payouts}) },
+			func() error { return river.AddWorkerSafely(workers, &ProcessEventWorker{Payouts: cfg.Payouts}) },
+			func() error {
+				return river.AddWorkerSafely(workers, &PayoutsSweepWorker{Payouts: cfg.Payouts, Logger: cfg.Logger})
+			},
+			func() error { return river.AddWorkerSafely(workers, &ReconcileWorker{Payouts: cfg.Payouts}) },
+		} {
+			if err := add(); err != nil {
+				return nil, fmt.Errorf("register payouts worker: %w", err)
+			}
+		}
+	}
 	periodic := []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(cfg.CheckInterval),
 			func() (river.JobArgs, *river.InsertOpts) { return LedgerCheckArgs{}, nil },
@@ -64,6 +89,15 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
 			func() (river.JobArgs, *river.InsertOpts) { return ReleaseAwardsArgs{Funding: "periodic sweep"}, nil },
 			&river.PeriodicJobOpts{ID: "release_awards_sweep", RunOnStart: true}))
+	}
+	if cfg.Payouts != nil {
+		periodic = append(periodic,
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return PayoutsSweepArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "payouts_sweep", RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(time.Hour),
+				func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{Days: 7}, nil },
+				&river.PeriodicJobOpts{ID: "reconcile_payouts"}))
 	}
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
 		// River fetches at most once per cooldown, as many jobs as workers are free: at the
@@ -107,9 +141,7 @@ var ErrLedgerUnsound = errors.New("ledger self-check found discrepancies")
 type LedgerCheckWorker struct {
 	river.WorkerDefaults[LedgerCheckArgs]
 	Ledger *ledger.Ledger
-	// Network runs the milestone jobs (evaluate_milestones, release_awards).
-	Network *network.Store
-	Logger  *slog.Logger
+	Logger *slog.Logger
 }
 
 // Work runs one check.

@@ -339,3 +339,6 @@ func AwardKey(program, participant, rule, period string) string {
 
 // actorName is how a change's author is written in network records.
 func actorName(by By) string { return by.Subject() }
+
+// CoachWalletAccount is a coach's wallet (DESIGN.md §4): stipends are paid into it.
+func CoachWalletAccount(person string) string { return "coach/" + person + "/wallet" }

@@ -269,3 +269,8 @@ func clamp(n, def, most int) int {
 	}
 	return min(n, most)
 }
+
+// ProgramTx reads a program on db (a transaction of another package, e.g. payouts).
+func ProgramTx(ctx context.Context, db access.DBTX, id string) (Program, error) {
+	return programTx(ctx, db, id)
+}

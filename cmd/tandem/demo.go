@@ -142,7 +142,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return "?"
 		}
-		return ledger.FormatAmount(b.Posted, "USD")
+		return ledger.FormatAmount(b.PostedCredits, "USD") // awarded so far; the sandbox pays it out
 	}
 	settle := func() error { // wait for the evaluation jobs to run
 		deadline := time.Now().Add(30 * time.Second)
@@ -161,7 +161,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	say("\nMaya's wallet: %s USD", wallet())
+	say("\nMaya has received %s USD", wallet())
 	// Today's matches, today's conversations: spread between midnight (UTC) and now, so they
 	// fall within the connections' dates and never in the future.
 	today := now.Truncate(24 * time.Hour)
@@ -180,7 +180,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := settle(); err != nil {
 		return err
 	}
-	say("Maya's wallet: %s USD (her new mentor and peer raised her economic connectedness; self-reported conversations count once a coach verifies them)", wallet())
+	say("Maya has received %s USD (her new mentor and peer raised her economic connectedness; self-reported conversations count once a coach verifies them)", wallet())
 	for i, cv := range logged {
 		if _, err := n.Review(ctx, lee, cv.ID, network.ReviewVerify, ""); err != nil {
 			return err
@@ -188,7 +188,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := settle(); err != nil {
 			return err
 		}
-		say("Lee verifies conversation %d → Maya's wallet: %s USD", i+1, wallet())
+		say("Lee verifies conversation %d → Maya has received %s USD", i+1, wallet())
 	}
 	bridge, err := connect("maya", "omar", "professional", 0)
 	if err != nil {
@@ -201,7 +201,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := settle(); err != nil {
 		return err
 	}
-	say("Lee logs (verified) Maya's first conversation with Omar, a professional → Maya's wallet: %s USD", wallet())
+	say("Lee logs (verified) Maya's first conversation with Omar, a professional → Maya has received %s USD", wallet())
 
 	prog, err := n.Progress(ctx, p("maya"))
 	if err != nil {

@@ -35,10 +35,16 @@ usage:
   tandem token <command>                 API tokens: run 'tandem token help'
   tandem network <command>               programs, people, facts, rules: 'tandem network help'
   tandem program fund P AMOUNT           donor money into a program's fund
+  tandem payouts <command>               disbursements, approvals, providers: 'tandem payouts help'
   tandem demo                            load a demo program and watch milestones pay out
 
 environment:
-  DATABASE_URL   PostgreSQL URL (make run and make test start a private server and set it)
+  DATABASE_URL           PostgreSQL URL (make run and make test start a private server and set it)
+  STRIPE_SECRET_KEY      pay through Stripe Connect (without it: the sandbox provider)
+  STRIPE_WEBHOOK_SECRET  verifies POST /v1/webhooks/stripe
+  STRIPE_API_BASE        Stripe's API address (default https://api.stripe.com; stripe-mock in tests)
+  TANDEM_SANDBOX_DELAY   how long sandbox payouts take to settle (default 0s)
+  TANDEM_1099_THRESHOLD  the 1099-NEC reporting threshold (default 2000.00)
 `
 
 // errUsage marks command-line mistakes: they exit with status 2.
@@ -76,6 +82,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return networkCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "program": // tandem program fund P AMOUNT, as the issue spells it
 		return networkCmd(ctx, append([]string{"program"}, args[1:]...), stdin, stdout, stderr)
+	case "payouts":
+		return payoutsCmd(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return demo(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

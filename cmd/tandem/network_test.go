@@ -13,9 +13,9 @@ import (
 func TestDemo(t *testing.T) {
 	c := setupCLI(t)
 	out := c.ok("", "demo")
-	require.Contains(t, out, "Maya's wallet: 0.00 USD")
-	require.Contains(t, out, "Lee verifies conversation 4 → Maya's wallet: 225.00 USD")
-	require.Contains(t, out, "Maya's wallet: 295.00 USD")
+	require.Contains(t, out, "Maya has received 0.00 USD")
+	require.Contains(t, out, "Lee verifies conversation 4 → Maya has received 225.00 USD")
+	require.Contains(t, out, "Maya has received 295.00 USD")
 	require.Contains(t, out, "program demo: 7 awards, 295.00 USD awarded, fund 1705.00 USD left")
 	require.Contains(t, out, "near-peer conversion 0.3333")
 	// A second demo under the same id is refused with a hint, not half-loaded.

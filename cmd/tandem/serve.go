@@ -56,7 +56,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger.Info("migrations", "applied", len(res.Applied), "river_applied", len(res.RiverApplied))
 
-	a, err := app.New(pool, app.Config{Logger: logger})
+	payoutCfg, err := app.PayoutsFromEnv()
+	if err != nil {
+		return err
+	}
+	a, err := app.New(pool, app.Config{Logger: logger, Payouts: payoutCfg})
 	if err != nil {
 		return err
 	}
@@ -64,6 +68,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
+	logger.Info("payouts", "provider", a.Payouts.Provider().Name(), "webhook_secret_set", payoutCfg.WebhookSecret != "")
 	l, client, store := a.Ledger, a.River, a.Access
 	if ok, err := store.AnyAdmin(ctx); err != nil {
 		return fmt.Errorf("look for admin tokens: %w", err)

@@ -1,17 +1,19 @@
 // Package app wires Tandem's domain packages together once, for the server, the command line,
 // the demo and tests: the ledger, the network asking River for its jobs, awards handed to
-// payouts, and the River client that runs every worker.
+// payouts, the payout provider, and the River client that runs every worker.
 package app
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/shopspring/decimal"
 
 	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/jobs"
@@ -27,8 +29,52 @@ type Config struct {
 	Workers int
 	// CheckInterval is how often the ledger self-check runs (default 1 hour).
 	CheckInterval time.Duration
-	// Now is the network's clock (tests).
+	// SweepInterval is how often the payouts sweep runs (default 1 minute).
+	SweepInterval time.Duration
+	// Now is the network's and payouts' clock (tests).
 	Now func() time.Time
+	// Payouts configures the payout provider; the zero value is the sandbox.
+	Payouts Payouts
+}
+
+// Payouts configures the provider and its settings.
+type Payouts struct {
+	// StripeSecretKey selects Stripe (STRIPE_SECRET_KEY); empty means the sandbox.
+	StripeSecretKey string
+	// StripeBaseURL overrides Stripe's API address (STRIPE_API_BASE; stripe-mock in tests).
+	StripeBaseURL string
+	// WebhookSecret verifies Stripe webhooks (STRIPE_WEBHOOK_SECRET).
+	WebhookSecret string
+	// StripeSettleAfter is when to ask Stripe about a transfer no webhook reported.
+	StripeSettleAfter time.Duration
+	// Sandbox tunes the sandbox (TANDEM_SANDBOX_DELAY).
+	Sandbox payouts.SandboxConfig
+	// NECThreshold is the 1099-NEC reporting threshold (TANDEM_1099_THRESHOLD, default 2000.00).
+	NECThreshold decimal.Decimal
+	// Fault injects crashes (tests).
+	Fault func(point string) error
+}
+
+// PayoutsFromEnv reads the payout settings from the environment: STRIPE_SECRET_KEY,
+// STRIPE_WEBHOOK_SECRET, STRIPE_API_BASE, TANDEM_SANDBOX_DELAY, TANDEM_1099_THRESHOLD.
+func PayoutsFromEnv() (Payouts, error) {
+	p := Payouts{StripeSecretKey: os.Getenv("STRIPE_SECRET_KEY"), StripeBaseURL: os.Getenv("STRIPE_API_BASE"),
+		WebhookSecret: os.Getenv("STRIPE_WEBHOOK_SECRET")}
+	if v := os.Getenv("TANDEM_SANDBOX_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return p, fmt.Errorf("TANDEM_SANDBOX_DELAY=%q: a duration like 2s", v)
+		}
+		p.Sandbox.Delay = d
+	}
+	if v := os.Getenv("TANDEM_1099_THRESHOLD"); v != "" {
+		d, err := ledger.ParseAmount(v, "USD")
+		if err != nil || !d.IsPositive() {
+			return p, fmt.Errorf("TANDEM_1099_THRESHOLD=%q: a positive USD amount like 2000.00", v)
+		}
+		p.NECThreshold = d
+	}
+	return p, nil
 }
 
 // App is Tandem assembled.
@@ -49,13 +95,24 @@ func New(pool *pgxpool.Pool, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := payouts.New(pool)
+	var provider payouts.Provider = payouts.NewSandbox(pool, cfg.Payouts.Sandbox)
+	if cfg.Payouts.StripeSecretKey != "" {
+		if provider, err = payouts.NewStripe(payouts.StripeConfig{SecretKey: cfg.Payouts.StripeSecretKey,
+			BaseURL: cfg.Payouts.StripeBaseURL, SettleAfter: cfg.Payouts.StripeSettleAfter}); err != nil {
+			return nil, err
+		}
+	}
+	p, err := payouts.New(pool, payouts.Config{Ledger: l, Jobs: in, Provider: provider, WebhookSecret: cfg.Payouts.WebhookSecret,
+		NECThreshold: cfg.Payouts.NECThreshold, Logger: cfg.Logger, Now: cfg.Now, Fault: cfg.Payouts.Fault})
+	if err != nil {
+		return nil, err
+	}
 	n, err := network.New(pool, network.Config{Ledger: l, Jobs: in, OnAward: p.OnAward, Logger: cfg.Logger, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
-	client, err := jobs.NewClient(jobs.Config{Pool: pool, Ledger: l, Network: n, Logger: cfg.Logger,
-		MaxWorkers: cfg.Workers, CheckInterval: cfg.CheckInterval})
+	client, err := jobs.NewClient(jobs.Config{Pool: pool, Ledger: l, Network: n, Payouts: p, Logger: cfg.Logger,
+		MaxWorkers: cfg.Workers, CheckInterval: cfg.CheckInterval, SweepInterval: cfg.SweepInterval})
 	if err != nil {
 		return nil, err
 	}

@@ -185,6 +185,15 @@ func posted(t *testing.T, a *app.App, account string) decimal.Decimal {
 	return b.Posted
 }
 
+// received is what a wallet was ever paid (its posted credits): awards stay counted after the
+// sandbox pays them out of the wallet.
+func received(t *testing.T, a *app.App, account string) decimal.Decimal {
+	t.Helper()
+	b, err := a.Ledger.Balance(context.Background(), account, ledger.AsOf{})
+	require.NoError(t, err)
+	return b.PostedCredits
+}
+
 func requireAmount(t *testing.T, want string, got decimal.Decimal, msgAndArgs ...any) {
 	t.Helper()
 	require.True(t, decimal.RequireFromString(want).Equal(got), "want %s, got %s %v", want, got, fmt.Sprint(msgAndArgs...))
@@ -303,7 +312,7 @@ func TestBurstRunsOneEvaluation(t *testing.T) {
 	})
 	require.Equal(t, 1, awardCount(t, pool, "ana"))
 	require.Equal(t, 1, entriesWithKey(t, pool, "award:p1:ana:mentor-4:once"))
-	requireAmount(t, "50", posted(t, a, network.WalletAccount("ana")))
+	requireAmount(t, "50", received(t, a, network.WalletAccount("ana")))
 
 	// Evaluating again finds the award made.
 	for range 2 {
@@ -408,7 +417,7 @@ func TestFactDuringRunningEvaluationIsNotMissed(t *testing.T) {
 		for _, j := range evalJobs(t, pool, "ana") {
 			require.LessOrEqual(t, j.Gen, gen, "no later evaluation was needed: %+v", j)
 		}
-		requireAmount(t, "50", posted(t, a, network.WalletAccount("ana")))
+		requireAmount(t, "50", received(t, a, network.WalletAccount("ana")))
 		requireNoFailedJobs(t, pool)
 	})
 
@@ -476,7 +485,7 @@ func TestFactDuringRunningEvaluationIsNotMissed(t *testing.T) {
 			later = later || (j.Gen == gen+1 && j.State == "completed")
 		}
 		require.True(t, later, "the verification asked for generation %d: %+v", gen+1, evalJobs(t, pool, "bo"))
-		requireAmount(t, "50", posted(t, a, network.WalletAccount("bo")))
+		requireAmount(t, "50", received(t, a, network.WalletAccount("bo")))
 		requireNoFailedJobs(t, pool)
 	})
 
@@ -647,7 +656,7 @@ func TestWorkerKilledMidEvaluation(t *testing.T) {
 	waitDrained(t, pool, 30*time.Second)
 	require.Equal(t, 1, awardCount(t, pool, "ana"))
 	require.Equal(t, 1, entriesWithKey(t, pool, "award:p1:ana:mentor-4:once"))
-	requireAmount(t, "50", posted(t, second, network.WalletAccount("ana")))
+	requireAmount(t, "50", received(t, second, network.WalletAccount("ana")))
 	requireAmount(t, "950", posted(t, second, "program/p1/fund"))
 	ds, err := second.Payouts.List(ctx, payouts.Filter{Person: "ana"})
 	require.NoError(t, err)
@@ -709,7 +718,7 @@ func TestTwoClientsAwardOnce(t *testing.T) {
 	for _, r := range racers {
 		require.Equal(t, 1, awardCount(t, pool, r.id), r.id)
 		require.Equal(t, 1, entriesWithKey(t, pool, network.AwardKey("p1", r.id, "mentor-4", "once")), r.id)
-		requireAmount(t, "50", posted(t, a, network.WalletAccount(r.id)), r.id)
+		requireAmount(t, "50", received(t, a, network.WalletAccount(r.id)), r.id)
 	}
 	requireAmount(t, "9000", posted(t, a, "program/p1/fund")) // 10,000 − 20 × 50
 	require.Equal(t, people, queryInt(t, pool, `SELECT count(*) FROM payouts_disbursements`))
@@ -879,7 +888,7 @@ func TestTenThousandFactsFiveHundredParticipants(t *testing.T) {
 	requireAmount(t, decimal.RequireFromString(funding).Sub(wantTotal).String(), posted(t, a, "program/p1/fund"))
 	var wallets decimal.Decimal
 	for i := range participants {
-		wallets = wallets.Add(posted(t, a, network.WalletAccount(fmt.Sprintf("p%03d", i))))
+		wallets = wallets.Add(received(t, a, network.WalletAccount(fmt.Sprintf("p%03d", i))))
 	}
 	requireAmount(t, wantTotal.String(), wallets, "the wallets hold the awards")
 }
@@ -917,13 +926,13 @@ func TestRetractAfterAward(t *testing.T) {
 	}
 	settle()
 	require.Equal(t, []string{"award:p1:ana:mentor-4:once", "award:p1:ana:resourced:#1"}, keys())
-	requireAmount(t, "55", posted(t, a, network.WalletAccount("ana")))
+	requireAmount(t, "55", received(t, a, network.WalletAccount("ana")))
 
 	_, err := n.Review(ctx, admin, first, network.ReviewRetract, "reported in error")
 	require.NoError(t, err)
 	settle()
 	require.Equal(t, []string{"award:p1:ana:mentor-4:once", "award:p1:ana:resourced:#1"}, keys(), "no award taken back or made again")
-	requireAmount(t, "55", posted(t, a, network.WalletAccount("ana")))
+	requireAmount(t, "55", received(t, a, network.WalletAccount("ana")))
 	prog, err := n.Progress(ctx, "ana")
 	require.NoError(t, err)
 	for _, r := range prog.Programs[0].Rules {
@@ -939,14 +948,14 @@ func TestRetractAfterAward(t *testing.T) {
 	verify(t, n, second)
 	settle()
 	require.Len(t, keys(), 2)
-	requireAmount(t, "55", posted(t, a, network.WalletAccount("ana")))
+	requireAmount(t, "55", received(t, a, network.WalletAccount("ana")))
 
 	// The next one goes beyond it and pays.
 	third := conv(t, n, c, 11, false, "introduction")
 	verify(t, n, third)
 	settle()
 	require.Equal(t, []string{"award:p1:ana:mentor-4:once", "award:p1:ana:resourced:#1", "award:p1:ana:resourced:#2"}, keys())
-	requireAmount(t, "60", posted(t, a, network.WalletAccount("ana")))
+	requireAmount(t, "60", received(t, a, network.WalletAccount("ana")))
 	require.Equal(t, 1, entriesWithKey(t, pool, "award:p1:ana:resourced:#2"))
 	requireNoFailedJobs(t, pool)
 }
@@ -989,7 +998,7 @@ func TestShortFundWaitsAndReleases(t *testing.T) {
 			require.Len(t, ds, 1)
 			require.Equal(t, payouts.InsufficientFunds, ds[0].State)
 			requireAmount(t, "40", posted(t, a, "program/p1/fund"))
-			requireAmount(t, "0", posted(t, a, network.WalletAccount("ana")))
+			requireAmount(t, "0", received(t, a, network.WalletAccount("ana")))
 			require.Equal(t, 0, entriesWithKey(t, pool, aw[0].Key))
 
 			since := lastJobID(t, pool)
@@ -1002,7 +1011,7 @@ func TestShortFundWaitsAndReleases(t *testing.T) {
 			require.Equal(t, 1, releaseJobsAfter(t, pool, "p1", since, "completed"), "the funding's release job")
 			require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'network.award.pay'`))
 			require.Equal(t, 1, entriesWithKey(t, pool, aw[0].Key))
-			requireAmount(t, "50", posted(t, a, network.WalletAccount("ana")))
+			requireAmount(t, "50", received(t, a, network.WalletAccount("ana")))
 			requireAmount(t, "90", posted(t, a, "program/p1/fund"))
 			d, err := a.Payouts.Get(ctx, ds[0].ID)
 			require.NoError(t, err)
@@ -1070,6 +1079,6 @@ func TestFundingDuringShortEvaluationReleasesAward(t *testing.T) {
 		return st
 	}
 	waitFor(t, "the release job to pay the award", func() bool { return status() == network.AwardPosted })
-	requireAmount(t, "50", posted(t, a, network.WalletAccount("ana")))
+	requireAmount(t, "50", received(t, a, network.WalletAccount("ana")))
 	requireAmount(t, "90", posted(t, a, "program/p1/fund"))
 }

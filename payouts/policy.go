@@ -1,0 +1,216 @@
+package payouts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/ledger"
+	"github.com/tandemledger/tandem/network"
+)
+
+// Policy is a program's payout policy (DESIGN.md §7). The auto-approve limit is the
+// program's own (network); the rest is set here, the latest setting in force.
+type Policy struct {
+	Program              string              `json:"program"`
+	Currency             string              `json:"currency"`
+	AutoApproveLimit     decimal.Decimal     `json:"auto_approve_limit"`
+	DualControlThreshold decimal.Decimal     `json:"dual_control_threshold"`
+	MonthlyCap           decimal.NullDecimal `json:"monthly_cap"`
+	YearlyCap            decimal.NullDecimal `json:"yearly_cap"`
+	RemediationDays      int                 `json:"remediation_days"`
+	AutoRetries          int                 `json:"auto_retries"`
+	RetryBackoff         Duration            `json:"retry_backoff"`
+	SetBy                string              `json:"set_by,omitempty"`
+	SetAt                *time.Time          `json:"set_at,omitempty"`
+	Default              bool                `json:"default"`
+}
+
+// Duration is a time.Duration written as "1h0m0s" in JSON.
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as Go does.
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+// Policy defaults, when a program has set none: dual control from $500, no caps, 30 days to
+// fix a failed payout, two automatic retries an hour apart (doubling).
+var (
+	DefaultDualControl     = decimal.RequireFromString("500")
+	DefaultRemediationDays = 30
+	DefaultAutoRetries     = 2
+	DefaultRetryBackoff    = time.Hour
+)
+
+// approvalsNeeded: two admins at or above the dual-control threshold, none within the
+// auto-approve limit, otherwise one.
+func (p Policy) approvalsNeeded(amount decimal.Decimal) int {
+	switch {
+	case amount.GreaterThanOrEqual(p.DualControlThreshold):
+		return 2
+	case amount.LessThanOrEqual(p.AutoApproveLimit):
+		return 0
+	}
+	return 1
+}
+
+// Policy returns a program's policy in force.
+func (s *Store) Policy(ctx context.Context, program string) (Policy, error) {
+	p, err := network.ProgramTx(ctx, s.db, program)
+	if err != nil {
+		return Policy{}, err
+	}
+	return policyTx(ctx, s.db, p)
+}
+
+func policyTx(ctx context.Context, db access.DBTX, p network.Program) (Policy, error) {
+	pol := Policy{Program: p.ID, Currency: p.Currency, AutoApproveLimit: p.AutoApproveLimit}
+	var dual, monthly, yearly *string
+	var backoff int
+	var setAt time.Time
+	err := db.QueryRow(ctx, `SELECT dual_control_threshold::text, monthly_cap::text, yearly_cap::text, remediation_days,
+		auto_retries, retry_backoff_seconds, set_by, set_at FROM payouts_policies WHERE program_id = $1 ORDER BY id DESC LIMIT 1`, p.ID).
+		Scan(&dual, &monthly, &yearly, &pol.RemediationDays, &pol.AutoRetries, &backoff, &pol.SetBy, &setAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		pol.DualControlThreshold, pol.RemediationDays, pol.AutoRetries = DefaultDualControl, DefaultRemediationDays, DefaultAutoRetries
+		pol.RetryBackoff, pol.Default = Duration{DefaultRetryBackoff}, true
+		return pol, nil
+	}
+	if err != nil {
+		return Policy{}, fmt.Errorf("policy of %s: %w", p.ID, err)
+	}
+	pol.SetAt = &setAt
+	pol.DualControlThreshold = decimal.RequireFromString(*dual)
+	if monthly != nil {
+		pol.MonthlyCap = decimal.NewNullDecimal(decimal.RequireFromString(*monthly))
+	}
+	if yearly != nil {
+		pol.YearlyCap = decimal.NewNullDecimal(decimal.RequireFromString(*yearly))
+	}
+	pol.RetryBackoff = Duration{time.Duration(backoff) * time.Second}
+	return pol, nil
+}
+
+// NewPolicy is a policy to set. Amounts are decimal strings in the program's currency; an
+// empty cap means none; zero values of the others keep the defaults.
+type NewPolicy struct {
+	DualControlThreshold string `json:"dual_control_threshold"`
+	MonthlyCap           string `json:"monthly_cap"`
+	YearlyCap            string `json:"yearly_cap"`
+	RemediationDays      int    `json:"remediation_days"`
+	AutoRetries          *int   `json:"auto_retries"`
+	RetryBackoff         string `json:"retry_backoff"`
+}
+
+// SetPolicy sets a program's policy; it applies to disbursements made from now on (the
+// approvals a disbursement needs are fixed when it is made).
+func (s *Store) SetPolicy(ctx context.Context, by network.By, program string, n NewPolicy) (Policy, error) {
+	p, err := network.ProgramTx(ctx, s.db, program)
+	if err != nil {
+		return Policy{}, err
+	}
+	amount := func(field, v string) (*string, error) {
+		if strings.TrimSpace(v) == "" {
+			return nil, nil
+		}
+		d, err := ledger.ParseAmount(v, p.Currency)
+		if err != nil {
+			return nil, invalid(field, "%v", err)
+		}
+		if !d.IsPositive() {
+			return nil, invalid(field, "must be more than zero")
+		}
+		str := d.String()
+		return &str, nil
+	}
+	dual, err := amount("dual_control_threshold", n.DualControlThreshold)
+	if err != nil {
+		return Policy{}, err
+	}
+	if dual == nil {
+		str := DefaultDualControl.String()
+		dual = &str
+	}
+	monthly, err := amount("monthly_cap", n.MonthlyCap)
+	if err != nil {
+		return Policy{}, err
+	}
+	yearly, err := amount("yearly_cap", n.YearlyCap)
+	if err != nil {
+		return Policy{}, err
+	}
+	if monthly != nil && yearly != nil && decimal.RequireFromString(*monthly).GreaterThan(decimal.RequireFromString(*yearly)) {
+		return Policy{}, invalid("monthly_cap", "%s is more than the yearly cap %s", *monthly, *yearly)
+	}
+	days := n.RemediationDays
+	if days == 0 {
+		days = DefaultRemediationDays
+	}
+	if days < 1 || days > 365 {
+		return Policy{}, invalid("remediation_days", "%d: between 1 and 365", days)
+	}
+	retries := DefaultAutoRetries
+	if n.AutoRetries != nil {
+		retries = *n.AutoRetries
+	}
+	if retries < 0 || retries > 10 {
+		return Policy{}, invalid("auto_retries", "%d: between 0 and 10", retries)
+	}
+	backoff := DefaultRetryBackoff
+	if n.RetryBackoff != "" {
+		if backoff, err = time.ParseDuration(n.RetryBackoff); err != nil || backoff < time.Second || backoff > 7*24*time.Hour {
+			return Policy{}, invalid("retry_backoff", "%q: a duration like 30m or 2h, from 1s to 168h", n.RetryBackoff)
+		}
+	}
+	var pol Policy
+	err = s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
+		if _, err := tx.Exec(ctx, `INSERT INTO payouts_policies (program_id, dual_control_threshold, monthly_cap, yearly_cap,
+			remediation_days, auto_retries, retry_backoff_seconds, set_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			p.ID, *dual, monthly, yearly, days, retries, int(backoff/time.Second), by.Subject()); err != nil {
+			return access.Event{}, fmt.Errorf("set policy of %s: %w", p.ID, err)
+		}
+		var err error
+		if pol, err = policyTx(ctx, tx, p); err != nil {
+			return access.Event{}, err
+		}
+		return access.Event{Action: "payouts.policy.set", Record: "program:" + p.ID, After: pol}, nil
+	})
+	return pol, err
+}
+
+// checkCaps refuses (ErrCapExceeded) an approval that would take the person's approved
+// disbursements in the program past the monthly or yearly cap, counted by the month and
+// year they were approved in; returned, rejected, canceled and forfeited ones do not count.
+// It takes a lock on (program, person) so two approvals cannot both fit the same room.
+func (s *Store) checkCaps(ctx context.Context, tx pgx.Tx, pol Policy, person string, amount decimal.Decimal) error {
+	if !pol.MonthlyCap.Valid && !pol.YearlyCap.Valid {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('payouts:caps:' || $1 || ':' || $2, 0))`, pol.Program, person); err != nil {
+		return fmt.Errorf("lock caps of %s: %w", person, err)
+	}
+	now := s.now().UTC()
+	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	yearStart := time.Date(now.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	var month, year string
+	if err := tx.QueryRow(ctx, `SELECT coalesce(sum(amount) FILTER (WHERE approved_at >= $3), 0)::text, coalesce(sum(amount), 0)::text
+		FROM payouts_disbursements WHERE program_id = $1 AND person_id = $2 AND approved_at >= $4 AND approved_at < $4 + interval '1 year'
+		AND state IN ('approved', 'submitted', 'paid', 'failed')`, pol.Program, person, monthStart, yearStart).Scan(&month, &year); err != nil {
+		return fmt.Errorf("caps of %s: %w", person, err)
+	}
+	m, y := decimal.RequireFromString(month), decimal.RequireFromString(year)
+	if pol.MonthlyCap.Valid && m.Add(amount).GreaterThan(pol.MonthlyCap.Decimal) {
+		return fmt.Errorf("%w: %s would take %s to %s this month, past the monthly cap of %s", ErrCapExceeded,
+			money(amount, pol.Currency), person, money(m.Add(amount), pol.Currency), money(pol.MonthlyCap.Decimal, pol.Currency))
+	}
+	if pol.YearlyCap.Valid && y.Add(amount).GreaterThan(pol.YearlyCap.Decimal) {
+		return fmt.Errorf("%w: %s would take %s to %s this year, past the yearly cap of %s", ErrCapExceeded,
+			money(amount, pol.Currency), person, money(y.Add(amount), pol.Currency), money(pol.YearlyCap.Decimal, pol.Currency))
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package payouts
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+)
+
+// Difference kinds between a provider's records and the ledger.
+const (
+	MissingInLedger     = "missing_in_ledger"
+	MissingAtProvider   = "missing_at_provider"
+	AmountMismatch      = "amount_mismatch"
+	CurrencyMismatch    = "currency_mismatch"
+	DestinationMismatch = "destination_mismatch"
+	StatusMismatch      = "status_mismatch"
+)
+
+// Reconciliation is one run of Reconcile.
+type Reconciliation struct {
+	ID              int64        `json:"id"`
+	Provider        string       `json:"provider"`
+	Since           time.Time    `json:"since"`
+	StartedAt       time.Time    `json:"started_at"`
+	ProviderRecords int          `json:"provider_records"`
+	LedgerRecords   int          `json:"ledger_records"`
+	Differences     []Difference `json:"differences"`
+}
+
+// Difference is one thing the provider and the ledger disagree on.
+type Difference struct {
+	Kind           string `json:"kind"`
+	Disbursement   string `json:"disbursement_id,omitempty"`
+	ProviderRef    string `json:"provider_ref,omitempty"`
+	LedgerAmount   string `json:"ledger_amount,omitempty"`
+	ProviderAmount string `json:"provider_amount,omitempty"`
+	Detail         string `json:"detail"`
+}
+
+// ledgerPayout is an attempt as the ledger knows it.
+type ledgerPayout struct {
+	disbursement, ref, dest, currency, outcome string
+	amount, returned                           decimal.Decimal
+	attempt                                    int
+}
+
+// Reconcile compares the provider's transfers since since with the attempts the ledger
+// made, and records the run with every difference: a transfer the ledger does not know
+// (missing_in_ledger), a sent attempt the provider does not have (missing_at_provider), and
+// amounts, currencies, destinations or outcomes that disagree. Attempts younger than a
+// minute that have no reference yet are in flight and not compared.
+func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation, error) {
+	prov := s.provider.Name()
+	run := Reconciliation{Provider: prov, Since: since, Differences: []Difference{}}
+	rows, err := s.db.Query(ctx, `SELECT a.disbursement_id::text, a.attempt, coalesce(a.provider_ref, ''), a.destination, d.currency,
+		coalesce(a.outcome, ''), d.amount::text, a.returned::text
+		FROM payouts_attempts a JOIN payouts_disbursements d ON d.id = a.disbursement_id
+		WHERE a.provider = $1 AND a.submitted_at >= $2 AND (a.provider_ref IS NOT NULL OR a.submitted_at < clock_timestamp() - interval '1 minute')`,
+		prov, since)
+	if err != nil {
+		return run, fmt.Errorf("reconcile: read attempts: %w", err)
+	}
+	byRef := map[string]*ledgerPayout{}
+	var unsent []*ledgerPayout
+	var lp ledgerPayout
+	var amount, returned string
+	if _, err := pgx.ForEachRow(rows, []any{&lp.disbursement, &lp.attempt, &lp.ref, &lp.dest, &lp.currency, &lp.outcome, &amount, &returned}, func() error {
+		p := lp
+		p.amount, p.returned = decimal.RequireFromString(amount), decimal.RequireFromString(returned)
+		if p.ref == "" {
+			unsent = append(unsent, &p)
+		} else {
+			byRef[p.ref] = &p
+		}
+		run.LedgerRecords++
+		return nil
+	}); err != nil {
+		return run, fmt.Errorf("reconcile: read attempts: %w", err)
+	}
+	seen := map[string]bool{}
+	add := func(d Difference) { run.Differences = append(run.Differences, d) }
+	err = s.provider.List(ctx, since, func(r Record) error {
+		run.ProviderRecords++
+		l, ok := byRef[r.Ref]
+		if !ok {
+			add(Difference{Kind: MissingInLedger, ProviderRef: r.Ref, Disbursement: validUUID(r.Disbursement),
+				ProviderAmount: r.Amount.String(), Detail: fmt.Sprintf("%s transfer %s of %s %s to %s has no attempt in the ledger",
+					prov, r.Ref, r.Amount, r.Currency, r.Destination)})
+			return nil
+		}
+		seen[r.Ref] = true
+		base := Difference{Disbursement: l.disbursement, ProviderRef: r.Ref, LedgerAmount: l.amount.String(), ProviderAmount: r.Amount.String()}
+		if !strings.EqualFold(r.Currency, l.currency) {
+			d := base
+			d.Kind, d.Detail = CurrencyMismatch, fmt.Sprintf("ledger %s, provider %s", l.currency, r.Currency)
+			add(d)
+		}
+		if !r.Amount.Equal(l.amount) {
+			d := base
+			d.Kind, d.Detail = AmountMismatch, fmt.Sprintf("ledger %s, provider %s", l.amount, r.Amount)
+			add(d)
+		}
+		if r.Destination != "" && r.Destination != l.dest {
+			d := base
+			d.Kind, d.Detail = DestinationMismatch, fmt.Sprintf("ledger %s, provider %s", l.dest, r.Destination)
+			add(d)
+		}
+		switch {
+		case r.Failed && l.outcome == string(OutcomePaid):
+			d := base
+			d.Kind, d.Detail = StatusMismatch, "the provider failed it; the ledger shows it paid"
+			add(d)
+		case !r.Failed && l.outcome == string(OutcomeFailed) && !r.Returned.GreaterThanOrEqual(r.Amount):
+			d := base
+			d.Kind, d.Detail = StatusMismatch, "the provider paid it; the ledger shows it failed"
+			add(d)
+		case !r.Returned.Equal(l.returned) && l.outcome == string(OutcomePaid):
+			d := base
+			d.Kind, d.Detail = StatusMismatch, fmt.Sprintf("returned: ledger %s, provider %s", l.returned, r.Returned)
+			add(d)
+		}
+		return nil
+	})
+	if err != nil {
+		return run, fmt.Errorf("reconcile: list %s: %w", prov, err)
+	}
+	for ref, l := range byRef {
+		if !seen[ref] && l.outcome != string(OutcomeFailed) {
+			add(Difference{Kind: MissingAtProvider, Disbursement: l.disbursement, ProviderRef: ref, LedgerAmount: l.amount.String(),
+				Detail: fmt.Sprintf("attempt %d (%s) is not among %s's transfers", l.attempt, l.outcome, prov)})
+		}
+	}
+	for _, l := range unsent {
+		if l.outcome == "" {
+			add(Difference{Kind: MissingAtProvider, Disbursement: l.disbursement, LedgerAmount: l.amount.String(),
+				Detail: fmt.Sprintf("attempt %d was opened over a minute ago and never reached %s (its submit job will resend it)", l.attempt, prov)})
+		}
+	}
+	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `INSERT INTO payouts_reconciliations (provider, since, provider_records, ledger_records, differences)
+			VALUES ($1, $2, $3, $4, $5) RETURNING id, started_at`, prov, since, run.ProviderRecords, run.LedgerRecords, len(run.Differences)).
+			Scan(&run.ID, &run.StartedAt); err != nil {
+			return err
+		}
+		for _, d := range run.Differences {
+			if _, err := tx.Exec(ctx, `INSERT INTO payouts_differences (run_id, kind, disbursement_id, provider_ref, ledger_amount, provider_amount, detail)
+				VALUES ($1, $2, NULLIF($3, '')::uuid, NULLIF($4, ''), NULLIF($5, '')::numeric, NULLIF($6, '')::numeric, $7)`,
+				run.ID, d.Kind, d.Disbursement, d.ProviderRef, d.LedgerAmount, d.ProviderAmount, d.Detail); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return run, fmt.Errorf("reconcile: record run: %w", err)
+	}
+	if len(run.Differences) > 0 {
+		s.logger.WarnContext(ctx, "payout reconciliation found differences", "run", run.ID, "provider", prov, "differences", len(run.Differences))
+	}
+	return run, nil
+}
+
+func validUUID(s string) string {
+	if len(s) == 36 && strings.Count(s, "-") == 4 {
+		return s
+	}
+	return ""
+}
+
+// Reconciliations returns the latest runs with their differences, newest first.
+func (s *Store) Reconciliations(ctx context.Context, limit int) ([]Reconciliation, error) {
+	if limit <= 0 || limit > 100 {
+		limit = 10
+	}
+	rows, err := s.db.Query(ctx, `SELECT id, provider, since, started_at, provider_records, ledger_records FROM payouts_reconciliations
+		ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Reconciliation, error) {
+		var x Reconciliation
+		err := r.Scan(&x.ID, &x.Provider, &x.Since, &x.StartedAt, &x.ProviderRecords, &x.LedgerRecords)
+		return x, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range runs {
+		rows, err := s.db.Query(ctx, `SELECT kind, coalesce(disbursement_id::text, ''), coalesce(provider_ref, ''), coalesce(ledger_amount::text, ''),
+			coalesce(provider_amount::text, ''), detail FROM payouts_differences WHERE run_id = $1 ORDER BY id`, runs[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		if runs[i].Differences, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Difference]); err != nil {
+			return nil, err
+		}
+	}
+	return runs, nil
+}

@@ -1,0 +1,122 @@
+package payouts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandemledger/tandem/network"
+)
+
+// SweepResult counts what a sweep did.
+type SweepResult struct {
+	AutoApproved int `json:"auto_approved"`
+	Retried      int `json:"retried"`
+	Forfeited    int `json:"forfeited"`
+	Resubmitted  int `json:"resubmitted"`
+}
+
+// Sweep is the periodic payouts job, safe to run twice or in two processes at once (each
+// disbursement is taken FOR UPDATE SKIP LOCKED and re-checked):
+//   - disbursements within the auto-approve limit that waited for room under a cap are
+//     approved once there is room;
+//   - failed disbursements past the remediation window are forfeited to the fund by an
+//     explicit entry; those still owed an automatic retry whose backoff passed are retried
+//     (the retry job normally does it on time);
+//   - approved or open submissions whose job was lost are asked for again.
+func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
+	var res SweepResult
+	now := s.now()
+	rows, err := s.db.Query(ctx, `SELECT d.id, d.state, d.approvals_needed,
+		(SELECT count(*) FROM payouts_transitions t WHERE t.disbursement_id = d.id AND t.to_state = 'failed'),
+		d.updated_at FROM payouts_disbursements d
+		WHERE d.state = 'failed' OR (d.state = 'awaiting_approval' AND d.approvals_needed = 0)
+		   OR (d.state IN ('approved', 'submitted') AND d.updated_at < $1)
+		ORDER BY d.id LIMIT 10000`, now.Add(-time.Minute))
+	if err != nil {
+		return res, fmt.Errorf("sweep: %w", err)
+	}
+	type item struct {
+		id       uuid.UUID
+		state    string
+		needed   int
+		failures int
+		since    time.Time
+	}
+	var items []item
+	var it item
+	if _, err := pgx.ForEachRow(rows, []any{&it.id, &it.state, &it.needed, &it.failures, &it.since}, func() error {
+		items = append(items, it)
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("sweep: %w", err)
+	}
+	for _, it := range items {
+		err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+			d, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM payouts_disbursements WHERE id = $1 FOR UPDATE SKIP LOCKED`, it.id))
+			if errors.Is(err, pgx.ErrNoRows) || (err == nil && d.State != it.state) {
+				return nil // another sweeper or job has it
+			}
+			if err != nil {
+				return err
+			}
+			switch d.State {
+			case Approved:
+				res.Resubmitted++
+				return s.askSubmit(ctx, tx, it.id)
+			case Submitted:
+				res.Resubmitted++
+				return s.askSubmit(ctx, tx, it.id) // resends an unsent attempt, or asks to settle a sent one
+			case AwaitingApproval:
+				p, err := network.ProgramTx(ctx, tx, d.ProgramID)
+				if err != nil {
+					return err
+				}
+				pol, err := policyTx(ctx, tx, p)
+				if err != nil {
+					return err
+				}
+				to, why, err := s.admission(ctx, tx, pol, d.PersonID, d.Amount, 0)
+				if err != nil || to != Approved {
+					return err
+				}
+				res.AutoApproved++
+				return s.transition(ctx, tx, &d, Approved, SystemActor.Name, "the cap has room now; "+why)
+			}
+			// Failed.
+			var last time.Time
+			if err := tx.QueryRow(ctx, `SELECT max(at) FROM payouts_transitions WHERE disbursement_id = $1 AND to_state = 'failed'`, it.id).Scan(&last); err != nil {
+				return err
+			}
+			p, err := network.ProgramTx(ctx, tx, d.ProgramID)
+			if err != nil {
+				return err
+			}
+			pol, err := policyTx(ctx, tx, p)
+			if err != nil {
+				return err
+			}
+			if !now.Before(last.AddDate(0, 0, pol.RemediationDays)) {
+				if err := s.transition(ctx, tx, &d, Forfeited, SystemActor.Name,
+					fmt.Sprintf("not fixed within the remediation window of %d days", pol.RemediationDays)); err != nil {
+					return err
+				}
+				res.Forfeited++
+				return s.returnToFund(ctx, tx, d, "forfeited")
+			}
+			if it.failures <= pol.AutoRetries && !now.Before(last.Add(pol.RetryBackoff.Duration<<(it.failures-1))) {
+				res.Retried++
+				return s.transition(ctx, tx, &d, Approved, SystemActor.Name, fmt.Sprintf("automatic retry after failure %d", it.failures))
+			}
+			return nil
+		})
+		if err != nil {
+			return res, fmt.Errorf("sweep %s: %w", it.id, err)
+		}
+	}
+	return res, nil
+}
