@@ -72,6 +72,9 @@ func (s *Store) Create(ctx context.Context, by network.By, n NewDisbursement) (D
 		if err != nil {
 			return access.Event{}, err
 		}
+		if d, err = getTx(ctx, tx, uuid.MustParse(d.ID)); err != nil {
+			return access.Event{}, err
+		}
 		return access.Event{Action: "payouts.disbursement.create", Record: "disbursement:" + d.ID, After: d}, nil
 	})
 	return d, err

@@ -91,8 +91,8 @@ func translate(err error) error {
 			}
 			return fmt.Errorf("%w: %s", kind, pg.Message)
 		}
-		if pg.Code == "23503" {
-			return fmt.Errorf("%w: %s", ErrInvalid, pg.Detail)
+		if pg.Code == "23503" { // a person, program or entry that does not exist
+			return fmt.Errorf("%w: %s", network.ErrNotFound, pg.Detail)
 		}
 	}
 	return err

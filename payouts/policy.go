@@ -2,6 +2,7 @@ package payouts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -30,6 +31,26 @@ type Policy struct {
 	SetBy                string              `json:"set_by,omitempty"`
 	SetAt                *time.Time          `json:"set_at,omitempty"`
 	Default              bool                `json:"default"`
+}
+
+// MarshalJSON writes amounts with the currency's places, and caps as null when none.
+func (p Policy) MarshalJSON() ([]byte, error) {
+	type plain Policy
+	f := func(d decimal.Decimal) string { return ledger.FormatAmount(d, p.Currency) }
+	opt := func(d decimal.NullDecimal) *string {
+		if !d.Valid {
+			return nil
+		}
+		s := f(d.Decimal)
+		return &s
+	}
+	return json.Marshal(struct {
+		plain
+		AutoApproveLimit     string  `json:"auto_approve_limit"`
+		DualControlThreshold string  `json:"dual_control_threshold"`
+		MonthlyCap           *string `json:"monthly_cap"`
+		YearlyCap            *string `json:"yearly_cap"`
+	}{plain(p), f(p.AutoApproveLimit), f(p.DualControlThreshold), opt(p.MonthlyCap), opt(p.YearlyCap)})
 }
 
 // Duration is a time.Duration written as "1h0m0s" in JSON.

@@ -113,7 +113,7 @@ func (s *Stripe) List(ctx context.Context, since time.Time, fn func(Record) erro
 	params := &stripe.TransferListParams{}
 	params.Context = ctx
 	params.Filters.AddFilter("created", "gte", strconv.FormatInt(since.Unix(), 10))
-	params.Filters.AddFilter("limit", "", "100")
+	params.Limit = stripe.Int64(100)
 	it := s.api.Transfers.List(params)
 	for it.Next() {
 		t := it.Transfer()
