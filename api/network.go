@@ -30,6 +30,7 @@ func (s *Server) networkRoutes() {
 	s.handle("POST /v1/people/{id}/consent", access.PersonUpdate, noResource, write(s, http.StatusOK, s.recordConsent))
 	s.handle("POST /v1/people/{id}/band", access.PersonUpdate, noResource, write(s, http.StatusOK, s.setBand))
 	s.handle("POST /v1/people/{id}/roles", access.PersonUpdate, noResource, write(s, http.StatusOK, s.addRole))
+	s.handle("POST /v1/people/{id}/tax-form", access.PersonUpdate, noResource, write(s, http.StatusOK, s.recordTaxForm))
 
 	s.handle("POST /v1/connections", access.ConnectionCreate, s.connectionParticipantInBody, write(s, http.StatusCreated, s.connect))
 	s.handle("GET /v1/connections", access.ConnectionList, s.participantInQuery, s.listConnections)
@@ -300,6 +301,17 @@ type roleBody struct {
 
 func (s *Server) addRole(r *http.Request, b roleBody) (any, error) {
 	return s.network.AddRole(r.Context(), by(r), r.PathValue("id"), b.Role)
+}
+
+type taxFormBody struct {
+	OnFile bool `json:"on_file"`
+}
+
+func (s *Server) recordTaxForm(r *http.Request, b taxFormBody) (any, error) {
+	if !b.OnFile {
+		return nil, fmt.Errorf("%w: on_file: send true; a form on file is not taken back", network.ErrInvalid)
+	}
+	return s.network.RecordTaxForm(r.Context(), by(r), r.PathValue("id"))
 }
 
 func (s *Server) connect(r *http.Request, nc network.NewConnection) (any, error) {

@@ -32,7 +32,9 @@ type Config struct {
 	// SweepInterval is how often the payouts sweep runs (default 1 minute); reconciliation
 	// runs hourly over the last 7 days.
 	SweepInterval time.Duration
-	Logger        *slog.Logger
+	// Now is the payouts sweep's clock (default time.Now): which month's stipends are due.
+	Now    func() time.Time
+	Logger *slog.Logger
 	// CheckInterval is how often the ledger self-check runs (default 1 hour).
 	CheckInterval time.Duration
 	// MaxWorkers for the default queue (default 20).
@@ -71,7 +73,7 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 			func() error { return river.AddWorkerSafely(workers, &RetryPayoutWorker{Payouts: cfg.Payouts}) },
 			func() error { return river.AddWorkerSafely(workers, &ProcessEventWorker{Payouts: cfg.Payouts}) },
 			func() error {
-				return river.AddWorkerSafely(workers, &PayoutsSweepWorker{Payouts: cfg.Payouts, Logger: cfg.Logger})
+				return river.AddWorkerSafely(workers, &PayoutsSweepWorker{Payouts: cfg.Payouts, Logger: cfg.Logger, Now: cfg.Now})
 			},
 			func() error { return river.AddWorkerSafely(workers, &ReconcileWorker{Payouts: cfg.Payouts}) },
 		} {

@@ -71,7 +71,8 @@ CREATE TRIGGER payouts_approvals_check BEFORE INSERT ON payouts_approvals
     FOR EACH ROW EXECUTE FUNCTION payouts_approvals_check();
 
 -- The guard of 004, extended: the new columns are fixed except approved_at (set once, when
--- approved); leaving awaiting_approval for approved needs the approvals it was made with.
+-- approved); leaving awaiting_approval for approved needs the approvals it was made with
+-- (none for one within the auto-approve limit that waited for room under a cap).
 CREATE OR REPLACE FUNCTION payouts_disbursements_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     last payouts_transitions;
@@ -107,7 +108,7 @@ BEGIN
             USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_transition';
     END IF;
     IF TG_OP = 'UPDATE' AND OLD.state = 'awaiting_approval' AND NEW.state = 'approved'
-       AND (SELECT count(*) FROM payouts_approvals WHERE disbursement_id = NEW.id) < greatest(NEW.approvals_needed, 1) THEN
+       AND (SELECT count(*) FROM payouts_approvals WHERE disbursement_id = NEW.id) < NEW.approvals_needed THEN
         RAISE EXCEPTION 'disbursement %: needs % approvals by different admins', NEW.id, NEW.approvals_needed
             USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_dual_control';
     END IF;

@@ -275,6 +275,23 @@ func (s *Store) AddRole(ctx context.Context, by By, person, role string) (Person
 	return p, err
 }
 
+// RecordTaxForm records that a person's tax form (W-9) is on file: coach stipends wait for it
+// (DESIGN.md §7). It is never taken back (the database refuses it); a form on file stays.
+func (s *Store) RecordTaxForm(ctx context.Context, by By, person string) (Person, error) {
+	var p Person
+	err := s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
+		tag, err := tx.Exec(ctx, `UPDATE network_people SET tax_form = true WHERE id = $1 AND NOT tax_form`, person)
+		if err != nil {
+			return access.Event{}, translate(err)
+		}
+		if p, err = s.personTx(ctx, tx, person); err != nil || tag.RowsAffected() == 0 {
+			return access.Event{}, err
+		}
+		return access.Event{Action: "network.person.tax_form", Record: "person:" + person, After: map[string]bool{"tax_form_on_file": true}}, nil
+	})
+	return p, err
+}
+
 // NewConsent is a consent record: given or withdrawn, signed by the person or (a minor's)
 // by a guardian, naming the records, purpose and recipients (Scope).
 type NewConsent struct {

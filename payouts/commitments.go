@@ -236,15 +236,19 @@ func (s *Store) ReleaseInstalments(ctx context.Context) (fulfilled, failed int, 
 		done := false
 		err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 			var cid uuid.UUID
-			var n, every int
-			var due time.Time
+			var n int
+			var from, due time.Time
 			var program, person, amount, currency string
 			var req []byte
-			err := tx.QueryRow(ctx, `SELECT i.commitment_id, i.n, i.due_on, c.program_id, c.person_id, c.amount::text, c.currency, c.every_months, c.requirements
+			// The period an instalment covers: after the previous due date (for the first, the
+			// same span before it), up to and including its own.
+			err := tx.QueryRow(ctx, `SELECT i.commitment_id, i.n, coalesce((SELECT p.due_on FROM payouts_instalments p
+				WHERE p.commitment_id = i.commitment_id AND p.n = i.n - 1), (c.first_due - make_interval(months => c.every_months))::date),
+				i.due_on, c.program_id, c.person_id, c.amount::text, c.currency, c.requirements
 				FROM payouts_instalments i JOIN payouts_commitments c ON c.id = i.commitment_id
 				WHERE i.state = 'scheduled' AND i.due_on <= $1 AND i.reason NOT LIKE 'waiting for funds%'
 				ORDER BY i.due_on, i.commitment_id, i.n LIMIT 1 FOR UPDATE OF i SKIP LOCKED`, today).
-				Scan(&cid, &n, &due, &program, &person, &amount, &currency, &every, &req)
+				Scan(&cid, &n, &from, &due, &program, &person, &amount, &currency, &req)
 			if errors.Is(err, pgx.ErrNoRows) {
 				done = true
 				return nil
@@ -254,7 +258,7 @@ func (s *Store) ReleaseInstalments(ctx context.Context) (fulfilled, failed int, 
 			}
 			var r Requirements
 			_ = json.Unmarshal(req, &r)
-			if why, err := s.unmet(ctx, tx, program, person, r, due.AddDate(0, -every, 0), due); err != nil {
+			if why, err := s.unmet(ctx, tx, program, person, r, from, due); err != nil {
 				return err
 			} else if why != "" {
 				failed++
@@ -318,15 +322,16 @@ func (s *Store) RetryWaitingInstalments(ctx context.Context) error {
 	return err
 }
 
-// unmet says why a person does not meet an instalment's requirements, or "".
+// unmet says why a person does not meet an instalment's requirements, or "". Conversations
+// count from the day after from to the end of to (UTC days), so no day is in two periods.
 func (s *Store) unmet(ctx context.Context, tx pgx.Tx, program, person string, r Requirements, from, to time.Time) (string, error) {
 	var enrolled, consent bool
 	var conversations int
 	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM network_enrolments WHERE program_id = $1 AND person_id = $2), network_has_consent($2),
 		(SELECT count(*) FROM network_conversations v JOIN network_connections c ON c.id = v.connection_id
-		 WHERE c.participant_id = $2 AND v.occurred_at > $3 AND v.occurred_at <= $4 + interval '1 day'
+		 WHERE c.participant_id = $2 AND v.occurred_at >= $3::timestamptz AND v.occurred_at < $4::timestamptz
 		 AND (SELECT action FROM network_reviews r WHERE r.conversation_id = v.id ORDER BY r.id DESC LIMIT 1) = 'verify')`,
-		program, person, from, to).Scan(&enrolled, &consent, &conversations)
+		program, person, dayAfter(from), dayAfter(to)).Scan(&enrolled, &consent, &conversations)
 	if err != nil {
 		return "", fmt.Errorf("requirements of %s: %w", person, err)
 	}
@@ -337,7 +342,12 @@ func (s *Store) unmet(ctx context.Context, tx pgx.Tx, program, person string, r 
 		return "no consent on file", nil
 	case conversations < r.MinVerifiedConversations:
 		return fmt.Sprintf("%d verified conversations from %s to %s; the commitment asks for %d", conversations,
-			from.Format(time.DateOnly), to.Format(time.DateOnly), r.MinVerifiedConversations), nil
+			dayAfter(from).Format(time.DateOnly), to.Format(time.DateOnly), r.MinVerifiedConversations), nil
 	}
 	return "", nil
+}
+
+// dayAfter is the start (UTC) of the day after d's date.
+func dayAfter(d time.Time) time.Time {
+	return time.Date(d.Year(), d.Month(), d.Day()+1, 0, 0, 0, 0, time.UTC)
 }

@@ -500,8 +500,20 @@ func (s *Store) OnAward(ctx context.Context, tx pgx.Tx, a network.Award, p netwo
 		return fmt.Errorf("disbursement of award %s: %w", a.Key, err)
 	}
 	d, err := lockTx(ctx, tx, id)
-	if err != nil || d.State != InsufficientFunds || a.Status != network.AwardPosted {
+	if err != nil || a.Status != network.AwardPosted {
 		return err
+	}
+	if d.State == Canceled || d.State == Rejected {
+		// Canceled while it waited for funds: the award reached the wallet afterwards, and goes
+		// straight back to the fund.
+		var returned bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM payouts_forfeits WHERE disbursement_id = $1)`, id).Scan(&returned); err != nil || returned {
+			return err
+		}
+		return s.returnToFund(ctx, tx, d, d.State+" before award "+a.Key+" was paid")
+	}
+	if d.State != InsufficientFunds {
+		return nil
 	}
 	pol, err := policyTx(ctx, tx, p)
 	if err != nil {

@@ -219,9 +219,9 @@ func (s *Store) checkCaps(ctx context.Context, tx pgx.Tx, pol Policy, person str
 	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	yearStart := time.Date(now.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
 	var month, year string
-	if err := tx.QueryRow(ctx, `SELECT coalesce(sum(amount) FILTER (WHERE approved_at >= $3), 0)::text, coalesce(sum(amount), 0)::text
-		FROM payouts_disbursements WHERE program_id = $1 AND person_id = $2 AND approved_at >= $4 AND approved_at < $4 + interval '1 year'
-		AND state IN ('approved', 'submitted', 'paid', 'failed')`, pol.Program, person, monthStart, yearStart).Scan(&month, &year); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT coalesce(sum(amount) FILTER (WHERE approved_at >= $3 AND approved_at < $6), 0)::text, coalesce(sum(amount), 0)::text
+		FROM payouts_disbursements WHERE program_id = $1 AND person_id = $2 AND approved_at >= $4 AND approved_at < $5
+		AND state IN ('approved', 'submitted', 'paid', 'failed')`, pol.Program, person, monthStart, yearStart, yearStart.AddDate(1, 0, 0), monthStart.AddDate(0, 1, 0)).Scan(&month, &year); err != nil {
 		return fmt.Errorf("caps of %s: %w", person, err)
 	}
 	m, y := decimal.RequireFromString(month), decimal.RequireFromString(year)

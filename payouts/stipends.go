@@ -91,9 +91,9 @@ func (s *Store) PayStipends(ctx context.Context, month time.Time) ([]Stipend, er
 		rows, err := s.db.Query(ctx, `SELECT c.other_id, count(*) FROM network_conversations v
 			JOIN network_connections c ON c.id = v.connection_id AND c.role = 'near_peer_coach'
 			JOIN network_enrolments e ON e.person_id = c.participant_id AND e.program_id = $1
-			WHERE v.occurred_at >= $2 AND v.occurred_at < $2 + interval '1 month'
+			WHERE v.occurred_at >= $2 AND v.occurred_at < $3
 			  AND (SELECT action FROM network_reviews r WHERE r.conversation_id = v.id ORDER BY r.id DESC LIMIT 1) = 'verify'
-			GROUP BY c.other_id ORDER BY c.other_id`, program, month)
+			GROUP BY c.other_id ORDER BY c.other_id`, program, month, month.AddDate(0, 1, 0))
 		if err != nil {
 			return nil, fmt.Errorf("sessions of %s: %w", program, err)
 		}
@@ -270,8 +270,8 @@ func (s *Store) NECReport(ctx context.Context, year int, threshold decimal.Decim
 	start := time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC)
 	rows, err := s.db.Query(ctx, `SELECT s.coach_id, p.name, sum(s.amount)::text, s.currency, count(*), p.tax_form
 		FROM payouts_stipends s JOIN network_people p ON p.id = s.coach_id
-		WHERE s.status = 'paid' AND s.currency = 'USD' AND s.paid_at >= $1 AND s.paid_at < $1 + interval '1 year'
-		GROUP BY s.coach_id, p.name, s.currency, p.tax_form HAVING sum(s.amount) >= $2 ORDER BY s.coach_id`, start, threshold.String())
+		WHERE s.status = 'paid' AND s.currency = 'USD' AND s.paid_at >= $1 AND s.paid_at < $3
+		GROUP BY s.coach_id, p.name, s.currency, p.tax_form HAVING sum(s.amount) >= $2 ORDER BY s.coach_id`, start, threshold.String(), start.AddDate(1, 0, 0))
 	if err != nil {
 		return nil, threshold, fmt.Errorf("1099-NEC report: %w", err)
 	}

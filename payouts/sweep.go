@@ -55,6 +55,7 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 	}); err != nil {
 		return res, fmt.Errorf("sweep: %w", err)
 	}
+	var errs []error
 	for _, it := range items {
 		err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 			d, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM payouts_disbursements WHERE id = $1 FOR UPDATE SKIP LOCKED`, it.id))
@@ -115,8 +116,10 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 			return nil
 		})
 		if err != nil {
-			return res, fmt.Errorf("sweep %s: %w", it.id, err)
+			// One disbursement that cannot move must not hold up the others.
+			s.logger.ErrorContext(ctx, "payouts sweep", "disbursement", it.id, "error", err)
+			errs = append(errs, fmt.Errorf("sweep %s: %w", it.id, err))
 		}
 	}
-	return res, nil
+	return res, errors.Join(errs...)
 }

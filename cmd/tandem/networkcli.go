@@ -33,6 +33,7 @@ people:
   person consent X --signed-by NAME --scope TEXT [--guardian] [--signed-on D] [--withdraw]
   person band X low|high|unknown --reason TEXT
   person role X ROLE                     e.g. a participant who becomes a coach
+  person w9 X                            X's tax form (W-9) is on file: coach stipends need it
   enrol P X [--coach C]                  enrol participant X in program P (opens their wallet)
   coach P X C                            assign coach C to participant X in P ("" removes)
 
@@ -190,6 +191,11 @@ func networkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			band = ""
 		}
 		return show(n.SetBand(ctx, by, pos[0], band, *reason))
+	case "person w9":
+		if err := need(1, "X"); err != nil {
+			return err
+		}
+		return show(n.RecordTaxForm(ctx, by, pos[0]))
 	case "person role":
 		if err := need(2, "X ROLE"); err != nil {
 			return err

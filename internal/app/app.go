@@ -112,7 +112,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*App, error) {
 		return nil, err
 	}
 	client, err := jobs.NewClient(jobs.Config{Pool: pool, Ledger: l, Network: n, Payouts: p, Logger: cfg.Logger,
-		MaxWorkers: cfg.Workers, CheckInterval: cfg.CheckInterval, SweepInterval: cfg.SweepInterval})
+		MaxWorkers: cfg.Workers, CheckInterval: cfg.CheckInterval, SweepInterval: cfg.SweepInterval, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}

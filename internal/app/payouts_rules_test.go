@@ -1,0 +1,1670 @@
+package app_test
+
+// The rules of payouts (DESIGN.md §7), on a real PostgreSQL: the state machine (every legal
+// move through the Store, every other one refused by the database and the API), dual
+// control, caps, money going back to the fund, automatic retries with backoff and forfeits,
+// commitments and coach stipends with the 1099-NEC report.
+//
+// Most tests do not start River: they call the work of the payout jobs themselves (Submit,
+// Settle, AutoRetry, Sweep, ReleaseInstalments, PayStipends), on a clock they move, so that
+// every step is deterministic. TestPayoutsAutoRetryThenForfeit runs River to show the retry
+// happening by itself after its backoff.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/internal/app"
+	"github.com/tandemledger/tandem/internal/dbtest"
+	"github.com/tandemledger/tandem/jobs"
+	"github.com/tandemledger/tandem/ledger"
+	"github.com/tandemledger/tandem/network"
+	"github.com/tandemledger/tandem/payouts"
+)
+
+// payoutsClock is the clock of the network and payouts in these tests: real time moved by an
+// offset, or (Set) a fixed instant moved by the offset.
+type payoutsClock struct {
+	mu    sync.Mutex
+	fixed time.Time
+	off   time.Duration
+}
+
+func (c *payoutsClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fixed.IsZero() {
+		return time.Now().Add(c.off)
+	}
+	return c.fixed.Add(c.off)
+}
+
+// Add moves the clock forward (or back) by d.
+func (c *payoutsClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.off += d
+}
+
+// Set fixes the clock at at.
+func (c *payoutsClock) Set(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fixed, c.off = at, 0
+}
+
+// payoutsEnv is an App on its own database, its River client not started, on a clock the
+// test moves.
+type payoutsEnv struct {
+	t    *testing.T
+	ctx  context.Context
+	pool *pgxpool.Pool
+	a    *app.App
+	clk  *payoutsClock
+}
+
+// newPayoutsEnv builds the env; at zero means the clock follows real time.
+func newPayoutsEnv(t *testing.T, at time.Time, cfg app.Config) *payoutsEnv {
+	t.Helper()
+	pool := dbtest.New(t, dbtest.Options{MaxConns: 12})
+	clk := &payoutsClock{}
+	if !at.IsZero() {
+		clk.Set(at)
+	}
+	cfg.Now = clk.Now
+	return &payoutsEnv{t: t, ctx: context.Background(), pool: pool, a: buildApp(t, pool, cfg), clk: clk}
+}
+
+// store is another payouts Store on the env's database, paying through provider.
+func (e *payoutsEnv) store(provider payouts.Provider, cfg payouts.Config) *payouts.Store {
+	e.t.Helper()
+	in, err := jobs.NewInserter(e.pool)
+	require.NoError(e.t, err)
+	cfg.Ledger, cfg.Jobs, cfg.Provider, cfg.Now = e.a.Ledger, in, provider, e.clk.Now
+	s, err := payouts.New(e.pool, cfg)
+	require.NoError(e.t, err)
+	return s
+}
+
+// earlyConsent is a consent signed before any clock these tests use.
+func earlyConsent(person string) network.NewConsent {
+	return network.NewConsent{Given: true, SignedBy: person, SignedOn: "2025-12-01", Scope: "network facts and payouts"}
+}
+
+// person records someone with roles and consent.
+func (e *payoutsEnv) person(id string, roles ...string) {
+	e.t.Helper()
+	_, err := e.a.Network.AddPerson(e.ctx, admin, network.NewPerson{ID: id, Name: "Coach " + id, Roles: roles})
+	require.NoError(e.t, err)
+	_, err = e.a.Network.RecordConsent(e.ctx, admin, id, earlyConsent(id))
+	require.NoError(e.t, err)
+}
+
+// payee records a participant with consent, enrolled in program (and so with a wallet).
+func (e *payoutsEnv) payee(program, id string) {
+	e.t.Helper()
+	e.person(id, "participant")
+	_, err := e.a.Network.Enrol(e.ctx, admin, program, id, "")
+	require.NoError(e.t, err)
+}
+
+// connect records a connection started on started.
+func (e *payoutsEnv) connect(participant, other, role, started string) string {
+	e.t.Helper()
+	c, err := e.a.Network.Connect(e.ctx, admin, network.NewConnection{ParticipantID: participant, OtherID: other, Role: role,
+		Origin: "matched", StartedOn: started})
+	require.NoError(e.t, err)
+	return c.ID
+}
+
+// talk logs a conversation on connection at at, verified or not.
+func (e *payoutsEnv) talk(connection string, at time.Time, verified bool) {
+	e.t.Helper()
+	_, err := e.a.Network.LogConversation(e.ctx, admin, network.NewConversation{ConnectionID: connection, OccurredAt: at,
+		Channel: "video", Minutes: 30, Verified: verified})
+	require.NoError(e.t, err)
+}
+
+// grant creates a manual disbursement requested by by.
+func (e *payoutsEnv) grant(by network.By, program, person, amount, key string) payouts.Disbursement {
+	e.t.Helper()
+	d, err := e.a.Payouts.Create(e.ctx, by, payouts.NewDisbursement{Program: program, Person: person, Amount: amount,
+		Reason: "grant " + key, IdempotencyKey: key})
+	require.NoError(e.t, err)
+	return d
+}
+
+func (e *payoutsEnv) get(id string) payouts.Disbursement {
+	e.t.Helper()
+	d, err := e.a.Payouts.Get(e.ctx, id)
+	require.NoError(e.t, err)
+	return d
+}
+
+// submit runs the submit job's work for id with s (the App's store when nil).
+func (e *payoutsEnv) submit(s *payouts.Store, id string) payouts.Disbursement {
+	e.t.Helper()
+	if s == nil {
+		s = e.a.Payouts
+	}
+	require.NoError(e.t, s.Submit(e.ctx, uuid.MustParse(id)))
+	return e.get(id)
+}
+
+func (e *payoutsEnv) destination(person, account string) payouts.Destination {
+	e.t.Helper()
+	d, err := e.a.Payouts.SetDestination(e.ctx, admin, person, account)
+	require.NoError(e.t, err)
+	return d
+}
+
+func (e *payoutsEnv) requireCheckClean() {
+	e.t.Helper()
+	problems, err := e.a.Ledger.Check(e.ctx)
+	require.NoError(e.t, err)
+	require.Empty(e.t, problems)
+}
+
+// moves lists a disbursement's transitions as from→to ("→x" for the first).
+func moves(d payouts.Disbursement) []string {
+	out := make([]string, 0, len(d.Transitions))
+	for _, tr := range d.Transitions {
+		out = append(out, tr.From+"→"+tr.To)
+	}
+	return out
+}
+
+func lastTransition(t *testing.T, d payouts.Disbursement) payouts.Transition {
+	t.Helper()
+	require.NotEmpty(t, d.Transitions)
+	return d.Transitions[len(d.Transitions)-1]
+}
+
+// entryLines lists an entry's lines as "side account amount", sorted.
+func entryLines(t *testing.T, a *app.App, id string) []string {
+	t.Helper()
+	require.NotEmpty(t, id, "entry id")
+	e, err := a.Ledger.Entry(context.Background(), uuid.MustParse(id))
+	require.NoError(t, err)
+	var out []string
+	for _, l := range e.Lines {
+		out = append(out, fmt.Sprintf("%s %s %s", l.Side, l.Account, ledger.FormatAmount(l.Amount, l.Currency)))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// constraintOf is the constraint a database error names, or "".
+func constraintOf(err error) string {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.ConstraintName
+	}
+	return ""
+}
+
+// sqlMove tries to move a disbursement from → to straight in the database, as the Store
+// does (the transition row first, then the state, approved_at stamped when approving), and
+// rolls back whatever happened: it returns the database's answer.
+func sqlMove(t *testing.T, pool *pgxpool.Pool, id, from, to string) error {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `INSERT INTO payouts_transitions (disbursement_id, from_state, to_state, actor, reason)
+		VALUES ($1, $2, $3, 'test:sql', 'a direct move')`, id, from, to); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE payouts_disbursements SET state = $2, updated_at = clock_timestamp(),
+		approved_at = CASE WHEN $2 = 'approved' THEN coalesce(approved_at, clock_timestamp()) ELSE approved_at END
+		WHERE id = $1`, id, to)
+	return err
+}
+
+// sqlInsert tries to create a manual disbursement of person straight in state to (its first
+// transition from NULL), funded by entry, and rolls back.
+func sqlInsert(t *testing.T, pool *pgxpool.Pool, program, person, entry, to string) error {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	id := uuid.Must(uuid.NewV7())
+	if _, err := tx.Exec(ctx, `INSERT INTO payouts_transitions (disbursement_id, from_state, to_state, actor, reason)
+		VALUES ($1, NULL, $2, 'test:sql', 'a direct insert')`, id, to); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO payouts_disbursements (id, program_id, person_id, wallet, amount, currency, source,
+		funding_entry_id, reason, state, approvals_needed, requested_by, approved_at)
+		VALUES ($1, $2, $3, $4, 10, 'USD', 'manual', $5, 'a direct insert', $6, 0, 'test:sql',
+		CASE WHEN $6 = 'approved' THEN clock_timestamp() END)`, id, program, person, network.WalletAccount(person), entry, to)
+	return err
+}
+
+func intPtr(i int) *int { return &i }
+
+// allStates are the states of payouts_disbursements.
+var allStates = []string{payouts.AwaitingApproval, payouts.Approved, payouts.Submitted, payouts.Paid, payouts.Rejected,
+	payouts.Canceled, payouts.InsufficientFunds, payouts.Failed, payouts.Returned, payouts.Forfeited}
+
+// legalMoves is payouts_legal_transitions as DESIGN.md §7 and migrations 004 and 005 define it
+// ("" is a disbursement's birth).
+var legalMoves = []string{
+	"→awaiting_approval", "→approved", "→insufficient_funds",
+	"insufficient_funds→awaiting_approval", "insufficient_funds→approved", "insufficient_funds→canceled",
+	"awaiting_approval→approved", "awaiting_approval→rejected", "awaiting_approval→canceled",
+	"approved→submitted", "approved→canceled", "approved→failed",
+	"submitted→paid", "submitted→failed",
+	"failed→approved", "failed→canceled", "failed→forfeited",
+	"paid→returned",
+}
+
+// waitingAward makes participant (connected to mentor mo) earn program's ruleMentor4 award
+// (50.00) while the program's fund cannot cover it: the award's disbursement waits in
+// insufficient_funds.
+func (e *payoutsEnv) waitingAward(program, participant string) payouts.Disbursement {
+	e.t.Helper()
+	c := addParticipant(e.t, e.a.Network, program, participant, "mo")
+	require.NotEmpty(e.t, c)
+	for i := range 4 {
+		require.NotEmpty(e.t, conv(e.t, e.a.Network, c, i, true))
+	}
+	_, err := e.a.Network.EvaluateParticipant(e.ctx, participant)
+	require.NoError(e.t, err)
+	ds, err := e.a.Payouts.List(e.ctx, payouts.Filter{Person: participant})
+	require.NoError(e.t, err)
+	require.Len(e.t, ds, 1)
+	require.Equal(e.t, payouts.InsufficientFunds, ds[0].State)
+	require.Equal(e.t, "award", ds[0].Source)
+	return e.get(ds[0].ID)
+}
+
+// TestPayoutsLegalTransitions reaches every legal move of payouts_legal_transitions through
+// the Store, checking who made it, why, and what it did to the money.
+func TestPayoutsLegalTransitions(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	ctx, a, p := e.ctx, e.a, e.a.Payouts
+	newProgram(t, a.Network, "p1", "10000.00", "100.00")
+	for _, id := range []string{"ana", "ben", "cat", "fay", "gus", "hal", "ivy", "jo"} {
+		e.payee("p1", id)
+	}
+	addMentor(t, a.Network, "mo")
+	// A sandbox whose payouts settle a second after they are sent, and Stripe, where nobody
+	// has a destination (its API is never reached: submission fails before).
+	slow := e.store(payouts.NewSandbox(e.pool, payouts.SandboxConfig{Delay: time.Second}), payouts.Config{})
+	stripe, err := payouts.NewStripe(payouts.StripeConfig{SecretKey: "sk_test_unused", BaseURL: "http://127.0.0.1:9"})
+	require.NoError(t, err)
+	viaStripe := e.store(stripe, payouts.Config{})
+
+	var rows [][2]string
+	r, err := e.pool.Query(ctx, `SELECT coalesce(from_state, ''), to_state FROM payouts_legal_transitions`)
+	require.NoError(t, err)
+	for r.Next() {
+		var from, to string
+		require.NoError(t, r.Scan(&from, &to))
+		rows = append(rows, [2]string{from, to})
+	}
+	require.NoError(t, r.Err())
+	var table []string
+	for _, row := range rows {
+		table = append(table, row[0]+"→"+row[1])
+	}
+	require.ElementsMatch(t, legalMoves, table, "payouts_legal_transitions")
+
+	t.Run("awaiting_approval→approved", func(t *testing.T) {
+		d := e.grant(admin, "p1", "ana", "300.00", "aw-approve")
+		require.Equal(t, payouts.AwaitingApproval, d.State)
+		require.Equal(t, 1, d.ApprovalsNeeded)
+		require.Nil(t, d.ApprovedAt)
+		d, err := p.Approve(ctx, admin2, d.ID, "checked the invoice")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Approved, d.State)
+		require.NotNil(t, d.ApprovedAt)
+		require.Equal(t, []string{"→awaiting_approval", "awaiting_approval→approved"}, moves(d))
+		last := lastTransition(t, d)
+		require.Equal(t, "test-admin-2", last.Actor)
+		require.Equal(t, "approved by person:adm2: checked the invoice", last.Reason)
+		require.Len(t, d.Approvals, 1)
+		require.Equal(t, "person:adm2", d.Approvals[0].Approver)
+		require.Equal(t, 1, queryInt(t, e.pool, `SELECT count(*) FROM river_job WHERE kind = 'submit_payout' AND args->>'disbursement' = $1`, d.ID),
+			"approval asks for submission")
+	})
+
+	t.Run("awaiting_approval→rejected", func(t *testing.T) {
+		d := e.grant(admin, "p1", "ana", "300.00", "aw-reject")
+		d, err := p.Reject(ctx, admin2, d.ID, "duplicate request")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Rejected, d.State)
+		require.Equal(t, []string{"→awaiting_approval", "awaiting_approval→rejected"}, moves(d))
+		require.Equal(t, "duplicate request", lastTransition(t, d).Reason)
+		require.Equal(t, "test-admin-2", lastTransition(t, d).Actor)
+		require.NotEmpty(t, d.FundReturnEntryID)
+	})
+
+	t.Run("awaiting_approval→canceled", func(t *testing.T) {
+		d := e.grant(admin, "p1", "ana", "300.00", "aw-cancel")
+		d, err := p.Cancel(ctx, admin, d.ID, "requested by mistake")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Canceled, d.State)
+		require.Equal(t, []string{"→awaiting_approval", "awaiting_approval→canceled"}, moves(d))
+		require.Equal(t, "requested by mistake", lastTransition(t, d).Reason)
+		require.NotEmpty(t, d.FundReturnEntryID)
+	})
+
+	t.Run("approved→submitted→paid", func(t *testing.T) {
+		d := e.grant(admin, "p1", "ben", "50.00", "ap-paid")
+		require.Equal(t, payouts.Approved, d.State)
+		require.Equal(t, 0, d.ApprovalsNeeded)
+		d = e.submit(nil, d.ID)
+		require.Equal(t, payouts.Paid, d.State)
+		require.Equal(t, []string{"→approved", "approved→submitted", "submitted→paid"}, moves(d))
+		require.Len(t, d.Attempts, 1)
+		at := d.Attempts[0]
+		require.Equal(t, "paid", at.Outcome)
+		require.Equal(t, d.ID, at.IdempotencyKey)
+		require.Equal(t, "sandbox:ben", at.Destination)
+		require.Equal(t, "sbx_"+d.ID, at.ProviderRef)
+		require.Equal(t, payouts.SystemActor.Name, lastTransition(t, d).Actor)
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("ben")))
+	})
+
+	t.Run("submitted→paid on a later look (Settle)", func(t *testing.T) {
+		d := e.grant(admin, "p1", "cat", "40.00", "slow-paid")
+		d = e.submit(slow, d.ID)
+		require.Equal(t, payouts.Submitted, d.State, "the slow sandbox has not settled it")
+		require.Len(t, d.Attempts, 1)
+		require.Empty(t, d.Attempts[0].Outcome)
+		require.NotEmpty(t, d.Attempts[0].ProviderRef)
+		b, err := a.Ledger.Balance(ctx, network.WalletAccount("cat"), ledger.AsOf{})
+		require.NoError(t, err)
+		requireAmount(t, "40", b.Posted)
+		requireAmount(t, "0", b.Available, "the pending payout holds the wallet")
+		require.Equal(t, 1, queryInt(t, e.pool, `SELECT count(*) FROM river_job WHERE kind = 'settle_payout' AND args->>'disbursement' = $1`, d.ID))
+		waitUntil(t, 5*time.Second, "the slow payout to settle", func() bool {
+			out, err := slow.Settle(ctx, uuid.MustParse(d.ID), 1)
+			require.NoError(t, err)
+			return out == payouts.OutcomePaid
+		})
+		d = e.get(d.ID)
+		require.Equal(t, payouts.Paid, d.State)
+		require.Equal(t, []string{"→approved", "approved→submitted", "submitted→paid"}, moves(d))
+		require.Equal(t, "attempt 1 paid (sandbox status)", lastTransition(t, d).Reason)
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("cat")))
+	})
+
+	t.Run("approved→canceled", func(t *testing.T) {
+		d := e.grant(admin, "p1", "cat", "30.00", "ap-cancel")
+		require.Equal(t, payouts.Approved, d.State)
+		d, err := p.Cancel(ctx, admin, d.ID, "paid by cheque instead")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Canceled, d.State)
+		require.Equal(t, []string{"→approved", "approved→canceled"}, moves(d))
+		d = e.submit(nil, d.ID) // the submission asked for at approval finds it canceled
+		require.Equal(t, payouts.Canceled, d.State)
+		require.Empty(t, d.Attempts)
+		require.NotEmpty(t, d.FundReturnEntryID)
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("cat")))
+	})
+
+	t.Run("approved→failed (no destination at the provider)", func(t *testing.T) {
+		d := e.grant(admin, "p1", "jo", "30.00", "ap-nodest")
+		d = e.submit(viaStripe, d.ID)
+		require.Equal(t, payouts.Failed, d.State)
+		require.Equal(t, []string{"→approved", "approved→failed"}, moves(d))
+		require.Empty(t, d.Attempts, "nothing was sent")
+		reason := lastTransition(t, d).Reason
+		require.Contains(t, reason, "no payout destination: jo has no stripe account on file")
+		require.Contains(t, reason, "automatic retry 1 of 2")
+		requireAmount(t, "30", posted(t, a, network.WalletAccount("jo")), "the money stays in the wallet")
+	})
+
+	var fayID string
+	t.Run("submitted→failed", func(t *testing.T) {
+		e.destination("fay", "fail:account-closed")
+		d := e.grant(admin, "p1", "fay", "20.00", "fail-1")
+		fayID = d.ID
+		d = e.submit(nil, d.ID)
+		require.Equal(t, payouts.Failed, d.State)
+		require.Equal(t, []string{"→approved", "approved→submitted", "submitted→failed"}, moves(d))
+		require.Len(t, d.Attempts, 1)
+		require.Equal(t, "failed", d.Attempts[0].Outcome)
+		require.Equal(t, "account-closed", d.Attempts[0].Reason)
+		require.Equal(t, "fail:account-closed", d.Attempts[0].Destination)
+		require.Contains(t, lastTransition(t, d).Reason, "attempt 1 failed (sandbox): account-closed; automatic retry 1 of 2")
+		requireAmount(t, "20", posted(t, a, network.WalletAccount("fay")), "the pending payout is voided")
+	})
+
+	t.Run("failed→approved by Retry", func(t *testing.T) {
+		require.NotEmpty(t, fayID)
+		d, err := p.Retry(ctx, admin, fayID, "")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Approved, d.State)
+		last := lastTransition(t, d)
+		require.Equal(t, "failed→approved", last.From+"→"+last.To)
+		require.Equal(t, "retried by an admin", last.Reason)
+		require.Equal(t, "test-admin", last.Actor)
+		d = e.submit(nil, fayID)
+		require.Equal(t, payouts.Failed, d.State, "the destination still refuses")
+		require.Len(t, d.Attempts, 2)
+		require.Equal(t, fayID+":2", d.Attempts[1].IdempotencyKey)
+	})
+
+	t.Run("failed→approved by SetDestination", func(t *testing.T) {
+		require.NotEmpty(t, fayID)
+		dest := e.destination("fay", "sandbox:fay-new-bank")
+		require.Equal(t, []string{fayID}, dest.Retried)
+		d := e.get(fayID)
+		require.Equal(t, payouts.Approved, d.State)
+		require.Equal(t, "payout destination updated: retried", lastTransition(t, d).Reason)
+		d = e.submit(nil, fayID)
+		require.Equal(t, payouts.Paid, d.State)
+		require.Len(t, d.Attempts, 3)
+		require.Equal(t, "sandbox:fay-new-bank", d.Attempts[2].Destination)
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("fay")))
+	})
+
+	t.Run("failed→approved by AutoRetry", func(t *testing.T) {
+		e.destination("gus", "fail:insufficient")
+		d := e.grant(admin, "p1", "gus", "20.00", "auto-1")
+		d = e.submit(nil, d.ID)
+		require.Equal(t, payouts.Failed, d.State)
+		require.Equal(t, 1, queryInt(t, e.pool, `SELECT count(*) FROM river_job WHERE kind = 'retry_payout'
+			AND args->>'disbursement' = $1 AND (args->>'failures')::int = 1`, d.ID), "the failure asks for its automatic retry")
+		require.NoError(t, p.AutoRetry(ctx, uuid.MustParse(d.ID), 2))
+		require.Equal(t, payouts.Failed, e.get(d.ID).State, "a retry for another failure does nothing")
+		require.NoError(t, p.AutoRetry(ctx, uuid.MustParse(d.ID), 1))
+		d = e.get(d.ID)
+		require.Equal(t, payouts.Approved, d.State)
+		last := lastTransition(t, d)
+		require.Equal(t, "failed→approved", last.From+"→"+last.To)
+		require.Equal(t, payouts.SystemActor.Name, last.Actor)
+		require.Equal(t, "automatic retry after failure 1", last.Reason)
+		require.NoError(t, p.AutoRetry(ctx, uuid.MustParse(d.ID), 1))
+		require.Len(t, e.get(d.ID).Transitions, len(d.Transitions), "a repeated retry job does nothing")
+	})
+
+	t.Run("failed→canceled", func(t *testing.T) {
+		e.destination("hal", "fail:closed")
+		d := e.grant(admin, "p1", "hal", "25.00", "fail-cancel")
+		require.Equal(t, payouts.Failed, e.submit(nil, d.ID).State)
+		d, err := p.Cancel(ctx, admin, d.ID, "the person left the program")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Canceled, d.State)
+		require.Equal(t, "failed→canceled", lastTransition(t, d).From+"→"+lastTransition(t, d).To)
+		require.NotEmpty(t, d.FundReturnEntryID)
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("hal")))
+	})
+
+	t.Run("paid→returned", func(t *testing.T) {
+		d := e.grant(admin, "p1", "ben", "80.00", "ret-1")
+		d = e.submit(nil, d.ID)
+		require.Equal(t, payouts.Paid, d.State)
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("ben")))
+		sandbox, ok := p.Provider().(*payouts.Sandbox)
+		require.True(t, ok)
+		require.NoError(t, sandbox.Reverse(ctx, d.Attempts[0].ProviderRef, decimal.RequireFromString("30")))
+		out, err := p.Settle(ctx, uuid.MustParse(d.ID), 1)
+		require.NoError(t, err)
+		require.Equal(t, payouts.OutcomePaid, out)
+		d = e.get(d.ID)
+		require.Equal(t, payouts.Returned, d.State)
+		require.Equal(t, []string{"→approved", "approved→submitted", "submitted→paid", "paid→returned"}, moves(d))
+		require.Contains(t, lastTransition(t, d).Reason, "the provider returned 30.00 USD after paying")
+		require.Len(t, d.Returns, 1)
+		require.Equal(t, 1, d.Returns[0].Attempt)
+		require.Equal(t, "30.00", d.Returns[0].Amount)
+		require.Equal(t, "30.00", d.Attempts[0].Returned)
+		require.Equal(t, []string{"credit participant/ben/wallet 30.00", "debit org/cash/stripe 30.00"}, entryLines(t, a, d.Returns[0].EntryID))
+		requireAmount(t, "30", posted(t, a, network.WalletAccount("ben")), "the return is back in the wallet")
+
+		// Looking again finds nothing new; the rest of the reversal comes back too.
+		_, err = p.Settle(ctx, uuid.MustParse(d.ID), 1)
+		require.NoError(t, err)
+		require.Len(t, e.get(d.ID).Returns, 1)
+		require.NoError(t, sandbox.Reverse(ctx, d.Attempts[0].ProviderRef, decimal.RequireFromString("50")))
+		_, err = p.Settle(ctx, uuid.MustParse(d.ID), 1)
+		require.NoError(t, err)
+		d = e.get(d.ID)
+		require.Equal(t, payouts.Returned, d.State)
+		require.Len(t, d.Returns, 2)
+		require.Equal(t, "50.00", d.Returns[1].Amount)
+		require.Equal(t, "80.00", d.Attempts[0].Returned)
+		requireAmount(t, "80", posted(t, a, network.WalletAccount("ben")))
+	})
+
+	t.Run("insufficient_funds→approved, awaiting_approval, canceled", func(t *testing.T) {
+		newProgram(t, a.Network, "pa", "", "100.00", ruleMentor4)
+		newProgram(t, a.Network, "pb", "", "0", ruleMentor4)
+		newProgram(t, a.Network, "pc", "", "100.00", ruleMentor4)
+		una := e.waitingAward("pa", "una")
+		vic := e.waitingAward("pb", "vic")
+		wes := e.waitingAward("pc", "wes")
+		require.Equal(t, []string{"→insufficient_funds"}, moves(una))
+		require.Contains(t, una.Transitions[0].Reason, "the program fund cannot cover 50.00 USD yet")
+		requireAmount(t, "0", received(t, a, network.WalletAccount("una")))
+
+		for _, prog := range []string{"pa", "pb"} {
+			_, err := a.Network.Fund(ctx, admin, prog, "100.00", prog+"-late-funding")
+			require.NoError(t, err)
+			paid, err := a.Network.ReleaseWaiting(ctx, prog)
+			require.NoError(t, err)
+			require.Equal(t, 1, paid)
+		}
+		d := e.get(una.ID)
+		require.Equal(t, payouts.Approved, d.State)
+		require.Equal(t, []string{"→insufficient_funds", "insufficient_funds→approved"}, moves(d))
+		require.Contains(t, lastTransition(t, d).Reason, "paid into the wallet after funding; within the auto-approve limit")
+		requireAmount(t, "50", posted(t, a, network.WalletAccount("una")))
+		d = e.get(vic.ID)
+		require.Equal(t, payouts.AwaitingApproval, d.State)
+		require.Equal(t, []string{"→insufficient_funds", "insufficient_funds→awaiting_approval"}, moves(d))
+		require.Contains(t, lastTransition(t, d).Reason, "above the auto-approve limit of 0.00 USD: an admin must approve")
+
+		d, err := p.Cancel(ctx, admin, wes.ID, "the participant left")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Canceled, d.State)
+		require.Equal(t, []string{"→insufficient_funds", "insufficient_funds→canceled"}, moves(d))
+		require.Empty(t, d.FundReturnEntryID, "the money never reached the wallet: nothing goes back")
+		requireAmount(t, "0", posted(t, a, "program/pc/fund"))
+
+		// A manual grant the fund cannot cover is refused outright.
+		e.payee("pc", "xan")
+		_, err = p.Create(ctx, admin, payouts.NewDisbursement{Program: "pc", Person: "xan", Amount: "10.00", Reason: "fare", IdempotencyKey: "pc-1"})
+		require.ErrorIs(t, err, ledger.ErrInsufficientFunds)
+		ds, err := p.List(ctx, payouts.Filter{Person: "xan"})
+		require.NoError(t, err)
+		require.Empty(t, ds)
+	})
+
+	t.Run("failed→forfeited", func(t *testing.T) {
+		e.destination("ivy", "fail:account-frozen")
+		d := e.grant(admin, "p1", "ivy", "35.00", "forfeit-1")
+		require.Equal(t, payouts.Failed, e.submit(nil, d.ID).State)
+		fund := posted(t, a, "program/p1/fund")
+		res, err := p.Sweep(ctx)
+		require.NoError(t, err)
+		require.Equal(t, payouts.SweepResult{}, res, "nothing is due yet")
+
+		// Past the default remediation window of 30 days: ivy's and jo's failed payouts are
+		// forfeited; the approved ones whose job may be lost are asked for again.
+		e.clk.Add(30*24*time.Hour + time.Hour)
+		res, err = p.Sweep(ctx)
+		require.NoError(t, err)
+		require.Equal(t, payouts.SweepResult{Forfeited: 2, Resubmitted: 3}, res)
+		d = e.get(d.ID)
+		require.Equal(t, payouts.Forfeited, d.State)
+		last := lastTransition(t, d)
+		require.Equal(t, "failed→forfeited", last.From+"→"+last.To)
+		require.Equal(t, "not fixed within the remediation window of 30 days", last.Reason)
+		require.Equal(t, []string{"credit program/p1/fund 35.00", "debit participant/ivy/wallet 35.00"}, entryLines(t, a, d.FundReturnEntryID))
+		require.Equal(t, payouts.Forfeited, e.get(d.ID).State)
+		jo, err := p.List(ctx, payouts.Filter{Person: "jo"})
+		require.NoError(t, err)
+		require.Len(t, jo, 1)
+		require.Equal(t, payouts.Forfeited, jo[0].State)
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("ivy")))
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("jo")))
+		requireAmount(t, fund.Add(decimal.RequireFromString("65")).String(), posted(t, a, "program/p1/fund"))
+	})
+
+	e.requireCheckClean()
+}
+
+// TestPayoutsIllegalTransitions: with a disbursement in every state, every move not in
+// payouts_legal_transitions is refused by the database (constraint payouts_transition), and
+// the Store's actions refuse every state they do not apply to (ErrState), changing nothing.
+func TestPayoutsIllegalTransitions(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	ctx, a, p := e.ctx, e.a, e.a.Payouts
+	newProgram(t, a.Network, "p1", "10000.00", "100.00")
+	for _, id := range []string{"ana", "ben", "fay", "ivy"} {
+		e.payee("p1", id)
+	}
+	addMentor(t, a.Network, "mo")
+	hold := e.store(payouts.NewSandbox(e.pool, payouts.SandboxConfig{Delay: time.Hour}), payouts.Config{})
+
+	ids := map[string]string{}
+	// forfeited first: the sweep that forfeits it runs on a clock 31 days ahead.
+	e.destination("ivy", "fail:frozen")
+	d := e.grant(admin, "p1", "ivy", "20.00", "s-forfeited")
+	e.submit(nil, d.ID)
+	e.clk.Add(31 * 24 * time.Hour)
+	res, err := p.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Forfeited)
+	e.clk.Add(-31 * 24 * time.Hour)
+	ids[payouts.Forfeited] = d.ID
+
+	ids[payouts.AwaitingApproval] = e.grant(admin, "p1", "ana", "300.00", "s-awaiting").ID
+	ids[payouts.Approved] = e.grant(admin, "p1", "ana", "50.00", "s-approved").ID
+	d = e.grant(admin, "p1", "ana", "40.00", "s-submitted")
+	e.submit(hold, d.ID)
+	ids[payouts.Submitted] = d.ID
+	d = e.grant(admin, "p1", "ben", "30.00", "s-paid")
+	e.submit(nil, d.ID)
+	ids[payouts.Paid] = d.ID
+	d = e.grant(admin, "p1", "ben", "20.00", "s-returned")
+	d = e.submit(nil, d.ID)
+	require.NoError(t, p.Provider().(*payouts.Sandbox).Reverse(ctx, d.Attempts[0].ProviderRef, decimal.RequireFromString("20")))
+	_, err = p.Settle(ctx, uuid.MustParse(d.ID), 1)
+	require.NoError(t, err)
+	ids[payouts.Returned] = d.ID
+	d = e.grant(admin, "p1", "ana", "300.00", "s-rejected")
+	_, err = p.Reject(ctx, admin2, d.ID, "no")
+	require.NoError(t, err)
+	ids[payouts.Rejected] = d.ID
+	d = e.grant(admin, "p1", "ana", "300.00", "s-canceled")
+	_, err = p.Cancel(ctx, admin, d.ID, "no")
+	require.NoError(t, err)
+	ids[payouts.Canceled] = d.ID
+	e.destination("fay", "fail:closed")
+	d = e.grant(admin, "p1", "fay", "20.00", "s-failed")
+	e.submit(nil, d.ID)
+	ids[payouts.Failed] = d.ID
+	newProgram(t, a.Network, "pw", "", "100.00", ruleMentor4)
+	ids[payouts.InsufficientFunds] = e.waitingAward("pw", "una").ID
+	for _, s := range allStates {
+		require.Equal(t, s, e.get(ids[s]).State, "the disbursement for %s", s)
+	}
+
+	legal := map[string]bool{}
+	for _, m := range legalMoves {
+		legal[m] = true
+	}
+	t.Run("database", func(t *testing.T) {
+		var mismatches []string
+		illegal := 0
+		for _, from := range allStates {
+			for _, to := range allStates {
+				move := from + "→" + to
+				want := "payouts_transition"
+				switch {
+				case move == "awaiting_approval→approved":
+					want = "payouts_dual_control" // legal, with the approvals it needs (it has none)
+				case from == payouts.InsufficientFunds && !contains([]string{payouts.InsufficientFunds, payouts.Canceled, payouts.Rejected}, to):
+					// The award guard comes first: the award is not paid into the wallet.
+					want = "payouts_award"
+				case legal[move]:
+					want = ""
+				}
+				if !legal[move] {
+					illegal++
+				}
+				err := sqlMove(t, e.pool, ids[from], from, to)
+				if got := constraintOf(err); got != want || (want == "" && err != nil) {
+					mismatches = append(mismatches, fmt.Sprintf("%s: want %q, got %q (%v)", move, want, got, err))
+				}
+			}
+		}
+		var entry string
+		require.NoError(t, e.pool.QueryRow(ctx, `SELECT id::text FROM ledger_entries WHERE idempotency_key = 'p1-initial-funding'`).Scan(&entry))
+		for _, to := range allStates {
+			want := "payouts_transition"
+			if legal["→"+to] {
+				want = ""
+			} else {
+				illegal++
+			}
+			err := sqlInsert(t, e.pool, "p1", "ana", entry, to)
+			if got := constraintOf(err); got != want || (want == "" && err != nil) {
+				mismatches = append(mismatches, fmt.Sprintf("→%s: want %q, got %q (%v)", to, want, got, err))
+			}
+		}
+		require.Empty(t, mismatches)
+		require.Equal(t, 100+10-len(legalMoves), illegal)
+		for _, s := range allStates {
+			require.Equal(t, s, e.get(ids[s]).State, "nothing was changed")
+		}
+	})
+
+	t.Run("a state change without its transition row", func(t *testing.T) {
+		_, err := e.pool.Exec(ctx, `UPDATE payouts_disbursements SET state = 'canceled' WHERE id = $1`, ids[payouts.Approved])
+		require.Equal(t, "payouts_transition", constraintOf(err), "%v", err)
+		_, err = e.pool.Exec(ctx, `DELETE FROM payouts_transitions WHERE disbursement_id = $1`, ids[payouts.Approved])
+		require.Equal(t, "payouts_append_only", constraintOf(err), "%v", err)
+	})
+
+	t.Run("api", func(t *testing.T) {
+		type action struct {
+			name    string
+			allowed []string
+			do      func(id string) error
+		}
+		actions := []action{
+			{"approve", []string{payouts.AwaitingApproval}, func(id string) error {
+				_, err := p.Approve(ctx, admin2, id, "ok")
+				return err
+			}},
+			{"reject", []string{payouts.AwaitingApproval}, func(id string) error {
+				_, err := p.Reject(ctx, admin2, id, "no")
+				return err
+			}},
+			{"cancel", []string{payouts.AwaitingApproval, payouts.Approved, payouts.Failed, payouts.InsufficientFunds}, func(id string) error {
+				_, err := p.Cancel(ctx, admin, id, "stop")
+				return err
+			}},
+			{"retry", []string{payouts.Failed}, func(id string) error {
+				_, err := p.Retry(ctx, admin, id, "again")
+				return err
+			}},
+		}
+		refused := 0
+		for _, act := range actions {
+			for _, s := range allStates {
+				if contains(act.allowed, s) {
+					continue
+				}
+				before := e.get(ids[s])
+				err := act.do(ids[s])
+				assert.ErrorIs(t, err, payouts.ErrState, "%s on %s", act.name, s)
+				after := e.get(ids[s])
+				assert.Equal(t, s, after.State, "%s on %s", act.name, s)
+				assert.Len(t, after.Transitions, len(before.Transitions), "%s on %s", act.name, s)
+				assert.Len(t, after.Approvals, len(before.Approvals), "%s on %s", act.name, s)
+				refused++
+			}
+		}
+		require.Equal(t, 9+9+6+9, refused)
+
+		// The jobs' work does nothing to a disbursement in another state than theirs.
+		for _, s := range allStates {
+			before := e.get(ids[s])
+			if s != payouts.Failed {
+				require.NoError(t, p.AutoRetry(ctx, uuid.MustParse(ids[s]), 1), s)
+			}
+			if s != payouts.Approved {
+				require.NoError(t, p.Submit(ctx, uuid.MustParse(ids[s])), s)
+			}
+			after := e.get(ids[s])
+			require.Equal(t, s, after.State)
+			require.Len(t, after.Transitions, len(before.Transitions), s)
+			require.Len(t, after.Attempts, len(before.Attempts), s)
+		}
+	})
+	e.requireCheckClean()
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPayoutsDualControl: at the threshold two different admins approve; nobody approves
+// what they requested, nor twice, nor without being a person; the database refuses the same
+// by itself.
+func TestPayoutsDualControl(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	ctx, p := e.ctx, e.a.Payouts
+	newProgram(t, e.a.Network, "p1", "5000.00", "100.00")
+	e.payee("p1", "ana")
+	noPerson := network.By{Principal: access.Principal{Name: "ops-token", TokenID: "t-ops", Role: access.Admin}}
+
+	big := e.grant(admin, "p1", "ana", "500.00", "big")
+	require.Equal(t, payouts.AwaitingApproval, big.State)
+	require.Equal(t, 2, big.ApprovalsNeeded)
+	require.Equal(t, "person:adm", big.RequestedBy)
+	require.Contains(t, e.get(big.ID).Transitions[0].Reason, "at or above the dual-control threshold of 500.00 USD: two different admins must approve")
+
+	for _, tc := range []struct {
+		name string
+		by   network.By
+	}{{"the requester", admin}, {"an admin who is not a person", noPerson}} {
+		_, err := p.Approve(ctx, tc.by, big.ID, "")
+		require.ErrorIs(t, err, payouts.ErrSelfApproval, tc.name)
+	}
+	d := e.get(big.ID)
+	require.Equal(t, payouts.AwaitingApproval, d.State)
+	require.Empty(t, d.Approvals)
+
+	d, err := p.Approve(ctx, admin2, big.ID, "first look")
+	require.NoError(t, err)
+	require.Equal(t, payouts.AwaitingApproval, d.State, "one approval of two")
+	require.Len(t, d.Approvals, 1)
+	_, err = p.Approve(ctx, admin2, big.ID, "again")
+	require.ErrorIs(t, err, payouts.ErrSelfApproval)
+	require.Contains(t, err.Error(), "you already approved it")
+	_, err = p.Approve(ctx, admin, big.ID, "")
+	require.ErrorIs(t, err, payouts.ErrSelfApproval, "the requester, even after another approval")
+	require.Len(t, e.get(big.ID).Approvals, 1)
+	d, err = p.Approve(ctx, admin3, big.ID, "second look")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	require.Len(t, d.Approvals, 2)
+	require.Equal(t, []string{"person:adm2", "person:adm3"}, []string{d.Approvals[0].Approver, d.Approvals[1].Approver})
+	require.Equal(t, "second approval (dual control) by person:adm3: second look", lastTransition(t, d).Reason)
+
+	// Below the threshold, one admin is enough; the one who requested it is who may not.
+	mid := e.grant(admin2, "p1", "ana", "499.99", "mid")
+	require.Equal(t, 1, mid.ApprovalsNeeded)
+	_, err = p.Approve(ctx, admin2, mid.ID, "")
+	require.ErrorIs(t, err, payouts.ErrSelfApproval)
+	d, err = p.Approve(ctx, admin, mid.ID, "")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	require.Equal(t, "approved by person:adm", lastTransition(t, d).Reason)
+
+	// A policy threshold of its own.
+	_, err = p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{DualControlThreshold: "250.00"})
+	require.NoError(t, err)
+	require.Equal(t, 2, e.grant(admin, "p1", "ana", "250.00", "at-new-threshold").ApprovalsNeeded)
+	require.Equal(t, 1, e.grant(admin, "p1", "ana", "249.99", "below-new-threshold").ApprovalsNeeded)
+	require.Equal(t, 2, e.get(big.ID).ApprovalsNeeded, "fixed when it was made")
+
+	t.Run("database", func(t *testing.T) {
+		two := e.grant(admin, "p1", "ana", "600.00", "db-two")
+		one := e.grant(admin, "p1", "ana", "200.00", "db-one")
+		require.Equal(t, 2, two.ApprovalsNeeded)
+		require.Equal(t, 1, one.ApprovalsNeeded)
+		insert := func(id, approver string) error {
+			_, err := e.pool.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor) VALUES ($1, $2, 'psql')`, id, approver)
+			return err
+		}
+		err := insert(two.ID, "person:adm")
+		require.Equal(t, "payouts_self_approval", constraintOf(err), "%v", err)
+		err = insert(two.ID, "token:t-ops")
+		require.Equal(t, "payouts_approvals_person", constraintOf(err), "%v", err)
+
+		err = sqlMove(t, e.pool, one.ID, payouts.AwaitingApproval, payouts.Approved)
+		require.Equal(t, "payouts_dual_control", constraintOf(err), "no approval: %v", err)
+		require.NoError(t, insert(two.ID, "person:adm2"))
+		err = insert(two.ID, "person:adm2")
+		require.Equal(t, "payouts_approvals_pkey", constraintOf(err), "%v", err)
+		err = sqlMove(t, e.pool, two.ID, payouts.AwaitingApproval, payouts.Approved)
+		require.Equal(t, "payouts_dual_control", constraintOf(err), "one approval of two: %v", err)
+		require.NoError(t, insert(two.ID, "person:adm3"))
+		require.NoError(t, sqlMove(t, e.pool, two.ID, payouts.AwaitingApproval, payouts.Approved), "two approvals (rolled back)")
+		require.Equal(t, payouts.AwaitingApproval, e.get(two.ID).State)
+
+		// An approval of a disbursement no longer awaiting one.
+		err = insert(big.ID, "person:adm4")
+		require.Equal(t, "payouts_transition", constraintOf(err), "%v", err)
+		_, err = e.pool.Exec(ctx, `DELETE FROM payouts_approvals WHERE disbursement_id = $1`, big.ID)
+		require.Equal(t, "payouts_append_only", constraintOf(err), "%v", err)
+	})
+}
+
+// TestPayoutsCaps: a person's approved disbursements in a program may not pass the monthly
+// and yearly caps, counted by the month and year of approval. Within the auto-approve limit,
+// one over a cap waits (awaiting_approval, saying which cap) and an admin cannot approve it
+// past the cap; the monthly cap starts again each month, the yearly one holds; the sweep
+// approves a waiting one once there is room.
+func TestPayoutsCaps(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC), app.Config{})
+	ctx, p := e.ctx, e.a.Payouts
+	newProgram(t, e.a.Network, "p1", "5000.00", "100.00")
+	e.payee("p1", "ana")
+	e.payee("p1", "bo")
+	pol, err := p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{MonthlyCap: "100.00", YearlyCap: "150.00"})
+	require.NoError(t, err)
+	require.False(t, pol.Default)
+	requireAmount(t, "100", pol.MonthlyCap.Decimal)
+	requireAmount(t, "150", pol.YearlyCap.Decimal)
+	requireAmount(t, "500", pol.DualControlThreshold)
+	requireAmount(t, "100", pol.AutoApproveLimit)
+	require.Equal(t, "person:adm", pol.SetBy)
+
+	// March: 80.00 fits; 30.00 more would make 110.00 this month.
+	d1 := e.grant(admin, "p1", "ana", "80.00", "mar-1")
+	require.Equal(t, payouts.Approved, d1.State)
+	require.Equal(t, time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC), d1.ApprovedAt.UTC())
+	d2 := e.grant(admin, "p1", "ana", "30.00", "mar-2")
+	require.Equal(t, payouts.AwaitingApproval, d2.State)
+	require.Equal(t, 0, d2.ApprovalsNeeded, "within the auto-approve limit: only the cap holds it")
+	require.Equal(t, "grant mar-2", d2.Reason)
+	why := e.get(d2.ID).Transitions[0].Reason
+	require.Contains(t, why, "30.00 USD would take ana to 110.00 USD this month, past the monthly cap of 100.00 USD")
+	require.Contains(t, why, "it waits until the cap has room")
+	_, err = p.Approve(ctx, admin2, d2.ID, "urgent")
+	require.ErrorIs(t, err, payouts.ErrCapExceeded)
+	require.Contains(t, err.Error(), "monthly cap")
+	d := e.get(d2.ID)
+	require.Equal(t, payouts.AwaitingApproval, d.State)
+	require.Empty(t, d.Approvals, "the refused approval is not recorded")
+	res, err := p.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, res.AutoApproved)
+	require.Equal(t, payouts.Approved, e.grant(admin, "p1", "bo", "100.00", "bo-mar").State, "caps are per person")
+
+	// April: the monthly cap starts again (60.00 fits), the yearly one holds (80 + 60 + 20 > 150).
+	e.clk.Set(time.Date(2026, 4, 10, 12, 0, 0, 0, time.UTC))
+	d3 := e.grant(admin, "p1", "ana", "60.00", "apr-1")
+	require.Equal(t, payouts.Approved, d3.State)
+	d4 := e.grant(admin, "p1", "ana", "20.00", "apr-2")
+	require.Equal(t, payouts.AwaitingApproval, d4.State)
+	require.Contains(t, e.get(d4.ID).Transitions[0].Reason, "20.00 USD would take ana to 160.00 USD this year, past the yearly cap of 150.00 USD")
+	_, err = p.Approve(ctx, admin2, d2.ID, "")
+	require.ErrorIs(t, err, payouts.ErrCapExceeded)
+	require.Contains(t, err.Error(), "170.00 USD this year, past the yearly cap of 150.00 USD")
+	res, err = p.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, res.AutoApproved)
+	require.Equal(t, payouts.AwaitingApproval, e.get(d2.ID).State)
+	require.Equal(t, payouts.AwaitingApproval, e.get(d4.ID).State)
+
+	// Canceling April's 60.00 makes room (canceled disbursements do not count): the sweep
+	// approves both waiting ones (80 + 30 + 20 = 130 this year, 50 this month).
+	_, err = p.Cancel(ctx, admin, d3.ID, "paid another way")
+	require.NoError(t, err)
+	res, err = p.Sweep(ctx)
+	require.NoError(t, err, "the sweep approves the disbursements the cap held")
+	assert.Equal(t, 2, res.AutoApproved)
+	for _, id := range []string{d2.ID, d4.ID} {
+		d := e.get(id)
+		if assert.Equal(t, payouts.Approved, d.State, "held by the cap, approved by the sweep") {
+			assert.Equal(t, "the cap has room now; within the auto-approve limit of 100.00 USD", lastTransition(t, d).Reason)
+			assert.Equal(t, payouts.SystemActor.Name, lastTransition(t, d).Actor)
+			assert.Equal(t, time.Date(2026, 4, 10, 12, 0, 0, 0, time.UTC), d.ApprovedAt.UTC())
+		}
+	}
+}
+
+// TestPayoutsSweepContinuesPastCapHeld: a disbursement the cap held, now with room, must not
+// stop the sweep's other work: here, forfeiting a failed payout past its remediation window.
+func TestPayoutsSweepContinuesPastCapHeld(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	ctx, p := e.ctx, e.a.Payouts
+	newProgram(t, e.a.Network, "p1", "1000.00", "100.00")
+	e.payee("p1", "ana")
+	e.payee("p1", "ivy")
+	_, err := p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{MonthlyCap: "100.00", RemediationDays: 7})
+	require.NoError(t, err)
+	d1 := e.grant(admin, "p1", "ana", "80.00", "a-1")
+	held := e.grant(admin, "p1", "ana", "30.00", "a-2")
+	require.Equal(t, payouts.AwaitingApproval, held.State)
+	e.destination("ivy", "fail:closed")
+	failed := e.grant(admin, "p1", "ivy", "20.00", "i-1")
+	require.Equal(t, payouts.Failed, e.submit(nil, failed.ID).State)
+	_, err = p.Cancel(ctx, admin, d1.ID, "room for the next one")
+	require.NoError(t, err)
+
+	e.clk.Add(8 * 24 * time.Hour)
+	res, err := p.Sweep(ctx)
+	assert.NoError(t, err)
+	assert.Equal(t, 1, res.AutoApproved)
+	assert.Equal(t, 1, res.Forfeited)
+	assert.Equal(t, payouts.Approved, e.get(held.ID).State)
+	assert.Equal(t, payouts.Forfeited, e.get(failed.ID).State, "forfeited although the sweep met a disbursement held by the cap first")
+}
+
+// TestPayoutsPolicyValidation: SetPolicy refuses what the policy cannot be (ErrInvalid) and
+// records nothing; the bounds themselves are accepted; zero values keep the defaults.
+func TestPayoutsPolicyValidation(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	ctx, p := e.ctx, e.a.Payouts
+	newProgram(t, e.a.Network, "p1", "", "100.00")
+	for _, tc := range []struct {
+		name string
+		pol  payouts.NewPolicy
+	}{
+		{"monthly cap above the yearly one", payouts.NewPolicy{MonthlyCap: "200.00", YearlyCap: "100.00"}},
+		{"negative monthly cap", payouts.NewPolicy{MonthlyCap: "-1.00"}},
+		{"zero monthly cap", payouts.NewPolicy{MonthlyCap: "0"}},
+		{"negative yearly cap", payouts.NewPolicy{YearlyCap: "-100"}},
+		{"negative threshold", payouts.NewPolicy{DualControlThreshold: "-5"}},
+		{"threshold with a third decimal", payouts.NewPolicy{DualControlThreshold: "10.001"}},
+		{"remediation 400 days", payouts.NewPolicy{RemediationDays: 400}},
+		{"remediation -1 day", payouts.NewPolicy{RemediationDays: -1}},
+		{"11 retries", payouts.NewPolicy{AutoRetries: intPtr(11)}},
+		{"-1 retries", payouts.NewPolicy{AutoRetries: intPtr(-1)}},
+		{"backoff 1ms", payouts.NewPolicy{RetryBackoff: "1ms"}},
+		{"backoff 0s", payouts.NewPolicy{RetryBackoff: "0s"}},
+		{"backoff 169h", payouts.NewPolicy{RetryBackoff: "169h"}},
+		{"backoff in days", payouts.NewPolicy{RetryBackoff: "2d"}},
+	} {
+		_, err := p.SetPolicy(ctx, admin, "p1", tc.pol)
+		assert.ErrorIs(t, err, payouts.ErrInvalid, tc.name)
+	}
+	require.Equal(t, 0, queryInt(t, e.pool, `SELECT count(*) FROM payouts_policies`))
+	pol, err := p.Policy(ctx, "p1")
+	require.NoError(t, err)
+	require.True(t, pol.Default)
+	_, err = p.SetPolicy(ctx, admin, "nope", payouts.NewPolicy{})
+	require.ErrorIs(t, err, network.ErrNotFound)
+
+	// The bounds.
+	pol, err = p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{DualControlThreshold: "0.01", MonthlyCap: "150.00", YearlyCap: "150.00",
+		RemediationDays: 365, AutoRetries: intPtr(10), RetryBackoff: "168h"})
+	require.NoError(t, err)
+	requireAmount(t, "0.01", pol.DualControlThreshold)
+	require.Equal(t, 365, pol.RemediationDays)
+	require.Equal(t, 10, pol.AutoRetries)
+	require.Equal(t, 168*time.Hour, pol.RetryBackoff.Duration)
+	pol, err = p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{RemediationDays: 1, AutoRetries: intPtr(0), RetryBackoff: "1s"})
+	require.NoError(t, err)
+	require.Equal(t, 1, pol.RemediationDays)
+	require.Equal(t, 0, pol.AutoRetries)
+	require.Equal(t, time.Second, pol.RetryBackoff.Duration)
+	require.False(t, pol.MonthlyCap.Valid)
+	require.False(t, pol.YearlyCap.Valid)
+
+	// Zero values keep the defaults: remediation_days 0 is 30 days, not an error.
+	pol, err = p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{})
+	require.NoError(t, err)
+	require.Equal(t, payouts.DefaultRemediationDays, pol.RemediationDays)
+	require.Equal(t, payouts.DefaultAutoRetries, pol.AutoRetries)
+	require.Equal(t, payouts.DefaultRetryBackoff, pol.RetryBackoff.Duration)
+	requireAmount(t, payouts.DefaultDualControl.String(), pol.DualControlThreshold)
+	require.Equal(t, 3, queryInt(t, e.pool, `SELECT count(*) FROM payouts_policies`))
+
+	// The database holds the same bounds.
+	for name, sql := range map[string]string{
+		"payouts_policies_caps":        `INSERT INTO payouts_policies (program_id, dual_control_threshold, monthly_cap, yearly_cap, remediation_days, auto_retries, retry_backoff_seconds, set_by) VALUES ('p1', 500, 200, 100, 30, 2, 3600, 'psql')`,
+		"payouts_policies_remediation": `INSERT INTO payouts_policies (program_id, dual_control_threshold, remediation_days, auto_retries, retry_backoff_seconds, set_by) VALUES ('p1', 500, 0, 2, 3600, 'psql')`,
+		"payouts_policies_retries":     `INSERT INTO payouts_policies (program_id, dual_control_threshold, remediation_days, auto_retries, retry_backoff_seconds, set_by) VALUES ('p1', 500, 30, 11, 3600, 'psql')`,
+		"payouts_policies_backoff":     `INSERT INTO payouts_policies (program_id, dual_control_threshold, remediation_days, auto_retries, retry_backoff_seconds, set_by) VALUES ('p1', 500, 30, 2, 0, 'psql')`,
+		"payouts_policies_threshold":   `INSERT INTO payouts_policies (program_id, dual_control_threshold, remediation_days, auto_retries, retry_backoff_seconds, set_by) VALUES ('p1', 0, 30, 2, 3600, 'psql')`,
+	} {
+		_, err := e.pool.Exec(ctx, sql)
+		assert.Equal(t, name, constraintOf(err), "%v", err)
+	}
+}
+
+// TestPayoutsRejectAndCancelReturnToFund: a rejected or canceled disbursement whose money
+// reached the wallet gives it back to the fund by an explicit entry wallet → fund, once.
+func TestPayoutsRejectAndCancelReturnToFund(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	ctx, a, p := e.ctx, e.a, e.a.Payouts
+	newProgram(t, a.Network, "p1", "1000.00", "100.00")
+	for _, tc := range []struct {
+		name, person, amount, from, to string
+		end                            func(id string) (payouts.Disbursement, error)
+	}{
+		{"reject awaiting approval", "ana", "300.00", payouts.AwaitingApproval, payouts.Rejected, func(id string) (payouts.Disbursement, error) {
+			return p.Reject(ctx, admin2, id, "not eligible")
+		}},
+		{"cancel awaiting approval", "ben", "250.00", payouts.AwaitingApproval, payouts.Canceled, func(id string) (payouts.Disbursement, error) {
+			return p.Cancel(ctx, admin, id, "not eligible")
+		}},
+		{"cancel approved", "cal", "60.00", payouts.Approved, payouts.Canceled, func(id string) (payouts.Disbursement, error) {
+			return p.Cancel(ctx, admin, id, "not eligible")
+		}},
+		{"cancel failed", "dee", "45.00", payouts.Failed, payouts.Canceled, func(id string) (payouts.Disbursement, error) {
+			return p.Cancel(ctx, admin, id, "not eligible")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.payee("p1", tc.person)
+			if tc.from == payouts.Failed {
+				e.destination(tc.person, "fail:closed")
+			}
+			fund := posted(t, a, "program/p1/fund")
+			d := e.grant(admin, "p1", tc.person, tc.amount, "k-"+tc.person)
+			if tc.from == payouts.Failed {
+				d = e.submit(nil, d.ID)
+			}
+			require.Equal(t, tc.from, d.State)
+			requireAmount(t, fund.Sub(d.Amount).String(), posted(t, a, "program/p1/fund"))
+			requireAmount(t, tc.amount, posted(t, a, network.WalletAccount(tc.person)))
+
+			_, err := p.Reject(ctx, admin2, d.ID, " ")
+			require.ErrorIs(t, err, payouts.ErrInvalid, "a reason is required")
+			d, err = tc.end(d.ID)
+			require.NoError(t, err)
+			require.Equal(t, tc.to, d.State)
+			require.Equal(t, tc.from+"→"+tc.to, lastTransition(t, d).From+"→"+lastTransition(t, d).To)
+			require.Equal(t, "not eligible", lastTransition(t, d).Reason)
+			require.NotEmpty(t, d.FundReturnEntryID)
+			amount := ledger.FormatAmount(d.Amount, "USD")
+			require.Equal(t, []string{"credit program/p1/fund " + amount, "debit participant/" + tc.person + "/wallet " + amount},
+				entryLines(t, a, d.FundReturnEntryID))
+			entry, err := a.Ledger.Entry(ctx, uuid.MustParse(d.FundReturnEntryID))
+			require.NoError(t, err)
+			require.Equal(t, "fund-return:"+d.ID, entry.IdempotencyKey)
+			require.Contains(t, entry.Description, tc.to+": not eligible: back to the fund")
+			requireAmount(t, fund.String(), posted(t, a, "program/p1/fund"), "the fund has it back")
+			requireAmount(t, "0", posted(t, a, network.WalletAccount(tc.person)))
+
+			_, err = p.Cancel(ctx, admin, d.ID, "again")
+			require.ErrorIs(t, err, payouts.ErrState)
+			require.Equal(t, 1, entriesWithKey(t, e.pool, "fund-return:"+d.ID))
+			requireAmount(t, fund.String(), posted(t, a, "program/p1/fund"))
+		})
+	}
+	e.requireCheckClean()
+}
+
+// TestPayoutsAutoRetryThenForfeit runs River: with auto_retries 1 and a 1 s backoff, a payout
+// to a refusing destination fails, is retried once by itself after the backoff, then stays
+// failed saying no automatic retry is left; past the remediation window the sweep forfeits it
+// to the fund.
+func TestPayoutsAutoRetryThenForfeit(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{SweepInterval: time.Hour})
+	ctx, a, p := e.ctx, e.a, e.a.Payouts
+	newProgram(t, a.Network, "p1", "1000.00", "100.00")
+	e.payee("p1", "ana")
+	_, err := p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{AutoRetries: intPtr(1), RetryBackoff: "1s", RemediationDays: 7})
+	require.NoError(t, err)
+	e.destination("ana", "fail:card-declined")
+	require.NoError(t, a.Start(ctx))
+
+	d := e.grant(admin, "p1", "ana", "50.00", "retry-1")
+	waitFor(t, "two failed attempts", func() bool {
+		d = e.get(d.ID)
+		return d.State == payouts.Failed && len(d.Attempts) == 2
+	})
+	require.Equal(t, []string{"→approved", "approved→submitted", "submitted→failed", "failed→approved", "approved→submitted",
+		"submitted→failed"}, moves(d))
+	require.Contains(t, d.Transitions[2].Reason, "attempt 1 failed (sandbox): card-declined; automatic retry 1 of 1 at ")
+	require.Equal(t, payouts.SystemActor.Name, d.Transitions[3].Actor)
+	require.Equal(t, "automatic retry after failure 1", d.Transitions[3].Reason)
+	last := lastTransition(t, d).Reason
+	require.Contains(t, last, "attempt 2 failed (sandbox): card-declined")
+	require.Contains(t, last, "no automatic retry left: fix the destination or retry within 7 days, or it is forfeited to the fund")
+	require.Equal(t, d.ID+":2", d.Attempts[1].IdempotencyKey)
+	require.NotNil(t, d.Attempts[0].SettledAt)
+	gap := d.Attempts[1].SubmittedAt.Sub(*d.Attempts[0].SettledAt)
+	require.GreaterOrEqual(t, gap, 900*time.Millisecond, "the retry waited for its backoff")
+
+	// No third attempt is asked for: the one retry job is all.
+	require.Equal(t, 1, queryInt(t, e.pool, `SELECT count(*) FROM river_job WHERE kind = 'retry_payout'`))
+	require.Equal(t, 1, queryInt(t, e.pool, `SELECT count(*) FROM river_job WHERE kind = 'retry_payout'
+		AND args->>'disbursement' = $1 AND (args->>'failures')::int = 1 AND scheduled_at >= $2`, d.ID, d.Attempts[0].SettledAt.Add(time.Second)),
+		"the retry was scheduled a backoff after the failure")
+	requireAmount(t, "50", posted(t, a, network.WalletAccount("ana")))
+	requireAmount(t, "950", posted(t, a, "program/p1/fund"))
+
+	// The sweep, from now on run by hand on a moved clock.
+	require.NoError(t, a.River.Stop(ctx))
+	e.clk.Add(6 * 24 * time.Hour)
+	res, err := p.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, res.Forfeited)
+	require.Equal(t, 0, res.Retried)
+	require.Equal(t, payouts.Failed, e.get(d.ID).State, "within the remediation window")
+	e.clk.Add(24*time.Hour + time.Minute)
+	res, err = p.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, payouts.SweepResult{Forfeited: 1}, res)
+	d = e.get(d.ID)
+	require.Equal(t, payouts.Forfeited, d.State)
+	require.Equal(t, "not fixed within the remediation window of 7 days", lastTransition(t, d).Reason)
+	require.Equal(t, []string{"credit program/p1/fund 50.00", "debit participant/ana/wallet 50.00"}, entryLines(t, a, d.FundReturnEntryID))
+	requireAmount(t, "0", posted(t, a, network.WalletAccount("ana")))
+	requireAmount(t, "1000", posted(t, a, "program/p1/fund"))
+	res, err = p.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, payouts.SweepResult{}, res, "forfeited once")
+	e.requireCheckClean()
+}
+
+// commitmentEnv: program p1 (fund, auto-approve 100.00) and participant ana, enrolled, with a
+// mentor connection started on 2025-12-01, on a clock fixed at at.
+func commitmentEnv(t *testing.T, at time.Time, fund string) (*payoutsEnv, string) {
+	e := newPayoutsEnv(t, at, app.Config{})
+	newProgram(t, e.a.Network, "p1", fund, "100.00")
+	e.payee("p1", "ana")
+	e.person("mo", "mentor")
+	return e, e.connect("ana", "mo", "mentor", "2025-12-01")
+}
+
+func (e *payoutsEnv) commit(n payouts.NewCommitment) payouts.Commitment {
+	e.t.Helper()
+	c, err := e.a.Payouts.CreateCommitment(e.ctx, admin, n)
+	require.NoError(e.t, err)
+	return c
+}
+
+func (e *payoutsEnv) commitment(id string) payouts.Commitment {
+	e.t.Helper()
+	cs, err := e.a.Payouts.Commitments(e.ctx, "", "")
+	require.NoError(e.t, err)
+	for _, c := range cs {
+		if c.ID == id {
+			return c
+		}
+	}
+	e.t.Fatalf("commitment %s not found", id)
+	return payouts.Commitment{}
+}
+
+func instalmentStates(c payouts.Commitment) []string {
+	var out []string
+	for _, i := range c.Instalments {
+		out = append(out, i.DueOn+" "+i.State)
+	}
+	return out
+}
+
+// TestPayoutsCommitments: a commitment's due instalments are released once each — paid into
+// the wallet when the period had the verified conversations asked for, failed with the reason
+// otherwise, kept waiting while the fund is short; canceling stops only what is still
+// scheduled.
+func TestPayoutsCommitments(t *testing.T) {
+	t.Parallel()
+	e, conn := commitmentEnv(t, time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC), "1000.00")
+	ctx, a, p := e.ctx, e.a, e.a.Payouts
+	e.talk(conn, time.Date(2026, 9, 10, 12, 0, 0, 0, time.UTC), true)  // period 1 (Aug 15 – Sep 15)
+	e.talk(conn, time.Date(2026, 10, 1, 12, 0, 0, 0, time.UTC), false) // period 2, unverified: does not count
+	e.talk(conn, time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC), true)  // period 3 (Oct 15 – Nov 15)
+
+	req := json.RawMessage(`{"min_verified_conversations": 1}`)
+	nc := payouts.NewCommitment{Program: "p1", Person: "ana", Amount: "40.00", Instalments: 3, EveryMonths: 1, FirstDue: "2026-09-15",
+		Requirements: req, IdempotencyKey: "c-ana"}
+	c := e.commit(nc)
+	require.Equal(t, "40.00", c.Amount)
+	require.Equal(t, "USD", c.Currency)
+	require.Equal(t, 1, c.Requirements.MinVerifiedConversations)
+	require.Equal(t, "person:adm", c.CreatedBy)
+	require.Equal(t, []string{"2026-09-15 scheduled", "2026-10-15 scheduled", "2026-11-15 scheduled"}, instalmentStates(c))
+	again := e.commit(nc)
+	require.Equal(t, c.ID, again.ID, "the same key returns the same commitment")
+	require.Len(t, again.Instalments, 3)
+	other := nc
+	other.Amount = "41.00"
+	_, err := p.CreateCommitment(ctx, admin, other)
+	require.ErrorIs(t, err, payouts.ErrInvalid, "the same key for another commitment")
+	require.Equal(t, 1, queryInt(t, e.pool, `SELECT count(*) FROM payouts_commitments`))
+
+	fulfilled, failed, err := p.ReleaseInstalments(ctx)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{2, 1}, [2]int{fulfilled, failed})
+	c = e.commitment(c.ID)
+	require.Equal(t, []string{"2026-09-15 fulfilled", "2026-10-15 failed", "2026-11-15 fulfilled"}, instalmentStates(c))
+	require.Equal(t, "0 verified conversations from 2026-09-16 to 2026-10-15; the commitment asks for 1", c.Instalments[1].Reason)
+	require.Empty(t, c.Instalments[1].EntryID)
+	require.Equal(t, payouts.SystemActor.Name, c.Instalments[1].DecidedBy)
+	for _, i := range []payouts.Instalment{c.Instalments[0], c.Instalments[2]} {
+		require.Equal(t, []string{"credit participant/ana/wallet 40.00", "debit program/p1/fund 40.00"}, entryLines(t, a, i.EntryID))
+		require.Equal(t, 1, entriesWithKey(t, e.pool, fmt.Sprintf("instalment:%s:%d", c.ID, i.N)))
+		d := e.get(i.Disbursement)
+		require.Equal(t, "commitment", d.Source)
+		require.Equal(t, i.EntryID, d.FundingEntryID)
+		require.Equal(t, payouts.Approved, d.State)
+		require.Equal(t, "ana", d.PersonID)
+		require.Equal(t, payouts.SystemActor.Name, d.RequestedBy)
+		require.Equal(t, fmt.Sprintf("commitment %s instalment %d", c.ID, i.N), d.Reason)
+		requireAmount(t, "40", d.Amount)
+		require.NotNil(t, i.DecidedAt)
+	}
+	requireAmount(t, "920", posted(t, a, "program/p1/fund"))
+	requireAmount(t, "80", posted(t, a, network.WalletAccount("ana")))
+
+	fulfilled, failed, err = p.ReleaseInstalments(ctx)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{0, 0}, [2]int{fulfilled, failed}, "released once")
+	require.Equal(t, 2, queryInt(t, e.pool, `SELECT count(*) FROM payouts_disbursements WHERE source = 'commitment'`))
+
+	t.Run("two releases at once", func(t *testing.T) {
+		c := e.commit(payouts.NewCommitment{Program: "p1", Person: "ana", Amount: "10.00", Instalments: 6, EveryMonths: 1,
+			FirstDue: "2026-05-20", IdempotencyKey: "c-concurrent"})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		total := [2]int{}
+		start := make(chan struct{})
+		for range 2 {
+			wg.Go(func() {
+				<-start
+				f, x, err := p.ReleaseInstalments(ctx)
+				assert.NoError(t, err)
+				mu.Lock()
+				total[0] += f
+				total[1] += x
+				mu.Unlock()
+			})
+		}
+		close(start)
+		wg.Wait()
+		require.Equal(t, [2]int{6, 0}, total)
+		c = e.commitment(c.ID)
+		for _, i := range c.Instalments {
+			require.Equal(t, payouts.Fulfilled, i.State, i.DueOn)
+			require.Equal(t, 1, entriesWithKey(t, e.pool, fmt.Sprintf("instalment:%s:%d", c.ID, i.N)))
+		}
+		require.Equal(t, 6, queryInt(t, e.pool, `SELECT count(*) FROM payouts_disbursements d JOIN payouts_instalments i
+			ON i.disbursement_id = d.id WHERE i.commitment_id = $1`, c.ID))
+		requireAmount(t, "860", posted(t, a, "program/p1/fund"))
+	})
+
+	t.Run("waiting for funds", func(t *testing.T) {
+		newProgram(t, a.Network, "p2", "30.00", "100.00")
+		e.payee("p2", "bo")
+		c := e.commit(payouts.NewCommitment{Program: "p2", Person: "bo", Amount: "50.00", Instalments: 1, EveryMonths: 3,
+			FirstDue: "2026-11-01", IdempotencyKey: "c-bo"})
+		for range 2 {
+			fulfilled, failed, err := p.ReleaseInstalments(ctx)
+			require.NoError(t, err)
+			require.Equal(t, [2]int{0, 0}, [2]int{fulfilled, failed})
+			c = e.commitment(c.ID)
+			require.Equal(t, payouts.Scheduled, c.Instalments[0].State)
+			require.Equal(t, "waiting for funds: program/p2/fund cannot cover 50.00 USD", c.Instalments[0].Reason)
+			require.Nil(t, c.Instalments[0].DecidedAt)
+		}
+		requireAmount(t, "30", posted(t, a, "program/p2/fund"))
+		_, err := a.Network.Fund(ctx, admin, "p2", "100.00", "p2-more")
+		require.NoError(t, err)
+		require.NoError(t, p.RetryWaitingInstalments(ctx))
+		fulfilled, failed, err := p.ReleaseInstalments(ctx)
+		require.NoError(t, err)
+		require.Equal(t, [2]int{1, 0}, [2]int{fulfilled, failed})
+		c = e.commitment(c.ID)
+		require.Equal(t, payouts.Fulfilled, c.Instalments[0].State)
+		require.Empty(t, c.Instalments[0].Reason)
+		requireAmount(t, "80", posted(t, a, "program/p2/fund"))
+		requireAmount(t, "50", posted(t, a, network.WalletAccount("bo")))
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		c := e.commit(payouts.NewCommitment{Program: "p1", Person: "ana", Amount: "5.00", Instalments: 4, EveryMonths: 1,
+			FirstDue: "2026-10-20", IdempotencyKey: "c-cancel"})
+		fulfilled, failed, err := p.ReleaseInstalments(ctx)
+		require.NoError(t, err)
+		require.Equal(t, [2]int{2, 0}, [2]int{fulfilled, failed}, "Oct 20 and Nov 20 are due")
+		_, err = p.CancelCommitment(ctx, admin, c.ID, " ")
+		require.ErrorIs(t, err, payouts.ErrInvalid)
+		c, err = p.CancelCommitment(ctx, admin, c.ID, "program ended")
+		require.NoError(t, err)
+		require.Equal(t, []string{"2026-10-20 fulfilled", "2026-11-20 fulfilled", "2026-12-20 canceled", "2027-01-20 canceled"}, instalmentStates(c))
+		for _, i := range c.Instalments[2:] {
+			require.Equal(t, "commitment canceled: program ended", i.Reason)
+			require.Equal(t, "person:adm", i.DecidedBy)
+			require.Empty(t, i.EntryID)
+		}
+		require.Equal(t, payouts.SystemActor.Name, c.Instalments[0].DecidedBy)
+		e.clk.Set(time.Date(2027, 2, 1, 12, 0, 0, 0, time.UTC))
+		fulfilled, failed, err = p.ReleaseInstalments(ctx)
+		require.NoError(t, err)
+		require.Equal(t, [2]int{0, 0}, [2]int{fulfilled, failed}, "canceled instalments are not released")
+		_, err = p.CancelCommitment(ctx, admin, uuid.NewString(), "no such")
+		require.ErrorIs(t, err, payouts.ErrNotFound)
+	})
+
+	t.Run("validation", func(t *testing.T) {
+		n := func(change func(*payouts.NewCommitment)) payouts.NewCommitment {
+			c := payouts.NewCommitment{Program: "p1", Person: "ana", Amount: "10.00", Instalments: 2, EveryMonths: 1, FirstDue: "2027-01-15",
+				IdempotencyKey: "c-invalid"}
+			change(&c)
+			return c
+		}
+		before := queryInt(t, e.pool, `SELECT count(*) FROM payouts_commitments`)
+		for name, nc := range map[string]payouts.NewCommitment{
+			"0 instalments":          n(func(c *payouts.NewCommitment) { c.Instalments = 0 }),
+			"121 instalments":        n(func(c *payouts.NewCommitment) { c.Instalments = 121 }),
+			"every 0 months":         n(func(c *payouts.NewCommitment) { c.EveryMonths = 0 }),
+			"every 25 months":        n(func(c *payouts.NewCommitment) { c.EveryMonths = 25 }),
+			"month 13":               n(func(c *payouts.NewCommitment) { c.FirstDue = "2027-13-01" }),
+			"not ISO":                n(func(c *payouts.NewCommitment) { c.FirstDue = "15/01/2027" }),
+			"no date":                n(func(c *payouts.NewCommitment) { c.FirstDue = "" }),
+			"unknown requirement":    n(func(c *payouts.NewCommitment) { c.Requirements = json.RawMessage(`{"min_conversations": 1}`) }),
+			"negative requirement":   n(func(c *payouts.NewCommitment) { c.Requirements = json.RawMessage(`{"min_verified_conversations": -1}`) }),
+			"requirements not a map": n(func(c *payouts.NewCommitment) { c.Requirements = json.RawMessage(`[1]`) }),
+			"zero amount":            n(func(c *payouts.NewCommitment) { c.Amount = "0" }),
+			"negative amount":        n(func(c *payouts.NewCommitment) { c.Amount = "-5.00" }),
+			"third decimal":          n(func(c *payouts.NewCommitment) { c.Amount = "1.001" }),
+			"no idempotency key":     n(func(c *payouts.NewCommitment) { c.IdempotencyKey = " " }),
+		} {
+			_, err := p.CreateCommitment(ctx, admin, nc)
+			assert.ErrorIs(t, err, payouts.ErrInvalid, name)
+		}
+		require.Equal(t, before, queryInt(t, e.pool, `SELECT count(*) FROM payouts_commitments`))
+	})
+	e.requireCheckClean()
+}
+
+// TestPayoutsCommitmentPeriodsDoNotOverlap: an instalment's period runs from the previous
+// due date to its own; a conversation counts toward one instalment, not two. Here the only
+// verified conversation is on the first due date (in the afternoon): it meets the first
+// instalment's requirement or the second's, never both.
+func TestPayoutsCommitmentPeriodsDoNotOverlap(t *testing.T) {
+	t.Parallel()
+	e, conn := commitmentEnv(t, time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC), "1000.00")
+	e.talk(conn, time.Date(2026, 9, 15, 14, 0, 0, 0, time.UTC), true)
+	c := e.commit(payouts.NewCommitment{Program: "p1", Person: "ana", Amount: "40.00", Instalments: 2, EveryMonths: 1,
+		FirstDue: "2026-09-15", Requirements: json.RawMessage(`{"min_verified_conversations": 1}`), IdempotencyKey: "c-overlap"})
+	fulfilled, failed, err := e.a.Payouts.ReleaseInstalments(e.ctx)
+	require.NoError(t, err)
+	c = e.commitment(c.ID)
+	assert.Equal(t, [2]int{1, 1}, [2]int{fulfilled, failed}, "one conversation paid %v", instalmentStates(c))
+	requireAmount(t, "40", posted(t, e.a, network.WalletAccount("ana")), "one instalment's worth")
+}
+
+// TestPayoutsCommitmentPeriodAtMonthEnd: instalments due on the 31st fall on the last day of
+// shorter months (Jan 31, Feb 28, Mar 31); the third one's period is Feb 28 – Mar 31, so a
+// verified conversation on Mar 1 meets it.
+func TestPayoutsCommitmentPeriodAtMonthEnd(t *testing.T) {
+	t.Parallel()
+	e, conn := commitmentEnv(t, time.Date(2026, 4, 10, 12, 0, 0, 0, time.UTC), "1000.00")
+	e.talk(conn, time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC), true)
+	e.talk(conn, time.Date(2026, 2, 10, 12, 0, 0, 0, time.UTC), true)
+	e.talk(conn, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), true)
+	c := e.commit(payouts.NewCommitment{Program: "p1", Person: "ana", Amount: "40.00", Instalments: 3, EveryMonths: 1,
+		FirstDue: "2026-01-31", Requirements: json.RawMessage(`{"min_verified_conversations": 1}`), IdempotencyKey: "c-month-end"})
+	require.Equal(t, []string{"2026-01-31 scheduled", "2026-02-28 scheduled", "2026-03-31 scheduled"}, instalmentStates(c))
+	fulfilled, failed, err := e.a.Payouts.ReleaseInstalments(e.ctx)
+	require.NoError(t, err)
+	c = e.commitment(c.ID)
+	assert.Equal(t, [2]int{3, 0}, [2]int{fulfilled, failed})
+	assert.Equal(t, []string{"2026-01-31 fulfilled", "2026-02-28 fulfilled", "2026-03-31 fulfilled"}, instalmentStates(c))
+	for _, i := range c.Instalments {
+		assert.Empty(t, i.Reason, i.DueOn)
+	}
+}
+
+// stipendEnv: program p1 (fund, auto-approve 100.00) on a clock fixed at 2026-06-15, with
+// coaches, each coaching one participant on a near_peer_coach connection started 2026-04-01.
+func stipendEnv(t *testing.T, fund string, coaches map[string]string) (*payoutsEnv, map[string]string) {
+	e := newPayoutsEnv(t, time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC), app.Config{})
+	newProgram(t, e.a.Network, "p1", fund, "100.00")
+	conns := map[string]string{}
+	for coach, participant := range coaches {
+		e.person(coach, "coach")
+		e.payee("p1", participant)
+		conns[coach] = e.connect(participant, coach, "near_peer_coach", "2026-04-01")
+	}
+	return e, conns
+}
+
+func (e *payoutsEnv) w9(coach string) {
+	e.t.Helper()
+	p, err := e.a.Network.RecordTaxForm(e.ctx, admin, coach)
+	require.NoError(e.t, err)
+	require.True(e.t, p.TaxForm)
+}
+
+// TestPayoutsStipends: a coach's stipend for a month is the verified near_peer_coach
+// conversations of that month times the rate; it is held while no W-9 is on file, then paid
+// once into the coach's wallet with a disbursement; a month not ended is refused.
+func TestPayoutsStipends(t *testing.T) {
+	t.Parallel()
+	e, conns := stipendEnv(t, "1000.00", map[string]string{"cy": "ana"})
+	ctx, a, p := e.ctx, e.a, e.a.Payouts
+	may := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	e.talk(conns["cy"], time.Date(2026, 5, 5, 10, 0, 0, 0, time.UTC), true)
+	e.talk(conns["cy"], time.Date(2026, 5, 31, 23, 30, 0, 0, time.UTC), true)
+	e.talk(conns["cy"], time.Date(2026, 5, 25, 10, 0, 0, 0, time.UTC), false) // unverified
+	e.talk(conns["cy"], time.Date(2026, 4, 28, 10, 0, 0, 0, time.UTC), true)  // April
+	e.talk(conns["cy"], time.Date(2026, 6, 2, 10, 0, 0, 0, time.UTC), true)   // June, not ended
+	// A mentor conversation in May is no coaching session.
+	e.person("mo", "mentor")
+	e.talk(e.connect("ana", "mo", "mentor", "2026-04-01"), time.Date(2026, 5, 6, 10, 0, 0, 0, time.UTC), true)
+
+	_, err := p.SetStipendPolicy(ctx, admin, "p1", "-1.00")
+	require.ErrorIs(t, err, payouts.ErrInvalid)
+	sp, err := p.SetStipendPolicy(ctx, admin, "p1", "25.00")
+	require.NoError(t, err)
+	require.Equal(t, "25.00", sp.Rate)
+	require.Equal(t, "person:adm", sp.SetBy)
+
+	sts, err := p.PayStipends(ctx, time.Date(2026, 5, 17, 0, 0, 0, 0, time.UTC)) // any day of the month
+	require.NoError(t, err)
+	require.Len(t, sts, 1)
+	st := sts[0]
+	require.Equal(t, payouts.Stipend{Program: "p1", Coach: "cy", Month: "2026-05", Sessions: 2, Rate: "25.00", Amount: "50.00",
+		Currency: "USD", Status: "held", Reason: "held: no W-9 on file; paid once it is"}, st)
+	require.Equal(t, 0, entriesWithKey(t, e.pool, "stipend:p1:cy:2026-05"))
+	require.Equal(t, 0, queryInt(t, e.pool, `SELECT count(*) FROM payouts_disbursements`))
+	requireAmount(t, "1000", posted(t, a, "program/p1/fund"))
+	months, err := p.HeldStipendMonths(ctx)
+	require.NoError(t, err)
+	require.Len(t, months, 1)
+	require.True(t, months[0].Equal(may), "%v", months)
+
+	sts, err = p.PayStipends(ctx, may)
+	require.NoError(t, err)
+	require.Len(t, sts, 1)
+	require.Equal(t, "held", sts[0].Status, "still no W-9")
+
+	e.w9("cy")
+	sts, err = p.PayStipends(ctx, may)
+	require.NoError(t, err)
+	require.Len(t, sts, 1)
+	st = sts[0]
+	require.Equal(t, "paid", st.Status)
+	require.Empty(t, st.Reason)
+	require.Equal(t, "50.00", st.Amount)
+	require.Equal(t, 2, st.Sessions)
+	require.NotNil(t, st.PaidAt)
+	require.Equal(t, []string{"credit coach/cy/wallet 50.00", "debit program/p1/fund 50.00"}, entryLines(t, a, st.EntryID))
+	d := e.get(st.Disbursement)
+	require.Equal(t, "stipend", d.Source)
+	require.Equal(t, "cy", d.PersonID)
+	require.Equal(t, network.CoachWalletAccount("cy"), d.Wallet)
+	require.Equal(t, st.EntryID, d.FundingEntryID)
+	require.Equal(t, payouts.Approved, d.State)
+	require.Equal(t, "coach stipend 2026-05: 2 sessions", d.Reason)
+	requireAmount(t, "50", d.Amount)
+	requireAmount(t, "950", posted(t, a, "program/p1/fund"))
+	requireAmount(t, "50", posted(t, a, network.CoachWalletAccount("cy")))
+	months, err = p.HeldStipendMonths(ctx)
+	require.NoError(t, err)
+	require.Empty(t, months)
+
+	// Once paid, running again changes nothing.
+	sts, err = p.PayStipends(ctx, may)
+	require.NoError(t, err)
+	require.Len(t, sts, 1)
+	require.Equal(t, st.EntryID, sts[0].EntryID)
+	require.Equal(t, st.Disbursement, sts[0].Disbursement)
+	require.Equal(t, 1, entriesWithKey(t, e.pool, "stipend:p1:cy:2026-05"))
+	require.Equal(t, 1, queryInt(t, e.pool, `SELECT count(*) FROM payouts_disbursements`))
+	requireAmount(t, "950", posted(t, a, "program/p1/fund"))
+
+	// April is its own month.
+	sts, err = p.PayStipends(ctx, time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC))
+	require.NoError(t, err)
+	require.Len(t, sts, 1)
+	require.Equal(t, "paid", sts[0].Status)
+	require.Equal(t, 1, sts[0].Sessions)
+	require.Equal(t, "25.00", sts[0].Amount)
+	all, err := p.Stipends(ctx, "p1", "cy")
+	require.NoError(t, err)
+	require.Len(t, all, 2)
+
+	// The month that has not ended, and later ones, are refused.
+	for _, m := range []time.Time{time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 6, 30, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)} {
+		_, err := p.PayStipends(ctx, m)
+		require.ErrorIs(t, err, payouts.ErrInvalid, m.String())
+	}
+	require.Equal(t, 0, queryInt(t, e.pool, `SELECT count(*) FROM payouts_stipends WHERE month = '2026-06-01'`))
+	e.requireCheckClean()
+}
+
+// TestPayoutsNECReport: a coach whose stipends paid this year reach the threshold is on the
+// 1099-NEC report, one below is not; the threshold argument overrides the default 2000.00,
+// and so does Config.NECThreshold.
+func TestPayoutsNECReport(t *testing.T) {
+	t.Parallel()
+	e, conns := stipendEnv(t, "10000.00", map[string]string{"cy": "ana", "dee": "bo"})
+	ctx, p := e.ctx, e.a.Payouts
+	e.talk(conns["cy"], time.Date(2026, 5, 5, 10, 0, 0, 0, time.UTC), true)
+	e.talk(conns["cy"], time.Date(2026, 5, 6, 10, 0, 0, 0, time.UTC), true)
+	e.talk(conns["dee"], time.Date(2026, 5, 7, 10, 0, 0, 0, time.UTC), true)
+	e.w9("cy")
+	e.w9("dee")
+	_, err := p.SetStipendPolicy(ctx, admin, "p1", "1000.00")
+	require.NoError(t, err)
+	sts, err := p.PayStipends(ctx, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	require.NoError(t, err)
+	require.Len(t, sts, 2)
+	paid := map[string]string{}
+	for _, st := range sts {
+		require.Equal(t, "paid", st.Status, st.Coach)
+		paid[st.Coach] = st.Amount
+	}
+	require.Equal(t, map[string]string{"cy": "2000.00", "dee": "1000.00"}, paid)
+	year := sts[0].PaidAt.UTC().Year() // stipends count in the year they were paid
+
+	coaches := func(lines []payouts.NECLine) []string {
+		out := []string{}
+		for _, l := range lines {
+			out = append(out, l.Coach)
+		}
+		return out
+	}
+	lines, threshold, err := p.NECReport(ctx, year, decimal.Zero)
+	require.NoError(t, err)
+	requireAmount(t, "2000", threshold)
+	require.Equal(t, []payouts.NECLine{{Coach: "cy", Name: "Coach cy", Total: "2000.00", Currency: "USD", Stipends: 1, TaxForm: true}}, lines,
+		"2000.00 reaches the default threshold; 1000.00 does not")
+	lines, threshold, err = p.NECReport(ctx, year, decimal.RequireFromString("1000"))
+	require.NoError(t, err)
+	requireAmount(t, "1000", threshold)
+	require.Equal(t, []string{"cy", "dee"}, coaches(lines))
+	lines, _, err = p.NECReport(ctx, year, decimal.RequireFromString("2000.01"))
+	require.NoError(t, err)
+	require.Empty(t, lines)
+	lines, _, err = p.NECReport(ctx, year-1, decimal.Zero)
+	require.NoError(t, err)
+	require.Empty(t, lines, "nothing was paid the year before")
+	_, _, err = p.NECReport(ctx, 1999, decimal.Zero)
+	require.ErrorIs(t, err, payouts.ErrInvalid)
+
+	lower := e.store(p.Provider(), payouts.Config{NECThreshold: decimal.RequireFromString("1000.00")})
+	lines, threshold, err = lower.NECReport(ctx, year, decimal.Zero)
+	require.NoError(t, err)
+	requireAmount(t, "1000", threshold)
+	require.Equal(t, []string{"cy", "dee"}, coaches(lines))
+}
+
+// TestPayoutsCanceledWaitingAwardStaysInFund: canceling the disbursement of an award that
+// waits for funds ends it: a later funding must not move the award's money into the wallet,
+// where no disbursement would ever pay it out or give it back.
+func TestPayoutsCanceledWaitingAwardStaysInFund(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	ctx, a, p := e.ctx, e.a, e.a.Payouts
+	newProgram(t, a.Network, "pw", "", "100.00", ruleMentor4)
+	addMentor(t, a.Network, "mo")
+	d := e.waitingAward("pw", "una")
+	d, err := p.Cancel(ctx, admin, d.ID, "the participant left")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Canceled, d.State)
+
+	_, err = a.Network.Fund(ctx, admin, "pw", "100.00", "pw-funding")
+	require.NoError(t, err)
+	_, err = a.Network.ReleaseWaiting(ctx, "pw")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Canceled, e.get(d.ID).State)
+	assert.True(t, posted(t, a, network.WalletAccount("una")).IsZero(),
+		"the wallet holds %s for a canceled disbursement", posted(t, a, network.WalletAccount("una")))
+	assert.True(t, posted(t, a, "program/pw/fund").Equal(decimal.RequireFromString("100")),
+		"the fund holds %s of the 100.00 given", posted(t, a, "program/pw/fund"))
+	e.requireCheckClean()
+}
