@@ -107,13 +107,27 @@ BEGIN
             NEW.id, CASE WHEN TG_OP = 'UPDATE' THEN OLD.state END, NEW.state
             USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_transition';
     END IF;
-    IF TG_OP = 'UPDATE' AND OLD.state = 'awaiting_approval' AND NEW.state = 'approved'
+    IF NEW.state = 'approved' AND (TG_OP = 'INSERT' OR OLD.state IN ('awaiting_approval', 'insufficient_funds'))
        AND (SELECT count(*) FROM payouts_approvals WHERE disbursement_id = NEW.id) < NEW.approvals_needed THEN
         RAISE EXCEPTION 'disbursement %: needs % approvals by different admins', NEW.id, NEW.approvals_needed
             USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_dual_control';
     END IF;
     RETURN NEW;
 END $$;
+
+-- A transition row commits only with the state change it records: at commit, a
+-- disbursement's state is its latest transition's.
+CREATE FUNCTION payouts_transitions_match() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT state FROM payouts_disbursements WHERE id = NEW.disbursement_id) IS DISTINCT FROM
+       (SELECT to_state FROM payouts_transitions WHERE disbursement_id = NEW.disbursement_id ORDER BY id DESC LIMIT 1) THEN
+        RAISE EXCEPTION 'disbursement %: a transition row without its state change', NEW.disbursement_id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_transition';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER payouts_transitions_match AFTER INSERT ON payouts_transitions
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION payouts_transitions_match();
 
 -- Program payout policy; the latest row is in force. Amounts are in the program's currency.
 CREATE TABLE payouts_policies (

@@ -4,9 +4,11 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/internal/app"
 	"github.com/tandemledger/tandem/internal/dbtest"
 	"github.com/tandemledger/tandem/network"
 	"github.com/tandemledger/tandem/payouts"
@@ -97,4 +99,44 @@ func TestDisbursementLife(t *testing.T) {
 	problems, err := a.Ledger.Check(ctx)
 	require.NoError(t, err)
 	require.Empty(t, problems)
+}
+
+// TestTransitionRowNeedsItsStateChange: the trail cannot be forged by a transition row that
+// no state change goes with, nor a disbursement approved without its approvals, even by SQL.
+func TestTransitionRowNeedsItsStateChange(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.New(t, dbtest.Options{MaxConns: 4})
+	a := buildApp(t, pool, app.Config{})
+	newProgram(t, a.Network, "p1", "1000.00", "10.00")
+	addMentor(t, a.Network, "mo")
+	addParticipant(t, a.Network, "p1", "ana", "mo")
+	d, err := a.Payouts.Create(ctx, admin, payouts.NewDisbursement{Program: "p1", Person: "ana", Amount: "50.00", Reason: "books", IdempotencyKey: "k"})
+	require.NoError(t, err)
+	require.Equal(t, payouts.AwaitingApproval, d.State)
+
+	_, err = pool.Exec(ctx, `INSERT INTO payouts_transitions (disbursement_id, from_state, to_state, actor, reason)
+		VALUES ($1, 'awaiting_approval', 'rejected', 'mallory', 'forged')`, d.ID)
+	requirePgConstraint(t, err, "payouts_transition")
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `INSERT INTO payouts_transitions (disbursement_id, from_state, to_state, actor, reason)
+		VALUES ($1, 'awaiting_approval', 'approved', 'mallory', 'no approvals')`, d.ID)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `UPDATE payouts_disbursements SET state = 'approved', approved_at = now() WHERE id = $1`, d.ID)
+	requirePgConstraint(t, err, "payouts_dual_control")
+
+	got, err := a.Payouts.Get(ctx, d.ID)
+	require.NoError(t, err)
+	require.Equal(t, payouts.AwaitingApproval, got.State)
+	require.Len(t, got.Transitions, 1)
+}
+
+func requirePgConstraint(t *testing.T, err error, name string) {
+	t.Helper()
+	var pg *pgconn.PgError
+	require.ErrorAs(t, err, &pg)
+	require.Equal(t, name, pg.ConstraintName, pg.Message)
 }
