@@ -164,9 +164,9 @@ func (s *Server) serve(rec *statusRecorder, r *http.Request, id string, start ti
 		s.logger.InfoContext(r.Context(), "http", "request_id", id, "method", r.Method, "path", r.URL.Path,
 			"status", rec.status, "duration_ms", time.Since(start).Milliseconds())
 	}()
-	// Every /v1 request is authenticated before routing; provider webhooks will verify
-	// signatures instead.
-	if strings.HasPrefix(r.URL.Path, "/v1/") {
+	// Every /v1 request is authenticated before routing, except provider webhooks: they carry
+	// no token, and their handler verifies the provider's signature instead.
+	if strings.HasPrefix(r.URL.Path, "/v1/") && !strings.HasPrefix(r.URL.Path, "/v1/webhooks/") {
 		p, err := s.authenticate(r)
 		if err != nil {
 			rec.Header().Set("WWW-Authenticate", `Bearer realm="tandem"`)

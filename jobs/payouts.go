@@ -109,6 +109,11 @@ type ProcessEventArgs struct {
 // Kind names the job in river_job.
 func (ProcessEventArgs) Kind() string { return "process_payout_event" }
 
+// InsertOpts: one waiting job per event (the sweep asks again for events left unprocessed).
+func (ProcessEventArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: whileWaitingOrRunning}}
+}
+
 // ProcessEventWorker runs payouts.Store.ProcessEvent.
 type ProcessEventWorker struct {
 	river.WorkerDefaults[ProcessEventArgs]

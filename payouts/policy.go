@@ -59,8 +59,9 @@ type Duration struct{ time.Duration }
 // MarshalJSON writes the duration as Go does.
 func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
 
-// Policy defaults, when a program has set none: dual control from $500, no caps, 30 days to
-// fix a failed payout, two automatic retries an hour apart (doubling).
+// Policy defaults, when a program has set none: dual control from 500 (in the program's
+// currency, and above its auto-approve limit), no caps, 30 days to fix a failed payout, two
+// automatic retries an hour apart (doubling).
 var (
 	DefaultDualControl     = decimal.RequireFromString("500")
 	DefaultRemediationDays = 30
@@ -98,7 +99,13 @@ func policyTx(ctx context.Context, db access.DBTX, p network.Program) (Policy, e
 		auto_retries, retry_backoff_seconds, set_by, set_at FROM payouts_policies WHERE program_id = $1 ORDER BY id DESC LIMIT 1`, p.ID).
 		Scan(&dual, &monthly, &yearly, &pol.RemediationDays, &pol.AutoRetries, &backoff, &pol.SetBy, &setAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		pol.DualControlThreshold, pol.RemediationDays, pol.AutoRetries = DefaultDualControl, DefaultRemediationDays, DefaultAutoRetries
+		// 500 in the program's currency, but never at or below its auto-approve limit (a JPY
+		// program, or a generous limit): set a policy to decide otherwise.
+		dual := DefaultDualControl
+		if exp, ok := ledger.Exponent(p.Currency); ok && !dual.GreaterThan(p.AutoApproveLimit) {
+			dual = p.AutoApproveLimit.Add(decimal.New(1, -exp))
+		}
+		pol.DualControlThreshold, pol.RemediationDays, pol.AutoRetries = dual, DefaultRemediationDays, DefaultAutoRetries
 		pol.RetryBackoff, pol.Default = Duration{DefaultRetryBackoff}, true
 		return pol, nil
 	}

@@ -68,9 +68,9 @@ func (s *Sandbox) Send(ctx context.Context, p Payout) (Receipt, error) {
 	outcome, reason := s.outcome(p)
 	ref := "sbx_" + strings.ReplaceAll(p.IdempotencyKey, ":", "_")
 	if _, err := s.db.Exec(ctx, `INSERT INTO payouts_sandbox_transfers (ref, idempotency_key, disbursement_id, amount, currency,
-		destination, outcome, reason, settles_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp() + $9::interval)
+		destination, outcome, reason, settles_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp() + $9::bigint * interval '1 microsecond')
 		ON CONFLICT (idempotency_key) DO NOTHING`, ref, p.IdempotencyKey, p.Disbursement, p.Amount.String(), p.Currency,
-		p.Destination, outcome, reason, s.delay.String()); err != nil {
+		p.Destination, outcome, reason, s.delay.Microseconds()); err != nil {
 		return Receipt{}, fmt.Errorf("sandbox send %s: %w", p.IdempotencyKey, err)
 	}
 	return s.status(ctx, `idempotency_key = $1`, p.IdempotencyKey)
@@ -116,7 +116,7 @@ func (s *Sandbox) List(ctx context.Context, since time.Time, fn func(Record) err
 }
 
 // Reverse gives back amount of a paid sandbox transfer, as a bank return would: the next
-// Status reports it, and the caller records the return (Store.ProviderReturned).
+// Status reports it, and Store.Settle records the return (an entry cash → wallet).
 func (s *Sandbox) Reverse(ctx context.Context, ref string, amount decimal.Decimal) error {
 	tag, err := s.db.Exec(ctx, `UPDATE payouts_sandbox_transfers SET reversed = reversed + $2
 		WHERE ref = $1 AND outcome = 'paid' AND reversed + $2 <= amount`, ref, amount.String())

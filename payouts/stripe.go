@@ -67,6 +67,10 @@ func (s *Stripe) SettleAfter() time.Duration { return s.settleAfter }
 
 // Send implements Provider.
 func (s *Stripe) Send(ctx context.Context, p Payout) (Receipt, error) {
+	if strings.TrimSpace(p.IdempotencyKey) == "" {
+		// stripe-go would send none (or a random one on its retries): a retry could pay twice.
+		return Receipt{}, errors.New("stripe: refusing to create a transfer without an idempotency key")
+	}
 	if !strings.HasPrefix(p.Destination, "acct_") {
 		return Receipt{}, &Refusal{Reason: fmt.Sprintf("destination %q is not a Stripe connected account (acct_…)", p.Destination)}
 	}

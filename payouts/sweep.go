@@ -56,6 +56,10 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 		return res, fmt.Errorf("sweep: %w", err)
 	}
 	var errs []error
+	// Provider events whose processing job was lost (discarded after its retries).
+	if err := s.requeueEvents(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	for _, it := range items {
 		err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 			d, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM payouts_disbursements WHERE id = $1 FOR UPDATE SKIP LOCKED`, it.id))
@@ -122,4 +126,26 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// requeueEvents asks again for provider events received over a minute ago and not processed.
+func (s *Store) requeueEvents(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT provider, event_id FROM payouts_events
+			WHERE processed_at IS NULL AND received_at < clock_timestamp() - interval '1 minute' ORDER BY received_at LIMIT 1000`)
+		if err != nil {
+			return fmt.Errorf("unprocessed events: %w", err)
+		}
+		type ev struct{ Provider, ID string }
+		evs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ev])
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if err := s.jobs.EventTx(ctx, tx, e.Provider, e.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -32,6 +33,7 @@ func run() int {
 	fs := flag.NewFlagSet("stripemock", flag.ContinueOnError)
 	version := fs.String("version", "", "stripe-mock version (required)")
 	goCmd := fs.String("go", "go", "the go command")
+	logPath := fs.String("log", ".tandem/stripe-mock.log", "stripe-mock's output (it logs every request)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -52,7 +54,17 @@ func run() int {
 	_ = l.Close()
 	mock := exec.Command(*goCmd, "run", "github.com/stripe/stripe-mock@"+*version, "-http-addr", addr,
 		"-https-addr", "127.0.0.1:") // stripe-mock serves HTTPS too; let the system pick its port
-	mock.Stdout, mock.Stderr = os.Stderr, os.Stderr
+	if err := os.MkdirAll(filepath.Dir(*logPath), 0o755); err != nil {
+		logf("log: %v", err)
+		return 1
+	}
+	logFile, err := os.Create(*logPath)
+	if err != nil {
+		logf("log: %v", err)
+		return 1
+	}
+	defer logFile.Close()
+	mock.Stdout, mock.Stderr = logFile, logFile
 	mock.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // go run's child dies with the group
 	if err := mock.Start(); err != nil {
 		logf("start stripe-mock: %v", err)
@@ -71,10 +83,10 @@ func run() int {
 	defer stop()
 	url := "http://" + addr
 	if err := waitReady(url, 5*time.Minute, done); err != nil {
-		logf("stripe-mock %s did not start: %v", *version, err)
+		logf("stripe-mock %s did not start: %v (its output is in %s)", *version, err, *logPath)
 		return 1
 	}
-	logf("stripe-mock %s on %s", *version, url)
+	logf("stripe-mock %s on %s (its output: %s)", *version, url, *logPath)
 	return runChild(args, append(os.Environ(), "STRIPE_MOCK_URL="+url))
 }
 
