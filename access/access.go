@@ -46,6 +46,8 @@ var (
 	ErrUnauthenticated = errors.New("unauthenticated")
 	// ErrForbidden: the principal is known but may not do this. HTTP answers 403.
 	ErrForbidden = errors.New("forbidden")
+	// ErrFourEyes: an approval by whoever requested it.
+	ErrFourEyes = fmt.Errorf("%w: four eyes", ErrForbidden)
 	// ErrInvalid: a bad argument (role, name, person id, expiry).
 	ErrInvalid = errors.New("invalid request")
 	// ErrNotFound: no such token.

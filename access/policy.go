@@ -71,7 +71,7 @@ const (
 	CommitmentList     Action = "payouts.commitment.list"
 	StipendList        Action = "payouts.stipend.list"
 	StipendRun         Action = "payouts.stipend.run"
-	TaxReportRead      Action = "payouts.report.1099_nec"
+	TaxReportRead      Action = "payouts.report.nec"
 	ReconciliationRead Action = "payouts.reconciliation.read"
 	ReconciliationRun  Action = "payouts.reconciliation.run"
 	PayoutsRun         Action = "payouts.run"
@@ -157,7 +157,7 @@ func Authorize(p Principal, a Action, r Resource) error {
 			case r.RequestedBy == "":
 				return fmt.Errorf("%w: %s: the requester is unknown, so four eyes cannot be shown", ErrForbidden, a)
 			case r.RequestedBy == p.Subject():
-				return fmt.Errorf("%w: %s: you requested it; another admin must approve", ErrForbidden, a)
+				return fmt.Errorf("%w: %s: you requested it; another admin must approve", ErrFourEyes, a)
 			}
 		}
 		return nil

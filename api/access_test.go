@@ -178,6 +178,7 @@ var routeActions = map[string]access.Action{
 	"POST /v1/people/{id}/consent":                     access.PersonUpdate,
 	"POST /v1/people/{id}/band":                        access.PersonUpdate,
 	"POST /v1/people/{id}/roles":                       access.PersonUpdate,
+	"POST /v1/people/{id}/tax-form":                    access.PersonUpdate,
 	"POST /v1/connections":                             access.ConnectionCreate,
 	"GET /v1/connections":                              access.ConnectionList,
 	"POST /v1/connections/{id}/end":                    access.ConnectionEnd,
@@ -195,6 +196,27 @@ var routeActions = map[string]access.Action{
 	"GET /v1/participants/{id}/progress":               access.ProgressRead,
 	"GET /v1/awards":                                   access.AwardList,
 	"GET /v1/disbursements":                            access.DisbursementList,
+
+	// Payouts' routes: walked with the network's in network_test.go (networkExpected).
+	"POST /v1/disbursements":                  access.DisbursementCreate,
+	"GET /v1/disbursements/{id}":              access.DisbursementRead,
+	"POST /v1/disbursements/{id}/approve":     access.DisbursementApprove,
+	"POST /v1/disbursements/{id}/reject":      access.DisbursementReject,
+	"POST /v1/disbursements/{id}/retry":       access.DisbursementRetry,
+	"POST /v1/disbursements/{id}/cancel":      access.DisbursementCancel,
+	"GET /v1/programs/{id}/payout-policy":     access.PayoutPolicyRead,
+	"POST /v1/programs/{id}/payout-policy":    access.PayoutPolicyWrite,
+	"POST /v1/programs/{id}/stipend-policy":   access.PayoutPolicyWrite,
+	"POST /v1/people/{id}/payout-destination": access.DestinationWrite,
+	"POST /v1/commitments":                    access.CommitmentWrite,
+	"GET /v1/commitments":                     access.CommitmentList,
+	"POST /v1/commitments/{id}/cancel":        access.CommitmentWrite,
+	"GET /v1/stipends":                        access.StipendList,
+	"POST /v1/stipends/run":                   access.StipendRun,
+	"GET /v1/reports/1099-nec":                access.TaxReportRead,
+	"GET /v1/reconciliations":                 access.ReconciliationRead,
+	"POST /v1/reconciliations":                access.ReconciliationRun,
+	"POST /v1/payouts/run":                    access.PayoutsRun,
 }
 
 // walkedHere says whether TestEveryRouteEveryRole walks a route's callers itself: the
@@ -235,6 +257,15 @@ var policyByAction = map[access.Action]allowedBesidesAdmins{
 	access.ConversationList: {auditor: true, owner: true}, access.ConversationReview: {}, access.ConversationBatch: {}, access.RuleWrite: {},
 	access.RuleRead: {auditor: true, owner: true}, access.ProgressRead: {auditor: true, owner: true},
 	access.AwardList: {auditor: true, owner: true}, access.DisbursementList: {auditor: true, owner: true},
+	// Payout actions: auditors take every read; a person reads their own disbursements,
+	// commitments and (a coach) stipends, and sets their own payout destination. Approving
+	// is the admins' but for four eyes: a token naming its person, who did not request it.
+	access.DisbursementCreate: {}, access.DisbursementRead: {auditor: true, owner: true}, access.DisbursementApprove: {},
+	access.DisbursementReject: {}, access.DisbursementRetry: {}, access.DisbursementCancel: {},
+	access.PayoutPolicyRead: {auditor: true}, access.PayoutPolicyWrite: {}, access.DestinationWrite: {owner: true},
+	access.CommitmentWrite: {}, access.CommitmentList: {auditor: true, owner: true}, access.StipendList: {auditor: true, owner: true},
+	access.StipendRun: {}, access.TaxReportRead: {auditor: true}, access.ReconciliationRead: {auditor: true},
+	access.ReconciliationRun: {}, access.PayoutsRun: {},
 }
 
 type callerKind int

@@ -626,6 +626,7 @@ var networkExpected = map[string]networkRow{
 	"POST /v1/people/{id}/consent":                     {pass, deny, deny, deny, deny, deny, deny, na},
 	"POST /v1/people/{id}/band":                        {pass, deny, deny, deny, deny, deny, deny, na},
 	"POST /v1/people/{id}/roles":                       {pass, deny, deny, deny, deny, deny, deny, na},
+	"POST /v1/people/{id}/tax-form":                    {pass, deny, deny, deny, deny, deny, deny, na},
 	"POST /v1/connections":                             {pass, deny, deny, deny, pass, deny, na, na},
 	"GET /v1/connections":                              {pass, pass, pass, deny, pass, deny, pass, deny},
 	"POST /v1/connections/{id}/end":                    {pass, deny, deny, deny, pass, deny, na, na},
@@ -643,6 +644,31 @@ var networkExpected = map[string]networkRow{
 	"GET /v1/participants/{id}/progress":               {pass, pass, pass, deny, pass, deny, pass, na},
 	"GET /v1/awards":                                   {pass, pass, pass, deny, pass, deny, pass, deny},
 	"GET /v1/disbursements":                            {pass, pass, pass, deny, pass, deny, pass, deny},
+
+	// Payouts (README "Payouts over HTTP"). A record is a disbursement of ana's or ben's
+	// (f.disbursementOf). The admin walked here holds a token without a person, so he may not
+	// approve: four eyes need a person (TestDisbursementApprovalsHTTP approves with one). A
+	// person, not their coach, sets where they are paid. Stipends are a coach's (?coach=): ana,
+	// a participant, has none to read.
+	"POST /v1/disbursements":                  {pass, deny, na, na, na, na, na, deny},
+	"GET /v1/disbursements/{id}":              {pass, pass, pass, deny, pass, deny, na, na},
+	"POST /v1/disbursements/{id}/approve":     {deny, deny, deny, deny, deny, deny, na, na},
+	"POST /v1/disbursements/{id}/reject":      {pass, deny, deny, deny, deny, deny, na, na},
+	"POST /v1/disbursements/{id}/retry":       {pass, deny, deny, deny, deny, deny, na, na},
+	"POST /v1/disbursements/{id}/cancel":      {pass, deny, deny, deny, deny, deny, na, na},
+	"GET /v1/programs/{id}/payout-policy":     {pass, pass, na, na, na, na, na, deny},
+	"POST /v1/programs/{id}/payout-policy":    {pass, deny, na, na, na, na, na, deny},
+	"POST /v1/programs/{id}/stipend-policy":   {pass, deny, na, na, na, na, na, deny},
+	"POST /v1/people/{id}/payout-destination": {pass, deny, pass, deny, deny, deny, pass, na},
+	"POST /v1/commitments":                    {pass, deny, na, na, na, na, na, deny},
+	"GET /v1/commitments":                     {pass, pass, pass, deny, pass, deny, pass, deny},
+	"POST /v1/commitments/{id}/cancel":        {pass, deny, na, na, na, na, na, deny},
+	"GET /v1/stipends":                        {pass, pass, deny, deny, deny, deny, pass, deny},
+	"POST /v1/stipends/run":                   {pass, deny, na, na, na, na, na, deny},
+	"GET /v1/reports/1099-nec":                {pass, pass, na, na, na, na, na, deny},
+	"GET /v1/reconciliations":                 {pass, pass, na, na, na, na, na, deny},
+	"POST /v1/reconciliations":                {pass, deny, na, na, na, na, na, deny},
+	"POST /v1/payouts/run":                    {pass, deny, na, na, na, na, na, deny},
 }
 
 // TestEveryNetworkRouteEveryRole is the network's TestEveryRouteEveryRole: every network
@@ -719,7 +745,8 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 		t.Helper()
 		path = rt.Path
 		for prefix, id := range map[string]string{"/v1/programs/": "p1", "/v1/people/": subject, "/v1/participants/": subject,
-			"/v1/connections/": conns[subject], "/v1/conversations/": convs[subject]} {
+			"/v1/connections/": conns[subject], "/v1/conversations/": convs[subject],
+			"/v1/disbursements/": f.disbursementOf(t, subject), "/v1/commitments/": f.commitmentOf(t, "ana")} {
 			if strings.HasPrefix(path, prefix) && strings.Contains(path, "{id}") {
 				require.NotEmpty(t, id, "%s: no id for subject %q", rt.Path, subject)
 				path = strings.Replace(path, "{id}", id, 1)
@@ -738,9 +765,13 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 					path += "?participant=" + subject
 				}
 			}
-		case "/v1/disbursements":
+		case "/v1/disbursements", "/v1/commitments":
 			if subject != "" {
 				path += "?person=" + subject
+			}
+		case "/v1/stipends":
+			if subject != "" {
+				path += "?coach=" + subject // a coach's stipends; ana's, a participant's, are none
 			}
 		case "/v1/rules":
 			if rt.Method == http.MethodGet {

@@ -230,7 +230,11 @@ func (s *Server) reconcile(r *http.Request, body reconcileRequest) (any, error) 
 	if body.Days < 0 || body.Days > 400 {
 		return nil, fmt.Errorf("%w: days: %d, from 1 to 400 (default 7)", payouts.ErrInvalid, body.Days)
 	}
-	return s.payouts.Reconcile(r.Context(), time.Now().AddDate(0, 0, -max(body.Days, 7)))
+	days := body.Days
+	if days == 0 {
+		days = 7
+	}
+	return s.payouts.Reconcile(r.Context(), time.Now().AddDate(0, 0, -days))
 }
 
 type runRequest struct{}

@@ -56,6 +56,7 @@ var problemKinds = []problemKind{
 	{ledger.ErrImmutable, http.StatusConflict, "immutable", "Ledger records are immutable"},
 	{ledger.ErrClosed, http.StatusServiceUnavailable, "unavailable", "Service shutting down"},
 	{access.ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated", "Authentication required"},
+	{access.ErrFourEyes, http.StatusForbidden, "four-eyes", "Four eyes: another admin must approve"},
 	{access.ErrForbidden, http.StatusForbidden, "forbidden", "Forbidden"},
 	{access.ErrCSRF, http.StatusForbidden, "csrf", "Missing or wrong CSRF token"},
 	{errRateLimited, http.StatusTooManyRequests, "rate-limited", "Too many requests"},

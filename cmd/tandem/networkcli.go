@@ -92,7 +92,7 @@ func networkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	)
 	pos, err := parseInterspersed(fs, rest)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	need := func(n int, what string) error {
 		if len(pos) != n {

@@ -84,7 +84,7 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	)
 	pos, err := parseInterspersed(fs, rest)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	need := func(n int, what string) error {
 		if len(pos) != n {

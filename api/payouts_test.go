@@ -1,0 +1,1018 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/webhook"
+	"golang.org/x/time/rate"
+
+	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/api"
+	"github.com/tandemledger/tandem/internal/app"
+	"github.com/tandemledger/tandem/internal/dbtest"
+)
+
+// setupPayouts is setupNetwork with the app's configuration (a webhook secret): the server
+// on internal/app, River's workers running when river is set, and the same tokens.
+func setupPayouts(t *testing.T, river bool, cfg app.Config) *netFixture {
+	t.Helper()
+	pool := dbtest.New(t, dbtest.Options{MaxConns: 12})
+	a, err := app.New(pool, cfg)
+	require.NoError(t, err)
+	if river {
+		require.NoError(t, a.Start(context.Background()))
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = a.Stop(ctx)
+		})
+	} else {
+		t.Cleanup(a.Ledger.Close)
+	}
+	srv := httptest.NewServer(api.New(api.Config{Pool: pool, Ledger: a.Ledger, Access: a.Access, Network: a.Network,
+		Payouts: a.Payouts, WriteRate: rate.Inf}))
+	t.Cleanup(srv.Close) // runs before the app stops
+	f := &netFixture{testBundle: &testBundle{srv: srv, pool: pool, access: a.Access}, app: a,
+		now: time.Now().UTC(), program: "p1"}
+	f.token = f.newToken(t, access.Admin, "")
+	f.auditor = f.newToken(t, access.Auditor, "")
+	f.ana = f.newToken(t, access.Participant, "ana")
+	f.ben = f.newToken(t, access.Participant, "ben")
+	f.cy = f.newToken(t, access.Coach, "cy")
+	return f
+}
+
+// walkRecords are the disbursements and commitments the route walk of network_test.go names
+// in its paths, made on first use, one per fixture and person.
+var walkRecords = struct {
+	sync.Mutex
+	ids map[string]string
+}{ids: map[string]string{}}
+
+func (f *netFixture) walkRecord(t *testing.T, kind, person string, make func() string) string {
+	t.Helper()
+	walkRecords.Lock()
+	defer walkRecords.Unlock()
+	key := f.srv.URL + " " + kind + " " + person
+	if id, ok := walkRecords.ids[key]; ok {
+		return id
+	}
+	id := make()
+	walkRecords.ids[key] = id
+	return id
+}
+
+// enrolled says whether person is enrolled in p1 (manual disbursements need it).
+func (f *netFixture) enrolled(t *testing.T, person string) bool {
+	t.Helper()
+	var ok bool
+	require.NoError(t, f.pool.QueryRow(context.Background(),
+		`SELECT EXISTS (SELECT 1 FROM network_enrolments WHERE program_id = 'p1' AND person_id = $1)`, person).Scan(&ok))
+	return ok
+}
+
+// disbursementOf is a manual disbursement of 150.00 to person, requested by the admin (above
+// the seed's auto-approve limit: it awaits approval), or "" for someone not enrolled in p1.
+func (f *netFixture) disbursementOf(t *testing.T, person string) string {
+	t.Helper()
+	if person == "" || !f.enrolled(t, person) {
+		return ""
+	}
+	return f.walkRecord(t, "disbursement", person, func() string {
+		r := f.do(t, "POST", "/v1/disbursements", grantBody(person, "150.00", "walk: a grant"), "Idempotency-Key", "walk-"+person)
+		requireStatus(t, r, http.StatusCreated)
+		return r.body["id"].(string)
+	})
+}
+
+// commitmentOf is a commitment of two instalments of 40.00 to person, the first due in 30 days.
+func (f *netFixture) commitmentOf(t *testing.T, person string) string {
+	t.Helper()
+	return f.walkRecord(t, "commitment", person, func() string {
+		r := f.do(t, "POST", "/v1/commitments", fmt.Sprintf(`{"program":"p1","person":%q,"amount":"40.00","instalments":2,
+			"every_months":3,"first_due":%q}`, person, f.day(30)), "Idempotency-Key", "walk-commitment-"+person)
+		requireStatus(t, r, http.StatusCreated)
+		return r.body["id"].(string)
+	})
+}
+
+func grantBody(person, amount, reason string) string {
+	return fmt.Sprintf(`{"program":"p1","person":%q,"amount":%q,"reason":%q}`, person, amount, reason)
+}
+
+// grant creates a manual disbursement as the admin token secret and returns it.
+func (f *netFixture) grant(t *testing.T, secret, person, amount, key string) map[string]any {
+	t.Helper()
+	r := f.as(t, secret, "POST", "/v1/disbursements", grantBody(person, amount, "grant "+key), "Idempotency-Key", key)
+	requireStatus(t, r, http.StatusCreated)
+	require.NotEmpty(t, r.body["id"], r.raw)
+	return r.body
+}
+
+// disbursement reads one as the admin.
+func (f *netFixture) disbursement(t *testing.T, id string) map[string]any {
+	t.Helper()
+	r := f.do(t, "GET", "/v1/disbursements/"+id, "")
+	requireStatus(t, r, http.StatusOK)
+	return r.body
+}
+
+// waitDisbursement polls a disbursement until it reaches state.
+func (f *netFixture) waitDisbursement(t *testing.T, id, state string) map[string]any {
+	t.Helper()
+	var d map[string]any
+	waitFor(t, "disbursement "+id+" "+state, func() bool {
+		d = f.disbursement(t, id)
+		return d["state"] == state
+	})
+	return d
+}
+
+// posted is an account's posted balance, read over HTTP as the admin.
+func (f *netFixture) posted(t *testing.T, account string) string {
+	t.Helper()
+	r := f.do(t, "GET", "/v1/ledger/balances/"+account, "")
+	requireStatus(t, r, http.StatusOK)
+	return r.body["posted"].(string)
+}
+
+// requireAmount compares amounts as numbers: "500" and "500.00" are the same threshold.
+func requireAmount(t *testing.T, want string, got any, msgAndArgs ...any) {
+	t.Helper()
+	s, ok := got.(string)
+	require.True(t, ok, "amount %v is not a string", got)
+	g, err := decimal.NewFromString(s)
+	require.NoError(t, err)
+	require.True(t, decimal.RequireFromString(want).Equal(g), append([]any{"want %s, got %s", want, s}, msgAndArgs...)...)
+}
+
+// assertProblem is requireProblem that lets the test go on: for checks of known faults,
+// so that the rest of a flow is checked too.
+func assertProblem(t *testing.T, r response, status int, slug string) bool {
+	t.Helper()
+	return assert.Equal(t, status, r.status, r.raw) &&
+		assert.Equal(t, "application/problem+json", r.header.Get("Content-Type")) &&
+		assert.Equal(t, api.ProblemTypePrefix+slug, r.body["type"], r.raw)
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+func obj(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+// states lists the to-states of a disbursement's transitions.
+func states(d map[string]any) []string {
+	var out []string
+	for _, tr := range list(d["transitions"]) {
+		out = append(out, obj(tr)["to"].(string))
+	}
+	return out
+}
+
+// ids lists the ids of a list of disbursements.
+func ids(l any) []string {
+	out := []string{}
+	for _, d := range list(l) {
+		out = append(out, obj(d)["id"].(string))
+	}
+	return out
+}
+
+func (f *netFixture) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, f.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+// TestDisbursementApprovalsHTTP: a manual disbursement over HTTP with River and the sandbox —
+// the idempotency key, four eyes, one admin's approval, payment, and dual control.
+func TestDisbursementApprovalsHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, true, app.Config{})
+	f.seed(t)
+	adm1 := f.newToken(t, access.Admin, "adm1")
+	adm2 := f.newToken(t, access.Admin, "adm2")
+	adm3 := f.newToken(t, access.Admin, "adm3")
+	requireStatus(t, f.do(t, "POST", "/v1/programs/p1/fund", `{"amount":"5000.00"}`, "Idempotency-Key", "donor-2"), http.StatusCreated)
+	require.Equal(t, "6000.00", f.posted(t, "program/p1/fund"))
+
+	// Without an idempotency key, or with two that disagree: 422, and nothing is written.
+	before := f.networkRows(t)
+	r := f.as(t, adm1, "POST", "/v1/disbursements", grantBody("ana", "300.00", "laptop repair"))
+	requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+	require.Contains(t, r.body["detail"], "idempotency_key")
+	r = f.as(t, adm1, "POST", "/v1/disbursements", `{"program":"p1","person":"ana","amount":"300.00","reason":"laptop repair",
+		"idempotency_key":"body-key"}`, "Idempotency-Key", "header-key")
+	requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+	require.Contains(t, r.body["detail"], "idempotency_key")
+	require.Equal(t, before, f.networkRows(t), "a refused disbursement writes nothing")
+
+	// Above the auto-approve limit (100.00), below dual control (500.00): one admin approves.
+	r = f.as(t, adm1, "POST", "/v1/disbursements", grantBody("ana", "300.00", "laptop repair"), "Idempotency-Key", "k1")
+	requireStatus(t, r, http.StatusCreated)
+	d := r.body
+	id := d["id"].(string)
+	require.Equal(t, "awaiting_approval", d["state"], r.raw)
+	require.EqualValues(t, 1, d["approvals_needed"])
+	require.Equal(t, "300.00", d["amount"])
+	require.Equal(t, "USD", d["currency"])
+	require.Equal(t, "manual", d["source"])
+	require.Equal(t, "ana", d["person_id"])
+	require.Equal(t, "p1", d["program_id"])
+	require.Equal(t, "participant/ana/wallet", d["wallet"])
+	require.Equal(t, "person:adm1", d["requested_by"])
+	require.Equal(t, "laptop repair", d["reason"])
+	require.Equal(t, "5700.00", f.posted(t, "program/p1/fund"), "the grant moved from the fund to the wallet")
+	require.Equal(t, "300.00", f.posted(t, "participant/ana/wallet"))
+
+	// The same key again is the same disbursement, paid into the wallet once; the key with
+	// another amount is refused.
+	r = f.as(t, adm1, "POST", "/v1/disbursements", grantBody("ana", "300.00", "laptop repair"), "Idempotency-Key", "k1")
+	require.Contains(t, []int{http.StatusOK, http.StatusCreated}, r.status, r.raw)
+	require.Equal(t, id, r.body["id"], "a replay answers the first disbursement")
+	r = f.as(t, adm1, "POST", "/v1/disbursements", `{"program":"p1","person":"ana","amount":"300.00","reason":"laptop repair",
+		"idempotency_key":"k1"}`)
+	require.Contains(t, []int{http.StatusOK, http.StatusCreated}, r.status, r.raw)
+	require.Equal(t, id, r.body["id"], "the key may be sent in the body instead")
+	require.Equal(t, "5700.00", f.posted(t, "program/p1/fund"))
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM payouts_disbursements WHERE person_id = 'ana'`))
+	requireProblem(t, f.as(t, adm1, "POST", "/v1/disbursements", grantBody("ana", "301.00", "laptop repair"), "Idempotency-Key", "k1"),
+		http.StatusConflict, "idempotency-conflict")
+
+	// GET shows its history: made awaiting approval, no approval nor attempt yet.
+	d = f.disbursement(t, id)
+	require.Equal(t, []string{"awaiting_approval"}, states(d), d)
+	first := obj(list(d["transitions"])[0])
+	require.Contains(t, first["reason"], "laptop repair")
+	require.Empty(t, list(d["approvals"]))
+	require.Empty(t, list(d["attempts"]))
+	// Who may read it: its person, her coach, auditors; not another participant.
+	requireStatus(t, f.as(t, f.ana, "GET", "/v1/disbursements/"+id, ""), http.StatusOK)
+	requireStatus(t, f.as(t, f.cy, "GET", "/v1/disbursements/"+id, ""), http.StatusOK)
+	requireStatus(t, f.as(t, f.auditor, "GET", "/v1/disbursements/"+id, ""), http.StatusOK)
+	requireProblem(t, f.as(t, f.ben, "GET", "/v1/disbursements/"+id, ""), http.StatusForbidden, "forbidden")
+	requireProblem(t, f.do(t, "GET", "/v1/disbursements/0193a0a0-0000-7000-8000-000000000000", ""), http.StatusNotFound, "not-found")
+	requireProblem(t, f.do(t, "GET", "/v1/disbursements/nope", ""), http.StatusNotFound, "not-found")
+
+	// Four eyes: the requester may not approve (README: four-eyes, 403), nor an admin token
+	// without a person, nor an auditor or the participant.
+	assertProblem(t, f.as(t, adm1, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"mine"}`), http.StatusForbidden, "four-eyes")
+	r = f.do(t, "POST", "/v1/disbursements/"+id+"/approve", `{}`)
+	requireProblem(t, r, http.StatusForbidden, "forbidden")
+	require.Contains(t, r.body["detail"], "person")
+	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/disbursements/"+id+"/approve", `{}`), http.StatusForbidden, "forbidden")
+	requireProblem(t, f.as(t, f.ana, "POST", "/v1/disbursements/"+id+"/approve", `{}`), http.StatusForbidden, "forbidden")
+	d = f.disbursement(t, id)
+	require.Equal(t, "awaiting_approval", d["state"])
+	require.Empty(t, list(d["approvals"]), "no refused approval is counted")
+
+	// A second admin approves: approved at once, then paid by the sandbox.
+	r = f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"receipt checked"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "approved", r.body["state"], r.raw)
+	require.Len(t, list(r.body["approvals"]), 1)
+	approval := obj(list(r.body["approvals"])[0])
+	require.Equal(t, "person:adm2", approval["approver"])
+	require.Equal(t, "receipt checked", approval["reason"])
+	d = f.waitDisbursement(t, id, "paid")
+	require.Equal(t, []string{"awaiting_approval", "approved", "submitted", "paid"}, states(d))
+	require.Len(t, list(d["attempts"]), 1, d)
+	attempt := obj(list(d["attempts"])[0])
+	require.Equal(t, "paid", attempt["outcome"])
+	require.Equal(t, "sandbox", attempt["provider"])
+	require.Equal(t, "sandbox:ana", attempt["destination"])
+	require.Equal(t, id, attempt["idempotency_key"], "the first attempt's key is the disbursement id")
+	require.NotEmpty(t, attempt["pending_entry_id"])
+	require.NotEmpty(t, attempt["resolved_entry_id"])
+	require.Equal(t, "0.00", f.posted(t, "participant/ana/wallet"), "paid out of the wallet")
+	require.Equal(t, "5700.00", f.posted(t, "program/p1/fund"))
+
+	// Paid is final: no second approval, no retry, no cancel.
+	requireProblem(t, f.as(t, adm3, "POST", "/v1/disbursements/"+id+"/approve", `{}`), http.StatusConflict, "disbursement-state")
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id+"/retry", `{}`), http.StatusConflict, "disbursement-state")
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id+"/cancel", `{"reason":"too late"}`), http.StatusConflict, "disbursement-state")
+
+	// Dual control from the default threshold, 500.00 inclusive: two different admins.
+	below := f.grant(t, adm1, "ana", "499.99", "k-below")
+	require.EqualValues(t, 1, below["approvals_needed"], "below the threshold one approval is enough")
+	big := f.grant(t, adm1, "ana", "500.00", "k-big")
+	bigID := big["id"].(string)
+	require.Equal(t, "awaiting_approval", big["state"])
+	require.EqualValues(t, 2, big["approvals_needed"], "at the threshold two approvals are needed")
+	r = f.as(t, adm2, "POST", "/v1/disbursements/"+bigID+"/approve", `{"reason":"first"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "awaiting_approval", r.body["state"], "one approval of two: still waiting")
+	require.Len(t, list(r.body["approvals"]), 1)
+	time.Sleep(200 * time.Millisecond) // nothing may pay it meanwhile
+	d = f.disbursement(t, bigID)
+	require.Equal(t, "awaiting_approval", d["state"])
+	require.Len(t, list(d["approvals"]), 1)
+	require.Empty(t, list(d["attempts"]))
+	// The same admin twice is still one pair of eyes; the requester none.
+	requireProblem(t, f.as(t, adm2, "POST", "/v1/disbursements/"+bigID+"/approve", `{"reason":"again"}`), http.StatusForbidden, "four-eyes")
+	assertProblem(t, f.as(t, adm1, "POST", "/v1/disbursements/"+bigID+"/approve", `{}`), http.StatusForbidden, "four-eyes")
+	require.Len(t, list(f.disbursement(t, bigID)["approvals"]), 1)
+	r = f.as(t, adm3, "POST", "/v1/disbursements/"+bigID+"/approve", `{"reason":"second"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "approved", r.body["state"], r.raw)
+	var approvers []string
+	for _, a := range list(r.body["approvals"]) {
+		approvers = append(approvers, obj(a)["approver"].(string))
+	}
+	require.ElementsMatch(t, []string{"person:adm2", "person:adm3"}, approvers)
+	last := obj(list(r.body["transitions"])[len(list(r.body["transitions"]))-1])
+	require.Contains(t, last["reason"], "dual control")
+	f.waitDisbursement(t, bigID, "paid")
+	require.Equal(t, "4700.01", f.posted(t, "program/p1/fund"), "6000.00 less the grants of 300.00, 499.99 and 500.00")
+}
+
+// TestDisbursementRejectCancelRetryHTTP: rejected and canceled disbursements give their money
+// back to the fund; a reason is required; only failed disbursements are retried. River does
+// not run here, so each state stays until the test moves it.
+func TestDisbursementRejectCancelRetryHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	f.seed(t)
+	adm2 := f.newToken(t, access.Admin, "adm2")
+	require.Equal(t, "1000.00", f.posted(t, "program/p1/fund"))
+
+	d := f.grant(t, f.token, "ana", "200.00", "r1")
+	id := d["id"].(string)
+	require.Equal(t, "awaiting_approval", d["state"])
+	require.Equal(t, "800.00", f.posted(t, "program/p1/fund"))
+	require.Equal(t, "200.00", f.posted(t, "participant/ana/wallet"))
+
+	// A rejection needs a reason.
+	for _, body := range []string{`{}`, `{"reason":"   "}`} {
+		r := f.do(t, "POST", "/v1/disbursements/"+id+"/reject", body)
+		requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+		require.Contains(t, r.body["detail"], "reason")
+	}
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id+"/reject", ""), http.StatusBadRequest, "malformed-request")
+	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/disbursements/"+id+"/reject", `{"reason":"x"}`), http.StatusForbidden, "forbidden")
+	requireProblem(t, f.as(t, f.ana, "POST", "/v1/disbursements/"+id+"/reject", `{"reason":"x"}`), http.StatusForbidden, "forbidden")
+	require.Equal(t, "awaiting_approval", f.disbursement(t, id)["state"])
+	require.Equal(t, "800.00", f.posted(t, "program/p1/fund"))
+
+	// Rejected with a reason: the money goes back to the fund by an entry of its own.
+	r := f.do(t, "POST", "/v1/disbursements/"+id+"/reject", `{"reason":"no receipt"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "rejected", r.body["state"], r.raw)
+	require.NotEmpty(t, r.body["fund_return_entry_id"], r.raw)
+	last := obj(list(r.body["transitions"])[len(list(r.body["transitions"]))-1])
+	require.Equal(t, "awaiting_approval", last["from"])
+	require.Equal(t, "rejected", last["to"])
+	require.Equal(t, "no receipt", last["reason"])
+	require.Equal(t, "1000.00", f.posted(t, "program/p1/fund"), "back in the fund")
+	require.Equal(t, "0.00", f.posted(t, "participant/ana/wallet"))
+	r = f.do(t, "GET", "/v1/ledger/entries/"+r.body["fund_return_entry_id"].(string), "")
+	requireStatus(t, r, http.StatusOK)
+	require.Contains(t, r.raw, "program/p1/fund")
+
+	// Rejected is final.
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id+"/reject", `{"reason":"again"}`), http.StatusConflict, "disbursement-state")
+	requireProblem(t, f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{}`), http.StatusConflict, "disbursement-state")
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id+"/cancel", `{"reason":"x"}`), http.StatusConflict, "disbursement-state")
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id+"/retry", `{}`), http.StatusConflict, "disbursement-state")
+	require.Equal(t, "1000.00", f.posted(t, "program/p1/fund"), "returned once")
+
+	// Only failed disbursements are retried; awaiting approval, it may be canceled.
+	waiting := f.grant(t, f.token, "ana", "150.00", "c1")["id"].(string)
+	r = f.do(t, "POST", "/v1/disbursements/"+waiting+"/retry", `{"reason":"try again"}`)
+	requireProblem(t, r, http.StatusConflict, "disbursement-state")
+	require.Contains(t, r.body["detail"], "failed")
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+waiting+"/cancel", `{}`), http.StatusUnprocessableEntity, "validation-failed")
+	r = f.do(t, "POST", "/v1/disbursements/"+waiting+"/cancel", `{"reason":"duplicate request"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "canceled", r.body["state"])
+	require.Equal(t, "1000.00", f.posted(t, "program/p1/fund"))
+
+	// Approved within the limit but not submitted yet (no worker runs): it may be canceled,
+	// and its submission job then sends nothing.
+	approved := f.grant(t, f.token, "ana", "60.00", "c2")
+	approvedID := approved["id"].(string)
+	require.Equal(t, "approved", approved["state"])
+	r = f.do(t, "POST", "/v1/disbursements/"+approvedID+"/cancel", `{"reason":"paid in cash instead"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "canceled", r.body["state"])
+	require.NoError(t, f.app.Payouts.Submit(context.Background(), uuid.MustParse(approvedID)))
+	d = f.disbursement(t, approvedID)
+	require.Equal(t, "canceled", d["state"])
+	require.Empty(t, list(d["attempts"]), "a canceled disbursement is not sent")
+	require.Equal(t, "1000.00", f.posted(t, "program/p1/fund"))
+	require.Equal(t, "0.00", f.posted(t, "participant/ana/wallet"))
+
+	// Unknown disbursements: 404 to admins.
+	const unknown = "0193a0a0-0000-7000-8000-000000000000"
+	for _, action := range []string{"reject", "cancel", "retry"} {
+		requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+unknown+"/"+action, `{"reason":"x"}`), http.StatusNotFound, "not-found")
+	}
+}
+
+// TestDisbursementBadInputHTTP: each bad manual disbursement answers its problem and writes
+// nothing.
+func TestDisbursementBadInputHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	f.seed(t)
+	cases := []struct {
+		name, who, body string
+		status          int
+		slug, detail    string
+	}{
+		{"unknown program", f.token, `{"program":"nope","person":"ana","amount":"10.00","reason":"x"}`, 404, "not-found", "nope"},
+		{"person not enrolled", f.token, grantBody("mo", "10.00", "x"), 404, "not-found", "mo"},
+		{"person without consent", f.token, grantBody("ben", "10.00", "x"), 409, "no-consent", "ben"},
+		{"no reason", f.token, grantBody("ana", "10.00", " "), 422, "validation-failed", "reason"},
+		{"amount 0", f.token, grantBody("ana", "0", "x"), 422, "validation-failed", "amount"},
+		{"amount negative", f.token, grantBody("ana", "-5.00", "x"), 422, "validation-failed", "amount"},
+		{"amount not a number", f.token, grantBody("ana", "ten", "x"), 422, "validation-failed", "amount"},
+		{"amount with a third decimal", f.token, grantBody("ana", "10.001", "x"), 422, "validation-failed", "amount"},
+		{"more than the fund holds", f.token, grantBody("ana", "1000.01", "x"), 422, "insufficient-funds", ""},
+		{"unknown field", f.token, `{"program":"p1","person":"ana","amount":"10.00","reason":"x","bonus":"1"}`, 400, "malformed-request", "bonus"},
+		{"auditor", f.auditor, grantBody("ana", "10.00", "x"), 403, "forbidden", ""},
+		{"participant for herself", f.ana, grantBody("ana", "10.00", "x"), 403, "forbidden", ""},
+		{"coach for his participant", f.cy, grantBody("ana", "10.00", "x"), 403, "forbidden", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := f.networkRows(t)
+			r := f.as(t, tc.who, "POST", "/v1/disbursements", tc.body, "Idempotency-Key", "bad-"+tc.name)
+			requireProblem(t, r, tc.status, tc.slug)
+			require.Contains(t, r.body["detail"], tc.detail)
+			require.Equal(t, before, f.networkRows(t), "a refused disbursement writes nothing")
+		})
+	}
+}
+
+// TestPayoutDestinationHTTP: a payout to a destination that refuses it fails, shows in the
+// failed list, is retried by an admin, and is paid once its person gives a new destination —
+// which she may set herself, and her coach may not.
+func TestPayoutDestinationHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, true, app.Config{})
+	f.seed(t)
+
+	// Only ana herself (or an admin) says where she is paid.
+	before := f.count(t, `SELECT count(*) FROM payouts_destinations`)
+	for _, who := range []string{f.cy, f.ben, f.auditor} {
+		requireProblem(t, f.as(t, who, "POST", "/v1/people/ana/payout-destination", `{"account":"sandbox:mallory"}`),
+			http.StatusForbidden, "forbidden")
+	}
+	requireProblem(t, f.as(t, f.ana, "POST", "/v1/people/ana/payout-destination", `{"account":" "}`),
+		http.StatusUnprocessableEntity, "validation-failed")
+	require.Equal(t, before, f.count(t, `SELECT count(*) FROM payouts_destinations`), "refusals set nothing")
+	r := f.as(t, f.ana, "POST", "/v1/people/ana/payout-destination", `{"account":"fail:account-closed"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "ana", r.body["person"])
+	require.Equal(t, "sandbox", r.body["provider"])
+	require.Equal(t, "fail:account-closed", r.body["account"])
+	require.Equal(t, "person:ana", r.body["set_by"])
+	require.Empty(t, r.body["retried"])
+
+	// Within the auto-approve limit: approved, sent, refused by the destination.
+	d := f.grant(t, f.token, "ana", "80.00", "d1")
+	id := d["id"].(string)
+	require.Equal(t, "approved", d["state"])
+	d = f.waitDisbursement(t, id, "failed")
+	require.Len(t, list(d["attempts"]), 1)
+	a := obj(list(d["attempts"])[0])
+	require.Equal(t, "failed", a["outcome"])
+	require.Equal(t, "account-closed", a["reason"])
+	require.Equal(t, "fail:account-closed", a["destination"])
+	last := obj(list(d["transitions"])[len(list(d["transitions"]))-1])
+	require.Contains(t, last["reason"], "automatic retry 1 of 2", "the default policy retries twice")
+	require.Equal(t, "80.00", f.posted(t, "participant/ana/wallet"), "a failed payout leaves the money in the wallet")
+
+	// The failed list: admins, and ana for herself.
+	r = f.do(t, "GET", "/v1/disbursements?state=failed", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, []string{id}, ids(r.body["disbursements"]))
+	r = f.as(t, f.ana, "GET", "/v1/disbursements?state=failed&person=ana", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, []string{id}, ids(r.body["disbursements"]))
+	r = f.do(t, "GET", "/v1/disbursements?state=paid", "")
+	requireStatus(t, r, http.StatusOK)
+	require.NotContains(t, ids(r.body["disbursements"]), id)
+
+	// An admin retries it: a second attempt, with its own key, to the same refusing destination.
+	r = f.do(t, "POST", "/v1/disbursements/"+id+"/retry", `{"reason":"try again"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Contains(t, []any{"approved", "submitted", "failed"}, r.body["state"], r.raw)
+	waitFor(t, "the second attempt to fail", func() bool {
+		d = f.disbursement(t, id)
+		return d["state"] == "failed" && len(list(d["attempts"])) == 2
+	})
+	require.Equal(t, id+":2", obj(list(d["attempts"])[1])["idempotency_key"])
+
+	// Ana gives a new destination: her failed payout is retried there and paid.
+	r = f.as(t, f.ana, "POST", "/v1/people/ana/payout-destination", `{"account":"sandbox:ana-credit-union"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, []any{id}, r.body["retried"])
+	d = f.waitDisbursement(t, id, "paid")
+	require.Len(t, list(d["attempts"]), 3)
+	a = obj(list(d["attempts"])[2])
+	require.Equal(t, "paid", a["outcome"])
+	require.Equal(t, "sandbox:ana-credit-union", a["destination"])
+	require.Equal(t, id+":3", a["idempotency_key"])
+	require.Equal(t, []string{"approved", "submitted", "failed", "approved", "submitted", "failed", "approved", "submitted", "paid"}, states(d))
+	r = f.do(t, "GET", "/v1/disbursements?state=failed", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Empty(t, list(r.body["disbursements"]))
+	require.Equal(t, "0.00", f.posted(t, "participant/ana/wallet"))
+	require.Equal(t, "920.00", f.posted(t, "program/p1/fund"))
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id+"/retry", `{}`), http.StatusConflict, "disbursement-state")
+}
+
+// TestPayoutPolicyHTTP: the default policy, refused settings, a policy set and in force for
+// the disbursements made after it (dual control, monthly cap).
+func TestPayoutPolicyHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	f.seed(t)
+	adm2 := f.newToken(t, access.Admin, "adm2")
+	requireStatus(t, f.do(t, "POST", "/v1/programs/p1/fund", `{"amount":"5000.00"}`, "Idempotency-Key", "donor-2"), http.StatusCreated)
+
+	r := f.do(t, "GET", "/v1/programs/p1/payout-policy", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, true, r.body["default"], r.raw)
+	require.Equal(t, "p1", r.body["program"])
+	requireAmount(t, "500", r.body["dual_control_threshold"])
+	requireAmount(t, "100", r.body["auto_approve_limit"])
+	require.Nil(t, r.body["monthly_cap"])
+	require.Nil(t, r.body["yearly_cap"])
+	require.EqualValues(t, 30, r.body["remediation_days"])
+	require.EqualValues(t, 2, r.body["auto_retries"])
+	require.Equal(t, "1h0m0s", r.body["retry_backoff"])
+	requireStatus(t, f.as(t, f.auditor, "GET", "/v1/programs/p1/payout-policy", ""), http.StatusOK)
+	requireProblem(t, f.as(t, f.ana, "GET", "/v1/programs/p1/payout-policy", ""), http.StatusForbidden, "forbidden")
+	requireProblem(t, f.do(t, "GET", "/v1/programs/nope/payout-policy", ""), http.StatusNotFound, "not-found")
+
+	bad := []struct {
+		name, body, field string
+	}{
+		{"negative threshold", `{"dual_control_threshold":"-1"}`, "dual_control_threshold"},
+		{"zero threshold", `{"dual_control_threshold":"0"}`, "dual_control_threshold"},
+		{"threshold not an amount", `{"dual_control_threshold":"lots"}`, "dual_control_threshold"},
+		{"cap with three decimals", `{"monthly_cap":"10.001"}`, "monthly_cap"},
+		{"monthly over yearly", `{"monthly_cap":"500.00","yearly_cap":"400.00"}`, "monthly_cap"},
+		{"negative yearly cap", `{"yearly_cap":"-400.00"}`, "yearly_cap"},
+		{"remediation of a year and more", `{"remediation_days":400}`, "remediation_days"},
+		{"negative remediation", `{"remediation_days":-1}`, "remediation_days"},
+		{"eleven retries", `{"auto_retries":11}`, "auto_retries"},
+		{"negative retries", `{"auto_retries":-1}`, "auto_retries"},
+		{"backoff not a duration", `{"retry_backoff":"soon"}`, "retry_backoff"},
+		{"backoff under a second", `{"retry_backoff":"1ms"}`, "retry_backoff"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			before := f.count(t, `SELECT count(*) FROM payouts_policies`)
+			r := f.do(t, "POST", "/v1/programs/p1/payout-policy", tc.body)
+			requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+			require.Contains(t, r.body["detail"], tc.field)
+			require.Equal(t, before, f.count(t, `SELECT count(*) FROM payouts_policies`))
+		})
+	}
+	requireProblem(t, f.do(t, "POST", "/v1/programs/p1/payout-policy", `{"dual_controll":"400.00"}`), http.StatusBadRequest, "malformed-request")
+	requireProblem(t, f.do(t, "POST", "/v1/programs/nope/payout-policy", `{}`), http.StatusNotFound, "not-found")
+	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/programs/p1/payout-policy", `{"dual_control_threshold":"400.00"}`),
+		http.StatusForbidden, "forbidden")
+	require.Equal(t, true, f.do(t, "GET", "/v1/programs/p1/payout-policy", "").body["default"], "nothing was set")
+
+	r = f.do(t, "POST", "/v1/programs/p1/payout-policy", `{"dual_control_threshold":"400.00","monthly_cap":"250.00",
+		"yearly_cap":"1000.00","remediation_days":10,"auto_retries":0,"retry_backoff":"30m"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, false, r.body["default"], r.raw)
+	requireAmount(t, "400", r.body["dual_control_threshold"])
+	requireAmount(t, "250", r.body["monthly_cap"])
+	requireAmount(t, "1000", r.body["yearly_cap"])
+	require.EqualValues(t, 10, r.body["remediation_days"])
+	require.EqualValues(t, 0, r.body["auto_retries"], "zero retries is a setting, not the default")
+	require.Equal(t, "30m0s", r.body["retry_backoff"])
+	require.Contains(t, r.body["set_by"], "token:")
+	got := f.as(t, f.auditor, "GET", "/v1/programs/p1/payout-policy", "")
+	requireStatus(t, got, http.StatusOK)
+	require.JSONEq(t, r.raw, got.raw, "the policy read is the policy set")
+
+	// In force from now on: dual control at 400.00; the monthly cap holds a third grant back.
+	require.EqualValues(t, 2, f.grant(t, f.token, "ana", "400.00", "p-400")["approvals_needed"])
+	require.EqualValues(t, 1, f.grant(t, f.token, "ana", "399.99", "p-399")["approvals_needed"])
+	for _, key := range []string{"p-a", "p-b"} {
+		d := f.grant(t, f.token, "ana", "90.00", key)
+		require.Equal(t, "approved", d["state"], "90.00 within the limit and the cap")
+	}
+	held := f.grant(t, f.token, "ana", "90.00", "p-c")
+	require.Equal(t, "awaiting_approval", held["state"], "270.00 this month would pass the cap of 250.00")
+	require.Contains(t, obj(list(f.disbursement(t, held["id"].(string))["transitions"])[0])["reason"], "monthly cap")
+	r = f.as(t, adm2, "POST", "/v1/disbursements/"+held["id"].(string)+"/approve", `{}`)
+	requireProblem(t, r, http.StatusConflict, "cap-exceeded")
+	require.Contains(t, r.body["detail"], "monthly cap")
+
+	// The stipend policy: a rate per verified coaching session, admins only.
+	r = f.do(t, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"25.00"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "25.00", r.body["rate"])
+	require.Equal(t, "p1", r.body["program"])
+	requireProblem(t, f.do(t, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"-1.00"}`), http.StatusUnprocessableEntity, "validation-failed")
+	requireProblem(t, f.as(t, f.cy, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"99.00"}`), http.StatusForbidden, "forbidden")
+}
+
+// TestCommitmentsHTTP: a commitment over HTTP, who reads it, its instalment released by the
+// periodic run (POST /v1/payouts/run) into a disbursement, and its cancellation.
+func TestCommitmentsHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	f.seed(t)
+
+	// A commitment whose first instalment is due today.
+	body := fmt.Sprintf(`{"program":"p1","person":"ana","amount":"40.00","instalments":2,"every_months":3,"first_due":%q}`, f.day(0))
+	r := f.do(t, "POST", "/v1/commitments", body)
+	requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+	require.Contains(t, r.body["detail"], "idempotency_key")
+	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1"), http.StatusForbidden, "forbidden")
+	requireProblem(t, f.as(t, f.ana, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1"), http.StatusForbidden, "forbidden")
+	r = f.do(t, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1")
+	requireStatus(t, r, http.StatusCreated)
+	commitment := r.body["id"].(string)
+	require.Equal(t, "40.00", r.body["amount"])
+	require.Len(t, list(r.body["instalments"]), 2)
+	require.Equal(t, "scheduled", obj(list(r.body["instalments"])[0])["state"])
+	require.Equal(t, f.day(0), obj(list(r.body["instalments"])[0])["due_on"])
+	r = f.do(t, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1")
+	require.Contains(t, []int{http.StatusOK, http.StatusCreated}, r.status, r.raw)
+	require.Equal(t, commitment, r.body["id"], "the same key is the same commitment")
+	for _, who := range []string{f.token, f.auditor, f.ana, f.cy} {
+		r := f.as(t, who, "GET", "/v1/commitments?person=ana", "")
+		requireStatus(t, r, http.StatusOK)
+		require.Len(t, list(r.body["commitments"]), 1, r.raw)
+		require.Equal(t, commitment, obj(list(r.body["commitments"])[0])["id"])
+	}
+	requireProblem(t, f.as(t, f.ben, "GET", "/v1/commitments?person=ana", ""), http.StatusForbidden, "forbidden")
+	requireProblem(t, f.as(t, f.ana, "GET", "/v1/commitments", ""), http.StatusForbidden, "forbidden")
+
+	// The periodic run, now: the instalment due today is released into a disbursement, once.
+	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/payouts/run", `{}`), http.StatusForbidden, "forbidden")
+	r = f.do(t, "POST", "/v1/payouts/run", `{}`)
+	requireStatus(t, r, http.StatusOK)
+	require.EqualValues(t, 1, r.body["instalments_fulfilled"], r.raw)
+	require.EqualValues(t, 0, r.body["instalments_failed"])
+	require.NotNil(t, obj(r.body["sweep"]), r.raw)
+	r = f.do(t, "POST", "/v1/payouts/run", `{}`)
+	requireStatus(t, r, http.StatusOK)
+	require.EqualValues(t, 0, r.body["instalments_fulfilled"], "released once")
+	r = f.do(t, "GET", "/v1/disbursements?person=ana", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Len(t, list(r.body["disbursements"]), 1, r.raw)
+	instalment := obj(list(r.body["disbursements"])[0])
+	require.Equal(t, "commitment", instalment["source"])
+	require.Equal(t, "40.00", instalment["amount"])
+	require.Equal(t, "approved", instalment["state"], "within the auto-approve limit")
+	require.Equal(t, "960.00", f.posted(t, "program/p1/fund"))
+
+	// Canceling the commitment cancels what is still scheduled; it needs a reason.
+	requireProblem(t, f.do(t, "POST", "/v1/commitments/"+commitment+"/cancel", `{}`), http.StatusUnprocessableEntity, "validation-failed")
+	requireProblem(t, f.as(t, f.ana, "POST", "/v1/commitments/"+commitment+"/cancel", `{"reason":"x"}`), http.StatusForbidden, "forbidden")
+	r = f.do(t, "POST", "/v1/commitments/"+commitment+"/cancel", `{"reason":"left the program"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "fulfilled", obj(list(r.body["instalments"])[0])["state"])
+	require.Equal(t, "canceled", obj(list(r.body["instalments"])[1])["state"])
+}
+
+// TestPayoutReportsHTTP: stipends, the 1099-NEC report and reconciliation, over HTTP.
+func TestPayoutReportsHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	f.seed(t)
+	ctx := context.Background()
+
+	// One payout through the sandbox (no worker runs here: submitted in process), so that
+	// reconciliation has a transfer to compare.
+	grant := f.grant(t, f.token, "ana", "40.00", "rc1")
+	require.Equal(t, "approved", grant["state"])
+	require.NoError(t, f.app.Payouts.Submit(ctx, uuid.MustParse(grant["id"].(string))))
+	require.Equal(t, "paid", f.disbursement(t, grant["id"].(string))["state"])
+
+	// Stipends: cy coaches ana near-peer; one verified session last month, at a rate of 25.00.
+	requireStatus(t, f.do(t, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"25.00"}`), http.StatusOK)
+	r := f.do(t, "POST", "/v1/connections", fmt.Sprintf(`{"participant_id":"ana","other_id":"cy","role":"near_peer_coach",
+		"origin":"matched","started_on":%q}`, f.day(-70)))
+	requireStatus(t, r, http.StatusCreated)
+	month := time.Date(f.now.Year(), f.now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, -1, 0)
+	at := month.AddDate(0, 0, 1).Add(12 * time.Hour).Format(time.RFC3339)
+	requireStatus(t, f.do(t, "POST", "/v1/conversations", fmt.Sprintf(`{"connection_id":%q,"occurred_at":%q,"channel":"video",
+		"minutes":30,"resources":["advice"],"idempotency_key":"coach-1","verified":true}`, r.body["id"], at)), http.StatusCreated)
+	for _, m := range []string{"2026-13", "last month", f.now.Format("2006-01")} {
+		requireProblem(t, f.do(t, "POST", "/v1/stipends/run", fmt.Sprintf(`{"month":%q}`, m)), http.StatusUnprocessableEntity, "validation-failed")
+	}
+	requireProblem(t, f.as(t, f.cy, "POST", "/v1/stipends/run", fmt.Sprintf(`{"month":%q}`, month.Format("2006-01"))), http.StatusForbidden, "forbidden")
+	r = f.do(t, "POST", "/v1/stipends/run", fmt.Sprintf(`{"month":%q}`, month.Format("2006-01")))
+	requireStatus(t, r, http.StatusOK)
+	require.Len(t, list(r.body["stipends"]), 1, r.raw)
+	st := obj(list(r.body["stipends"])[0])
+	require.Equal(t, "cy", st["coach"])
+	require.EqualValues(t, 1, st["sessions"])
+	require.Equal(t, "25.00", st["amount"])
+	require.Equal(t, "held", st["status"], "no W-9 on file")
+	require.Contains(t, st["reason"], "W-9")
+	for _, who := range []string{f.cy, f.auditor, f.token} {
+		r := f.as(t, who, "GET", "/v1/stipends?coach=cy", "")
+		requireStatus(t, r, http.StatusOK)
+		require.Len(t, list(r.body["stipends"]), 1, r.raw)
+	}
+	requireProblem(t, f.as(t, f.ana, "GET", "/v1/stipends?coach=cy", ""), http.StatusForbidden, "forbidden")
+	requireProblem(t, f.as(t, f.cy, "GET", "/v1/stipends", ""), http.StatusForbidden, "forbidden")
+
+	// The 1099-NEC report: a held stipend is not paid, so nobody is listed.
+	for _, who := range []string{f.token, f.auditor} {
+		r := f.as(t, who, "GET", "/v1/reports/1099-nec?year=2026", "")
+		requireStatus(t, r, http.StatusOK)
+		require.EqualValues(t, 2026, r.body["year"])
+		require.Equal(t, "2000.00", r.body["threshold"], "the threshold for payments after 2025")
+		require.Equal(t, "USD", r.body["currency"])
+		require.Equal(t, []any{}, r.body["payees"], r.raw)
+	}
+	r = f.do(t, "GET", "/v1/reports/1099-nec?year=2026&threshold=600.00", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "600.00", r.body["threshold"])
+	r = f.do(t, "GET", "/v1/reports/1099-nec", "")
+	requireStatus(t, r, http.StatusOK)
+	require.EqualValues(t, time.Now().Year(), r.body["year"], "this year by default")
+	for _, q := range []string{"year=1999", "year=abc", "threshold=0", "threshold=-5", "threshold=lots"} {
+		requireProblem(t, f.do(t, "GET", "/v1/reports/1099-nec?"+q, ""), http.StatusUnprocessableEntity, "validation-failed")
+	}
+	requireProblem(t, f.as(t, f.cy, "GET", "/v1/reports/1099-nec?year=2026", ""), http.StatusForbidden, "forbidden")
+
+	// With cy's W-9 on file the held stipend is paid by the next run, a disbursement of his
+	// own (which he reads, and ana does not), and he is on the report from 25.00.
+	requireProblem(t, f.as(t, f.cy, "POST", "/v1/people/cy/tax-form", `{"on_file":true}`), http.StatusForbidden, "forbidden")
+	requireStatus(t, f.do(t, "POST", "/v1/people/cy/tax-form", `{"on_file":true}`), http.StatusOK)
+	r = f.do(t, "POST", "/v1/stipends/run", fmt.Sprintf(`{"month":%q}`, month.Format("2006-01")))
+	requireStatus(t, r, http.StatusOK)
+	require.Len(t, list(r.body["stipends"]), 1, r.raw)
+	st = obj(list(r.body["stipends"])[0])
+	require.Equal(t, "paid", st["status"], r.raw)
+	stipendPayout, _ := st["disbursement_id"].(string)
+	require.NotEmpty(t, stipendPayout, r.raw)
+	r = f.as(t, f.cy, "GET", "/v1/disbursements/"+stipendPayout, "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "stipend", r.body["source"])
+	require.Equal(t, "coach/cy/wallet", r.body["wallet"])
+	requireProblem(t, f.as(t, f.ana, "GET", "/v1/disbursements/"+stipendPayout, ""), http.StatusForbidden, "forbidden")
+	year := strconv.Itoa(time.Now().UTC().Year())
+	r = f.as(t, f.auditor, "GET", "/v1/reports/1099-nec?year="+year+"&threshold=25.00", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Len(t, list(r.body["payees"]), 1, r.raw)
+	payee := obj(list(r.body["payees"])[0])
+	require.Equal(t, "cy", payee["coach"])
+	require.Equal(t, "25.00", payee["total"])
+	require.EqualValues(t, 1, payee["stipends"])
+	require.Equal(t, true, payee["w9_on_file"])
+	r = f.do(t, "GET", "/v1/reports/1099-nec?year="+year, "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, []any{}, r.body["payees"], "25.00 is under the 2000.00 threshold")
+
+	// Reconciliation: the sandbox's one transfer matches the ledger's one attempt.
+	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/reconciliations", `{}`), http.StatusForbidden, "forbidden")
+	for _, days := range []string{"-1", "401"} {
+		requireProblem(t, f.do(t, "POST", "/v1/reconciliations", `{"days":`+days+`}`), http.StatusUnprocessableEntity, "validation-failed")
+	}
+	r = f.do(t, "POST", "/v1/reconciliations", `{}`)
+	requireStatus(t, r, http.StatusCreated)
+	run := r.body
+	require.Equal(t, "sandbox", run["provider"])
+	require.EqualValues(t, 1, run["provider_records"], r.raw)
+	require.EqualValues(t, 1, run["ledger_records"])
+	require.Equal(t, []any{}, run["differences"])
+	since, err := time.Parse(time.RFC3339Nano, run["since"].(string))
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().AddDate(0, 0, -7), since, time.Minute, "7 days back by default")
+	r = f.as(t, f.auditor, "GET", "/v1/reconciliations", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Len(t, list(r.body["reconciliations"]), 1, r.raw)
+	require.Equal(t, run["id"], obj(list(r.body["reconciliations"])[0])["id"])
+	// days, from 1 to 400, is how far back it looks.
+	r = f.do(t, "POST", "/v1/reconciliations", `{"days":1}`)
+	requireStatus(t, r, http.StatusCreated)
+	since, err = time.Parse(time.RFC3339Nano, r.body["since"].(string))
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now().AddDate(0, 0, -1), since, time.Minute, "{\"days\":1} looks one day back")
+	r = f.do(t, "GET", "/v1/reconciliations?limit=1", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Len(t, list(r.body["reconciliations"]), 1, "newest first, limited")
+	require.NotEqual(t, run["id"], obj(list(r.body["reconciliations"])[0])["id"])
+	requireProblem(t, f.as(t, f.ana, "GET", "/v1/reconciliations", ""), http.StatusForbidden, "forbidden")
+}
+
+// TestPayoutRefusalsInTheirRecordsTrail: a refused change to a disbursement or a commitment is
+// filed in the audit trail under that record, as its changes are ("disbursement:<id>"), so
+// that the record's trail shows the refused attempts too (api/auth.go recordOf).
+func TestPayoutRefusalsInTheirRecordsTrail(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	f.seed(t)
+	id := f.grant(t, f.token, "ana", "150.00", "trail-1")["id"].(string)
+	commitment := f.commitmentOf(t, "ana")
+	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/disbursements/"+id+"/approve", `{}`), http.StatusForbidden, "forbidden")
+	requireProblem(t, f.as(t, f.ana, "POST", "/v1/disbursements/"+id+"/cancel", `{"reason":"x"}`), http.StatusForbidden, "forbidden")
+	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/commitments/"+commitment+"/cancel", `{"reason":"x"}`), http.StatusForbidden, "forbidden")
+
+	r := f.as(t, f.auditor, "GET", "/v1/audit?record=disbursement:"+id, "")
+	requireStatus(t, r, http.StatusOK)
+	var outcomes []string
+	for _, l := range list(r.body["lines"]) {
+		outcomes = append(outcomes, obj(l)["outcome"].(string))
+	}
+	assert.Equal(t, []string{"ok", "denied", "denied"}, outcomes, "the disbursement's trail: its creation and the two refusals: %s", r.raw)
+	var records []string
+	rows, err := f.pool.Query(context.Background(), `SELECT record FROM audit_log WHERE outcome = 'denied' ORDER BY id`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var rec string
+		require.NoError(t, rows.Scan(&rec))
+		records = append(records, rec)
+	}
+	require.NoError(t, rows.Err())
+	assert.Equal(t, []string{"disbursement:" + id, "disbursement:" + id, "commitment:" + commitment}, records)
+}
+
+// stripeEvent is a Stripe event of the API version stripe-go v76 reads.
+func stripeEvent(id, typ, object string) []byte {
+	return stripeEventOfVersion(id, typ, object, stripe.APIVersion)
+}
+
+func stripeEventOfVersion(id, typ, object, version string) []byte {
+	return []byte(fmt.Sprintf(`{"id":%q,"object":"event","api_version":%q,"created":%d,"livemode":false,"pending_webhooks":1,
+		"type":%q,"data":{"object":%s}}`, id, version, time.Now().Unix(), typ, object))
+}
+
+// signature is the Stripe-Signature header of payload signed with secret.
+func signature(payload []byte, secret string) string {
+	return webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: secret}).Header
+}
+
+// stripePost posts a webhook as Stripe does: no Authorization unless bearer is set.
+func (f *netFixture) stripePost(t *testing.T, payload []byte, sig, bearerSecret string) response {
+	t.Helper()
+	req, err := http.NewRequest("POST", f.srv.URL+"/v1/webhooks/stripe", strings.NewReader(string(payload)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	if sig != "" {
+		req.Header.Set("Stripe-Signature", sig)
+	}
+	if bearerSecret != "" {
+		req.Header.Set("Authorization", bearer(bearerSecret))
+	}
+	return send(t, req)
+}
+
+func (f *netFixture) events(t *testing.T, id string) int {
+	t.Helper()
+	return f.count(t, `SELECT count(*) FROM payouts_events WHERE provider = 'stripe' AND event_id = $1`, id)
+}
+
+// waitOutcome waits for a recorded event to be processed and returns its outcome.
+func (f *netFixture) waitOutcome(t *testing.T, id string) string {
+	t.Helper()
+	var outcome string
+	waitFor(t, "event "+id+" processed", func() bool {
+		require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT coalesce(outcome, '') FROM payouts_events
+			WHERE provider = 'stripe' AND event_id = $1`, id).Scan(&outcome))
+		return outcome != ""
+	})
+	return outcome
+}
+
+const whsec = "whsec_x"
+
+// TestStripeWebhookNeedsNoBearerToken: Stripe signs its webhooks and sends no bearer token;
+// the signature is the authentication (README: "no bearer token").
+func TestStripeWebhookNeedsNoBearerToken(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, true, app.Config{Payouts: app.Payouts{WebhookSecret: whsec}})
+
+	t.Run("a signed event", func(t *testing.T) {
+		ev := stripeEvent("evt_no_bearer", "customer.created", `{"id":"cus_1","object":"customer"}`)
+		r := f.stripePost(t, ev, signature(ev, whsec), "")
+		requireStatus(t, r, http.StatusOK)
+		require.Equal(t, true, r.body["received"], r.raw)
+		require.Equal(t, 1, f.events(t, "evt_no_bearer"))
+	})
+	// Without a valid signature: 401 bad-signature (not a demand for a bearer token), nothing recorded.
+	t.Run("no valid signature", func(t *testing.T) {
+		bad := stripeEvent("evt_no_bearer_bad", "customer.created", `{"id":"cus_1","object":"customer"}`)
+		for _, sig := range []string{"", signature(bad, "whsec_other")} {
+			r := f.stripePost(t, bad, sig, "")
+			requireProblem(t, r, http.StatusUnauthorized, "bad-signature")
+			require.Equal(t, "Stripe-Signature", r.header.Get("WWW-Authenticate"))
+		}
+		require.Equal(t, 0, f.events(t, "evt_no_bearer_bad"))
+	})
+}
+
+// TestStripeWebhookHTTP: signed events are recorded once and processed by River; bad
+// signatures and other API versions are refused and recorded nowhere. These requests carry
+// an admin's bearer token, which the route ignores: so they check the webhook's own handling
+// whatever TestStripeWebhookNeedsNoBearerToken finds.
+func TestStripeWebhookHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, true, app.Config{Payouts: app.Payouts{WebhookSecret: whsec}})
+	jobs := func(id string) int {
+		return f.count(t, `SELECT count(*) FROM river_job WHERE kind = 'process_payout_event' AND args->>'event_id' = $1`, id)
+	}
+
+	t.Run("a signed event is recorded and acknowledged", func(t *testing.T) {
+		ev := stripeEvent("evt_1", "customer.created", `{"id":"cus_1","object":"customer"}`)
+		r := f.stripePost(t, ev, signature(ev, whsec), f.token)
+		requireStatus(t, r, http.StatusOK)
+		require.Equal(t, true, r.body["received"], r.raw)
+		require.Equal(t, "false", r.header.Get("X-Tandem-Duplicate"))
+		event := obj(r.body["event"])
+		require.Equal(t, "stripe", event["provider"])
+		require.Equal(t, "evt_1", event["id"])
+		require.Equal(t, "customer.created", event["type"])
+		require.Equal(t, false, event["duplicate"])
+		require.Equal(t, 1, f.events(t, "evt_1"))
+		// A type Tandem does not use is processed as ignored, with the reason.
+		outcome := f.waitOutcome(t, "evt_1")
+		require.True(t, strings.HasPrefix(outcome, "ignored"), outcome)
+		require.Contains(t, outcome, "customer.created")
+	})
+
+	t.Run("the same event again is a duplicate", func(t *testing.T) {
+		ev := stripeEvent("evt_1", "customer.created", `{"id":"cus_1","object":"customer"}`)
+		r := f.stripePost(t, ev, signature(ev, whsec), f.token)
+		requireStatus(t, r, http.StatusOK)
+		require.Equal(t, true, r.body["received"])
+		require.Equal(t, "true", r.header.Get("X-Tandem-Duplicate"))
+		require.Equal(t, true, obj(r.body["event"])["duplicate"])
+		require.Equal(t, 1, f.events(t, "evt_1"))
+		require.Equal(t, 1, jobs("evt_1"), "processed once")
+	})
+
+	t.Run("a transfer Tandem did not make is ignored", func(t *testing.T) {
+		ev := stripeEvent("evt_2", "transfer.created", `{"id":"tr_elsewhere","object":"transfer","amount":500,"currency":"usd",
+			"amount_reversed":0,"reversed":false,"metadata":{}}`)
+		requireStatus(t, f.stripePost(t, ev, signature(ev, whsec), f.token), http.StatusOK)
+		outcome := f.waitOutcome(t, "evt_2")
+		require.True(t, strings.HasPrefix(outcome, "ignored"), outcome)
+		require.Contains(t, outcome, "tr_elsewhere")
+	})
+
+	t.Run("a bad signature is 401 and records nothing", func(t *testing.T) {
+		ev := stripeEvent("evt_bad", "customer.created", `{"id":"cus_1","object":"customer"}`)
+		tampered := []byte(strings.Replace(string(ev), "cus_1", "cus_2", 1))
+		for name, sig := range map[string]string{
+			"none":           "",
+			"garbage":        "t=1,v1=deadbeef",
+			"another secret": signature(ev, "whsec_other"),
+			"another body":   signature(tampered, whsec),
+			"too old": webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: ev, Secret: whsec,
+				Timestamp: time.Now().Add(-time.Hour)}).Header,
+		} {
+			r := f.stripePost(t, ev, sig, f.token)
+			requireProblem(t, r, http.StatusUnauthorized, "bad-signature")
+			require.Equal(t, "Stripe-Signature", r.header.Get("WWW-Authenticate"), name)
+		}
+		require.Equal(t, 0, f.events(t, "evt_bad"))
+		require.Equal(t, 0, jobs("evt_bad"))
+	})
+
+	t.Run("another API version is refused", func(t *testing.T) {
+		ev := stripeEventOfVersion("evt_old", "transfer.created", `{"id":"tr_1","object":"transfer"}`, "2020-08-27")
+		r := f.stripePost(t, ev, signature(ev, whsec), f.token)
+		requireProblem(t, r, http.StatusBadRequest, "api-version")
+		require.Contains(t, r.body["detail"], stripe.APIVersion)
+		require.Equal(t, 0, f.events(t, "evt_old"))
+	})
+}
+
+// TestStripeWebhookWithoutSecret: a server with no webhook secret verifies nothing, so it
+// accepts nothing.
+func TestStripeWebhookWithoutSecret(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	ev := stripeEvent("evt_1", "customer.created", `{"id":"cus_1","object":"customer"}`)
+	r := f.stripePost(t, ev, signature(ev, whsec), f.token)
+	requireProblem(t, r, http.StatusUnauthorized, "bad-signature")
+	require.Contains(t, r.body["detail"], "STRIPE_WEBHOOK_SECRET")
+	require.Equal(t, 0, f.events(t, "evt_1"))
+}
