@@ -146,35 +146,31 @@ type PayoutsSweepWorker struct {
 	Now     func() time.Time
 }
 
-// Work runs one sweep.
+// Work runs one sweep. Every phase runs even when another fails, so one stuck disbursement
+// cannot stop instalments or stipends; the errors are returned together.
 func (w *PayoutsSweepWorker) Work(ctx context.Context, _ *river.Job[PayoutsSweepArgs]) error {
+	var errs []error
 	res, err := w.Payouts.Sweep(ctx)
-	if err != nil {
-		return err
-	}
-	if err := w.Payouts.RetryWaitingInstalments(ctx); err != nil {
-		return err
-	}
+	errs = append(errs, err)
+	errs = append(errs, w.Payouts.RetryWaitingInstalments(ctx))
 	fulfilled, failed, err := w.Payouts.ReleaseInstalments(ctx)
-	if err != nil {
-		return err
-	}
+	errs = append(errs, err)
 	now := time.Now
 	if w.Now != nil {
 		now = w.Now
 	}
 	months, err := w.Payouts.HeldStipendMonths(ctx)
-	if err != nil {
-		return err
+	errs = append(errs, err)
+	// Last month's stipends from the 8th: sessions verified in the first week still count.
+	today := now().UTC()
+	if today.Day() >= StipendGraceDays {
+		firstOfMonth := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, time.UTC)
+		months = append(months, firstOfMonth.AddDate(0, -1, 0))
 	}
-	last := now().UTC().AddDate(0, -1, 0)
-	months = append(months, time.Date(last.Year(), last.Month(), 1, 0, 0, 0, 0, time.UTC))
 	stipends := 0
 	for _, m := range months {
 		st, err := w.Payouts.PayStipends(ctx, m)
-		if err != nil {
-			return err
-		}
+		errs = append(errs, err)
 		stipends += len(st)
 	}
 	if w.Logger != nil && (res != payouts.SweepResult{} || fulfilled+failed > 0) {
@@ -182,8 +178,11 @@ func (w *PayoutsSweepWorker) Work(ctx context.Context, _ *river.Job[PayoutsSweep
 			"forfeited", res.Forfeited, "resubmitted", res.Resubmitted, "instalments_fulfilled", fulfilled,
 			"instalments_failed", failed, "stipends_computed", stipends)
 	}
-	return nil
+	return errors.Join(errs...)
 }
+
+// StipendGraceDays: a month's stipends are computed from this day of the next month on.
+const StipendGraceDays = 8
 
 // ReconcileArgs asks for a reconciliation of the provider's last Days of transfers.
 type ReconcileArgs struct {

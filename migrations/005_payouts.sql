@@ -38,7 +38,9 @@ INSERT INTO payouts_legal_transitions (from_state, to_state) VALUES
     ('insufficient_funds', 'canceled'),
     ('approved', 'failed'),      -- could not be submitted (no payout destination, refused at once)
     ('paid', 'returned'),        -- the provider gave the money back (a reversed transfer)
-    ('failed', 'forfeited');     -- not fixed within the remediation window: back to the fund
+    ('failed', 'forfeited'),     -- not fixed within the remediation window: back to the fund
+    ('returned', 'approved'),    -- returned in full: paid again (e.g. to a new destination)
+    ('returned', 'canceled');    -- or given back to the fund
 
 -- Approvals: one row per admin. Nobody approves what they requested.
 CREATE TABLE payouts_approvals (
@@ -212,6 +214,14 @@ BEGIN
         RAISE EXCEPTION 'attempt % of disbursement %: a reference, a sending or an outcome is written once; returns only grow',
             OLD.attempt, OLD.disbursement_id USING ERRCODE = 'restrict_violation', CONSTRAINT = 'payouts_append_only';
     END IF;
+    -- An outcome is its pending entry's own commit (paid) or void (failed).
+    IF OLD.outcome IS NULL AND NEW.outcome IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ledger_entries e
+        WHERE e.id = NEW.resolved_entry_id AND e.target_id = NEW.pending_entry_id
+          AND e.kind = CASE NEW.outcome WHEN 'paid' THEN 'commit' ELSE 'void' END) THEN
+        RAISE EXCEPTION 'attempt % of disbursement %: outcome % without its pending entry''s %', OLD.attempt, OLD.disbursement_id,
+            NEW.outcome, CASE NEW.outcome WHEN 'paid' THEN 'commit' ELSE 'void' END
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_attempt_outcome';
+    END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER payouts_attempts_guard BEFORE UPDATE OR DELETE ON payouts_attempts
@@ -360,6 +370,18 @@ BEGIN
 END $$;
 CREATE TRIGGER payouts_instalments_guard BEFORE UPDATE OR DELETE ON payouts_instalments
     FOR EACH ROW EXECUTE FUNCTION payouts_instalments_guard();
+-- Instalments are the commitment's schedule, nothing else.
+CREATE FUNCTION payouts_instalments_schedule() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state <> 'scheduled' OR NOT EXISTS (SELECT 1 FROM payouts_commitments c WHERE c.id = NEW.commitment_id
+        AND NEW.n BETWEEN 1 AND c.instalments AND NEW.due_on = (c.first_due + make_interval(months => (NEW.n - 1) * c.every_months))::date) THEN
+        RAISE EXCEPTION 'instalment % of commitment %: not on its schedule', NEW.n, NEW.commitment_id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_instalments_schedule';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER payouts_instalments_schedule BEFORE INSERT ON payouts_instalments
+    FOR EACH ROW EXECUTE FUNCTION payouts_instalments_schedule();
 
 -- Coach stipend policy per program (a rate per verified session, paid monthly); latest wins,
 -- a rate of 0 stops stipends.

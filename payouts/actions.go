@@ -45,6 +45,10 @@ func (s *Store) Create(ctx context.Context, by network.By, n NewDisbursement) (D
 	if strings.TrimSpace(n.IdempotencyKey) == "" || len(n.IdempotencyKey) > 200 {
 		return Disbursement{}, invalid("idempotency_key", "required (up to 200 characters), so that a retried request does not pay twice")
 	}
+	if by.PersonID == "" {
+		// Otherwise the same admin could request with a token and approve with their person.
+		return Disbursement{}, fmt.Errorf("%w: requesting a disbursement needs an admin who is a person (a token made with --person)", ErrSelfApproval)
+	}
 	var d Disbursement
 	err = s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
 		if err := requirePayable(ctx, tx, p.ID, n.Person); err != nil {
@@ -163,9 +167,10 @@ func (s *Store) Reject(ctx context.Context, by network.By, id, reason string) (D
 }
 
 // Cancel stops a disbursement that has not left (awaiting approval, approved and not yet
-// submitted, failed, or waiting for funds); money already in the wallet goes back to the fund.
+// submitted, failed, or waiting for funds) or came back (returned); money in the wallet for
+// it goes back to the fund.
 func (s *Store) Cancel(ctx context.Context, by network.By, id, reason string) (Disbursement, error) {
-	return s.end(ctx, by, id, reason, Canceled, "payouts.disbursement.cancel", AwaitingApproval, Approved, Failed, InsufficientFunds)
+	return s.end(ctx, by, id, reason, Canceled, "payouts.disbursement.cancel", AwaitingApproval, Approved, Failed, InsufficientFunds, Returned)
 }
 
 func (s *Store) end(ctx context.Context, by network.By, id, reason, to, action string, from ...string) (Disbursement, error) {
@@ -237,7 +242,8 @@ func (s *Store) returnToFund(ctx context.Context, tx pgx.Tx, d Disbursement, why
 	return nil
 }
 
-// Retry sends a failed disbursement again (a new attempt, with a new idempotency key).
+// Retry sends a failed or returned disbursement again (a new attempt, with a new idempotency
+// key).
 func (s *Store) Retry(ctx context.Context, by network.By, id, reason string) (Disbursement, error) {
 	uid, err := parseID(id)
 	if err != nil {
@@ -253,8 +259,8 @@ func (s *Store) Retry(ctx context.Context, by network.By, id, reason string) (Di
 		if d, err = lockTx(ctx, tx, uid); err != nil {
 			return access.Event{}, err
 		}
-		if d.State != Failed {
-			return access.Event{}, fmt.Errorf("%w: %s is %s; only failed disbursements are retried", ErrState, d.ID, d.State)
+		if d.State != Failed && d.State != Returned {
+			return access.Event{}, fmt.Errorf("%w: %s is %s; only failed or returned disbursements are retried", ErrState, d.ID, d.State)
 		}
 		if err := s.transition(ctx, tx, &d, Approved, by.Name, reason); err != nil {
 			return access.Event{}, err
@@ -305,6 +311,9 @@ func (s *Store) SetDestination(ctx context.Context, by network.By, person, accou
 			d, err := lockTx(ctx, tx, id)
 			if err != nil {
 				return access.Event{}, err
+			}
+			if d.State != Failed { // retried or forfeited meanwhile
+				continue
 			}
 			if err := s.transition(ctx, tx, &d, Approved, by.Name, "payout destination updated: retried"); err != nil {
 				return access.Event{}, err

@@ -238,17 +238,17 @@ func (s *Store) ReleaseInstalments(ctx context.Context) (fulfilled, failed int, 
 			var cid uuid.UUID
 			var n int
 			var from, due time.Time
-			var program, person, amount, currency string
+			var program, person, amount, currency, createdBy string
 			var req []byte
 			// The period an instalment covers: after the previous due date (for the first, the
 			// same span before it), up to and including its own.
 			err := tx.QueryRow(ctx, `SELECT i.commitment_id, i.n, coalesce((SELECT p.due_on FROM payouts_instalments p
 				WHERE p.commitment_id = i.commitment_id AND p.n = i.n - 1), (c.first_due - make_interval(months => c.every_months))::date),
-				i.due_on, c.program_id, c.person_id, c.amount::text, c.currency, c.requirements
+				i.due_on, c.program_id, c.person_id, c.amount::text, c.currency, c.requirements, c.created_by
 				FROM payouts_instalments i JOIN payouts_commitments c ON c.id = i.commitment_id
-				WHERE i.state = 'scheduled' AND i.due_on <= $1 AND i.reason NOT LIKE 'waiting for funds%'
+				WHERE i.state = 'scheduled' AND i.due_on < $1 AND i.reason NOT LIKE 'waiting for funds%'
 				ORDER BY i.due_on, i.commitment_id, i.n LIMIT 1 FOR UPDATE OF i SKIP LOCKED`, today).
-				Scan(&cid, &n, &from, &due, &program, &person, &amount, &currency, &req)
+				Scan(&cid, &n, &from, &due, &program, &person, &amount, &currency, &req, &createdBy)
 			if errors.Is(err, pgx.ErrNoRows) {
 				done = true
 				return nil
@@ -300,7 +300,7 @@ func (s *Store) ReleaseInstalments(ctx context.Context) (fulfilled, failed int, 
 			}
 			d, err := s.insert(ctx, tx, newDisbursement{program: p, person: person, wallet: network.WalletAccount(person), amount: amt,
 				source: "commitment", fundingEntry: &e.ID, reason: fmt.Sprintf("commitment %s instalment %d", cid, n),
-				requestedBy: SystemActor.Name, actor: SystemActor.Name, funded: true})
+				requestedBy: createdBy, actor: SystemActor.Name, funded: true}) // its creator may not approve it
 			if err != nil {
 				return err
 			}

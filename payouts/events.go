@@ -133,6 +133,15 @@ func (s *Store) applyStripeEvent(ctx context.Context, tx pgx.Tx, eventID, typ st
 		if !exists {
 			return "ignored: transfer " + t.ID + " names no attempt of Tandem's", nil
 		}
+		var ref string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(provider_ref, '') FROM payouts_attempts WHERE disbursement_id = $1 AND attempt = $2`, id, n).Scan(&ref); err != nil {
+			return "", err
+		}
+		if ref != "" && ref != t.ID {
+			s.logger.ErrorContext(ctx, "a second Stripe transfer for one attempt", "disbursement", id, "attempt", n, "recorded", ref, "event_transfer", t.ID)
+			return fmt.Sprintf("ignored: DUPLICATE transfer %s for disbursement %s attempt %d, which already has %s: reconcile and recover it",
+				t.ID, id, n, ref), nil
+		}
 	} else if err != nil {
 		return "", err
 	}

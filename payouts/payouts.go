@@ -122,7 +122,7 @@ type Config struct {
 	// WebhookSecret verifies Stripe's webhook signatures (STRIPE_WEBHOOK_SECRET).
 	WebhookSecret string
 	// NECThreshold is the yearly total from which a payee is listed on the 1099-NEC report
-	// (default 2000.00: payments after 31 Dec 2025).
+	// (default: the year's, 600.00 through 2025 and 2000.00 after).
 	NECThreshold decimal.Decimal
 	Logger       *slog.Logger
 	// Now is the clock for caps, retries and forfeits (default time.Now).
@@ -154,9 +154,6 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		nec: cfg.NECThreshold, logger: cfg.Logger, now: cfg.Now, fault: cfg.Fault}
 	if s.provider == nil {
 		s.provider = NewSandbox(pool, SandboxConfig{})
-	}
-	if s.nec.IsZero() {
-		s.nec = decimal.RequireFromString("2000.00")
 	}
 	if s.now == nil {
 		s.now = time.Now

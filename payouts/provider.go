@@ -29,6 +29,13 @@ type Provider interface {
 	SettleAfter() time.Duration
 }
 
+// Finder is implemented by providers whose idempotency keys expire (Stripe keeps them 24
+// hours): before sending again an attempt that was opened long ago and never recorded as
+// sent, Submit asks whether the provider made the transfer after all.
+type Finder interface {
+	Find(ctx context.Context, p Payout) (Receipt, bool, error)
+}
+
 // Payout is one attempt at paying a disbursement.
 type Payout struct {
 	Disbursement   string
@@ -70,7 +77,9 @@ type Record struct {
 	Destination  string
 	Returned     decimal.Decimal
 	Failed       bool
-	Created      time.Time
+	// Settled: the outcome (Failed or not) is final at the provider.
+	Settled bool
+	Created time.Time
 }
 
 // Refusal is a provider's definite no: retrying the same payout cannot succeed. The

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 )
@@ -49,7 +50,8 @@ type ledgerPayout struct {
 }
 
 // Reconcile compares the provider's transfers since since with the attempts the ledger
-// made, and records the run with every difference: a transfer the ledger does not know
+// made, applies what the provider settled or returned that the ledger missed (a lost
+// webhook), and records the run with every difference: a transfer the ledger does not know
 // (missing_in_ledger), a sent attempt the provider does not have (missing_at_provider), and
 // amounts, currencies, destinations or outcomes that disagree. Attempts younger than a
 // minute that have no reference yet are in flight and not compared.
@@ -83,6 +85,14 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 	}
 	seen := map[string]bool{}
 	add := func(d Difference) { run.Differences = append(run.Differences, d) }
+	// What the provider knows and the ledger has not heard yet (a lost webhook): a transfer
+	// settled while the attempt is open, or returned after it was paid. Applied after the
+	// run is recorded, as the provider's word, like a webhook.
+	type update struct {
+		l *ledgerPayout
+		r Record
+	}
+	var updates []update
 	err = s.provider.List(ctx, since, func(r Record) error {
 		run.ProviderRecords++
 		l, ok := byRef[r.Ref]
@@ -93,6 +103,9 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 			return nil
 		}
 		seen[r.Ref] = true
+		if l.outcome == "" && r.Settled || l.outcome == string(OutcomePaid) && r.Returned.GreaterThan(l.returned) {
+			updates = append(updates, update{l, r})
+		}
 		base := Difference{Disbursement: l.disbursement, ProviderRef: r.Ref, LedgerAmount: l.amount.String(), ProviderAmount: r.Amount.String()}
 		if !strings.EqualFold(r.Currency, l.currency) {
 			d := base
@@ -157,6 +170,21 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 	})
 	if err != nil {
 		return run, fmt.Errorf("reconcile: record run: %w", err)
+	}
+	for _, u := range updates {
+		id, err := uuid.Parse(u.l.disbursement)
+		if err != nil {
+			return run, err
+		}
+		receipt := Receipt{Ref: u.r.Ref, Outcome: OutcomePaid, Returned: u.r.Returned}
+		if u.r.Failed {
+			receipt = Receipt{Ref: u.r.Ref, Outcome: OutcomeFailed, Reason: "the provider failed it (found by reconciliation)"}
+		}
+		if err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+			return s.record(ctx, tx, id, u.l.attempt, receipt, SystemActor.Name, fmt.Sprintf("reconciliation run %d", run.ID))
+		}); err != nil {
+			return run, fmt.Errorf("reconcile: apply %s: %w", u.r.Ref, err)
+		}
 	}
 	if len(run.Differences) > 0 {
 		s.logger.WarnContext(ctx, "payout reconciliation found differences", "run", run.ID, "provider", prov, "differences", len(run.Differences))

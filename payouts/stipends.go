@@ -90,8 +90,12 @@ func (s *Store) PayStipends(ctx context.Context, month time.Time) ([]Stipend, er
 		}
 		rows, err := s.db.Query(ctx, `SELECT c.other_id, count(*) FROM network_conversations v
 			JOIN network_connections c ON c.id = v.connection_id AND c.role = 'near_peer_coach'
-			JOIN network_enrolments e ON e.person_id = c.participant_id AND e.program_id = $1
-			WHERE v.occurred_at >= $2 AND v.occurred_at < $3
+			-- A session counts in one program: the one where the coach is assigned to the
+			-- participant, else the participant's first enrolment (by program id).
+			WHERE $1 = coalesce(
+			    (SELECT min(e.program_id) FROM network_enrolments e WHERE e.person_id = c.participant_id AND e.coach_id = c.other_id),
+			    (SELECT min(e.program_id) FROM network_enrolments e WHERE e.person_id = c.participant_id))
+			  AND v.occurred_at >= $2 AND v.occurred_at < $3
 			  AND (SELECT action FROM network_reviews r WHERE r.conversation_id = v.id ORDER BY r.id DESC LIMIT 1) = 'verify'
 			GROUP BY c.other_id ORDER BY c.other_id`, program, month, month.AddDate(0, 1, 0))
 		if err != nil {
@@ -188,9 +192,13 @@ func (s *Store) payStipend(ctx context.Context, program, coach string, month tim
 		if err := sp.Commit(ctx); err != nil {
 			return err
 		}
+		var setBy string
+		if err := tx.QueryRow(ctx, `SELECT set_by FROM payouts_stipend_policies WHERE program_id = $1 ORDER BY id DESC LIMIT 1`, program).Scan(&setBy); err != nil {
+			return err
+		}
 		d, err := s.insert(ctx, tx, newDisbursement{program: p, person: coach, wallet: wallet, amount: amount, source: "stipend",
 			fundingEntry: &e.ID, reason: fmt.Sprintf("coach stipend %s: %d sessions", month.Format("2006-01"), sessions),
-			requestedBy: SystemActor.Name, actor: SystemActor.Name, funded: true})
+			requestedBy: setBy, actor: SystemActor.Name, funded: true}) // who set the rate may not approve it
 		if err != nil {
 			return err
 		}
@@ -257,9 +265,10 @@ type NECLine struct {
 	TaxForm  bool   `json:"w9_on_file"`
 }
 
-// NECReport lists, for a calendar year, the payees whose stipends paid that year (by the
-// date they were paid into the wallet) reach the 1099-NEC threshold (Config.NECThreshold, or
-// threshold when it is set). USD only: the form is American.
+// NECReport lists, for a calendar year, the payees whose stipends were paid out to them that
+// year (their disbursement paid, by the date it was; returned ones do not count) reach the
+// 1099-NEC threshold: threshold when set, else Config.NECThreshold, else the year's — $600 for
+// payments through 2025, $2,000 after (DOMAIN.md). USD only: the form is American.
 func (s *Store) NECReport(ctx context.Context, year int, threshold decimal.Decimal) ([]NECLine, decimal.Decimal, error) {
 	if year < 2000 || year > 2100 {
 		return nil, decimal.Zero, invalid("year", "%d", year)
@@ -267,10 +276,19 @@ func (s *Store) NECReport(ctx context.Context, year int, threshold decimal.Decim
 	if threshold.IsZero() {
 		threshold = s.nec
 	}
+	if threshold.IsZero() {
+		threshold = decimal.RequireFromString("2000.00")
+		if year <= 2025 {
+			threshold = decimal.RequireFromString("600.00")
+		}
+	}
 	start := time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC)
 	rows, err := s.db.Query(ctx, `SELECT s.coach_id, p.name, sum(s.amount)::text, s.currency, count(*), p.tax_form
 		FROM payouts_stipends s JOIN network_people p ON p.id = s.coach_id
-		WHERE s.status = 'paid' AND s.currency = 'USD' AND s.paid_at >= $1 AND s.paid_at < $3
+		JOIN payouts_disbursements d ON d.id = s.disbursement_id AND d.state = 'paid'
+		WHERE s.status = 'paid' AND s.currency = 'USD'
+		  AND (SELECT max(t.at) FROM payouts_transitions t WHERE t.disbursement_id = d.id AND t.to_state = 'paid') >= $1
+		  AND (SELECT max(t.at) FROM payouts_transitions t WHERE t.disbursement_id = d.id AND t.to_state = 'paid') < $3
 		GROUP BY s.coach_id, p.name, s.currency, p.tax_form HAVING sum(s.amount) >= $2 ORDER BY s.coach_id`, start, threshold.String(), start.AddDate(1, 0, 0))
 	if err != nil {
 		return nil, threshold, fmt.Errorf("1099-NEC report: %w", err)

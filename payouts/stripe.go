@@ -100,6 +100,24 @@ func (s *Stripe) Send(ctx context.Context, p Payout) (Receipt, error) {
 	return receiptOf(t, exp), nil
 }
 
+// Find implements Finder: the transfer of the disbursement's group made for this attempt.
+func (s *Stripe) Find(ctx context.Context, p Payout) (Receipt, bool, error) {
+	exp, _ := ledger.Exponent(p.Currency)
+	params := &stripe.TransferListParams{TransferGroup: stripe.String(p.Disbursement)}
+	params.Context = ctx
+	it := s.api.Transfers.List(params)
+	for it.Next() {
+		t := it.Transfer()
+		if t.Metadata["attempt"] == strconv.Itoa(p.Attempt) {
+			return receiptOf(t, exp), true, nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return Receipt{}, false, stripeError("find transfer of "+p.Disbursement, err)
+	}
+	return Receipt{}, false, nil
+}
+
 // Status implements Provider.
 func (s *Stripe) Status(ctx context.Context, p Payout, ref string) (Receipt, error) {
 	exp, _ := ledger.Exponent(p.Currency)
@@ -124,7 +142,7 @@ func (s *Stripe) List(ctx context.Context, since time.Time, fn func(Record) erro
 		currency := strings.ToUpper(string(t.Currency))
 		exp, _ := ledger.Exponent(currency)
 		rec := Record{Ref: t.ID, Disbursement: t.Metadata["disbursement_id"], Currency: currency,
-			Amount: decimal.New(t.Amount, -exp), Returned: decimal.New(t.AmountReversed, -exp), Created: time.Unix(t.Created, 0)}
+			Amount: decimal.New(t.Amount, -exp), Returned: decimal.New(t.AmountReversed, -exp), Settled: true, Created: time.Unix(t.Created, 0)}
 		if rec.Disbursement == "" {
 			rec.Disbursement = t.TransferGroup
 		}
@@ -155,6 +173,9 @@ func stripeError(op string, err error) error {
 	var se *stripe.Error
 	if errors.As(err, &se) {
 		switch {
+		case se.Code == stripe.ErrorCodeBalanceInsufficient || strings.HasPrefix(string(se.Code), "platform_") || se.Code == stripe.ErrorCodeRateLimit:
+			// The organisation's problem (its Stripe balance, its account): retried, never
+			// the payee's failure — it must not use up their retries or forfeit their money.
 		case se.HTTPStatusCode == http.StatusUnauthorized || se.HTTPStatusCode == http.StatusForbidden ||
 			se.HTTPStatusCode == http.StatusConflict || se.HTTPStatusCode == http.StatusTooManyRequests || se.HTTPStatusCode >= 500:
 		case se.HTTPStatusCode >= 400:

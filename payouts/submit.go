@@ -90,6 +90,18 @@ func (s *Store) Submit(ctx context.Context, id uuid.UUID) error {
 	if err := s.crash("submit:after-pending"); err != nil {
 		return err
 	}
+	if f, ok := s.provider.(Finder); ok && time.Since(a.submitted) > time.Hour {
+		// The key may have expired at the provider: look for the transfer before sending.
+		r, found, err := f.Find(ctx, a.payout(d))
+		if err != nil {
+			return fmt.Errorf("find %s attempt %d: %w", d.ID, a.n, err)
+		}
+		if found {
+			return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+				return s.record(ctx, tx, id, a.n, r, SystemActor.Name, s.provider.Name()+" (found)")
+			})
+		}
+	}
 	receipt, err := s.provider.Send(ctx, a.payout(d))
 	var refusal *Refusal
 	if errors.As(err, &refusal) {
@@ -158,7 +170,7 @@ func (s *Store) open(ctx context.Context, tx pgx.Tx, d *Disbursement, a *attempt
 		fmt.Sprintf("attempt %d sent to %s (%s), idempotency key %s", n, s.provider.Name(), dest, key)); err != nil {
 		return err
 	}
-	*a = attempt{n: n, provider: s.provider.Name(), dest: dest, key: key, pending: e.ID}
+	*a = attempt{n: n, provider: s.provider.Name(), dest: dest, key: key, pending: e.ID, submitted: time.Now()}
 	*send = true
 	return nil
 }
@@ -263,7 +275,8 @@ func (s *Store) fail(ctx context.Context, tx pgx.Tx, d *Disbursement, reason str
 }
 
 // returned records money the provider gave back after paying: an entry cash → wallet for
-// what is new, linked to the disbursement and the attempt, and the move paid → returned.
+// what is new, linked to the disbursement and the attempt, and — once all of it is back —
+// the move paid → returned. A partial return stays paid, with the return listed.
 func (s *Store) returned(ctx context.Context, tx pgx.Tx, d *Disbursement, a attempt, total decimal.Decimal, event string) error {
 	if total.GreaterThan(d.Amount) {
 		total = d.Amount
@@ -292,9 +305,9 @@ func (s *Store) returned(ctx context.Context, tx pgx.Tx, d *Disbursement, a atte
 	if _, err := tx.Exec(ctx, `UPDATE payouts_attempts SET returned = $3 WHERE disbursement_id = $1 AND attempt = $2`, d.ID, a.n, total.String()); err != nil {
 		return err
 	}
-	if d.State == Paid {
+	if d.State == Paid && total.GreaterThanOrEqual(d.Amount) {
 		return s.transition(ctx, tx, d, Returned, SystemActor.Name,
-			fmt.Sprintf("the provider returned %s after paying (%s); it is back in the wallet", money(delta, d.Currency), event))
+			fmt.Sprintf("the provider returned the payout (%s); it is back in the wallet: retry it (e.g. after a new destination) or cancel it", event))
 	}
 	return nil
 }

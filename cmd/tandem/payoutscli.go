@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -25,8 +26,9 @@ const payoutsUsage = `usage: tandem payouts <command> [flags]
 disbursements:
   list [--state S] [--program P] [--person X]
   show ID                                 with transitions, approvals, attempts, returns
-  create --program P --person X --amount 250.00 --reason TEXT [--key K]
-                                          a manual disbursement (e.g. an emergency grant)
+  create --program P --person X --amount 250.00 --reason TEXT --key K --as admin:PERSON
+                                          a manual disbursement (e.g. an emergency grant),
+                                          requested by PERSON, who may not approve it
   approve ID --as admin:PERSON [--reason TEXT]
                                           PERSON must hold an active admin token; nobody
                                           approves what they requested
@@ -36,13 +38,14 @@ disbursements:
 
 policy and destinations:
   policy P                                show the program's payout policy
-  policy P --dual-control 500.00 [--monthly-cap 100.00] [--yearly-cap 1000.00]
+  policy P [--dual-control 500.00] [--monthly-cap 100.00|none] [--yearly-cap 1000.00|none]
            [--remediation-days 30] [--auto-retries 2] [--retry-backoff 1h]
+                                          what is not given stays as it is
   destination X ACCOUNT                   where X is paid (Stripe: acct_…); retries X's failed payouts
 
 commitments and stipends:
   commit --program P --person X --amount 400.00 --instalments 8 --every 3 --first-due D
-         [--min-conversations N] [--key K]
+         --key K [--min-conversations N]
   commitments [--program P] [--person X] | commitment-cancel ID --reason TEXT
   stipend-policy P RATE                   a rate per verified coaching session (0 stops)
   stipends [--program P] [--coach C] | stipends-run 2026-10
@@ -116,8 +119,8 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
-	if *key == "" {
-		*key = uuid.NewString()
+	if (cmd == "create" || cmd == "commit") && *key == "" {
+		return fmt.Errorf("%w: tandem payouts %s needs --key K: the same key again returns the first instead of paying twice", errUsage, cmd)
 	}
 	switch cmd {
 	case "list":
@@ -138,7 +141,12 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return show(p.Get(ctx, pos[0]))
 	case "create":
-		return show(p.Create(ctx, by, payouts.NewDisbursement{Program: *program, Person: *person, Amount: *amount, Reason: *reason, IdempotencyKey: *key}))
+		// Four eyes need the requester to be a person, as approvals do.
+		requester, err := actAsAdmin(ctx, a.Access, *as)
+		if err != nil {
+			return err
+		}
+		return show(p.Create(ctx, requester, payouts.NewDisbursement{Program: *program, Person: *person, Amount: *amount, Reason: *reason, IdempotencyKey: *key}))
 	case "approve":
 		if err := need(1, "ID --as admin:PERSON"); err != nil {
 			return err
@@ -181,7 +189,27 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if *dual == "" && *monthly == "" && *yearly == "" && *remediation == 0 && *retries < 0 && *backoff == "" {
 			return show(p.Policy(ctx, pos[0]))
 		}
-		np := payouts.NewPolicy{DualControlThreshold: *dual, MonthlyCap: *monthly, YearlyCap: *yearly, RemediationDays: *remediation, RetryBackoff: *backoff}
+		// The API replaces the whole policy; here, what is not given stays as it is ("none"
+		// removes a cap).
+		cur, err := p.Policy(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		keep := func(flag string, v decimal.Decimal, valid bool) string {
+			switch {
+			case flag == "none":
+				return ""
+			case flag != "":
+				return flag
+			case valid:
+				return v.String()
+			}
+			return ""
+		}
+		np := payouts.NewPolicy{DualControlThreshold: keep(*dual, cur.DualControlThreshold, !cur.Default),
+			MonthlyCap: keep(*monthly, cur.MonthlyCap.Decimal, cur.MonthlyCap.Valid), YearlyCap: keep(*yearly, cur.YearlyCap.Decimal, cur.YearlyCap.Valid),
+			RemediationDays: cmp.Or(*remediation, cur.RemediationDays), RetryBackoff: cmp.Or(*backoff, cur.RetryBackoff.String())}
+		np.AutoRetries = &cur.AutoRetries
 		if *retries >= 0 {
 			np.AutoRetries = retries
 		}
@@ -263,8 +291,10 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return fmt.Errorf("%w: unknown command tandem payouts %s", errUsage, strings.TrimSpace(cmd))
 }
 
-// actAsAdmin is --as admin:PERSON for approvals: four eyes need a person, and the command
-// line has none. PERSON must hold an active admin token, so that only admins can be named.
+// actAsAdmin is --as admin:PERSON for requests and approvals: four eyes need a person, and
+// the command line has none. PERSON must hold an active admin token, so that only admins can
+// be named. The command line trusts its operator (who has the database anyway): it cannot
+// prove that PERSON is at the keyboard, which a token over HTTP does.
 func actAsAdmin(ctx context.Context, store *access.Store, as string) (network.By, error) {
 	role, person, ok := strings.Cut(as, ":")
 	if !ok || role != string(access.Admin) || !access.ValidPersonID(person) {
