@@ -18,7 +18,11 @@ import (
 )
 
 func (s *Server) payoutRoutes() {
-	s.handle("POST /v1/disbursements", access.DisbursementCreate, noResource, s.createDisbursement)
+	s.handle("POST /v1/disbursements", access.DisbursementCreate, noResource, keyed(s,
+		func(n *payouts.NewDisbursement) *string { return &n.IdempotencyKey },
+		func(r *http.Request, n payouts.NewDisbursement) (any, error) {
+			return s.payouts.Create(r.Context(), by(r), n)
+		}))
 	s.handle("GET /v1/disbursements/{id}", access.DisbursementRead, s.disbursementInPath, s.getDisbursement)
 	s.handle("POST /v1/disbursements/{id}/approve", access.DisbursementApprove, s.disbursementInPath,
 		write(s, http.StatusOK, s.decide((*payouts.Store).Approve)))
@@ -34,7 +38,11 @@ func (s *Server) payoutRoutes() {
 	s.handle("POST /v1/programs/{id}/stipend-policy", access.PayoutPolicyWrite, noResource, write(s, http.StatusOK, s.setStipendPolicy))
 	s.handle("POST /v1/people/{id}/payout-destination", access.DestinationWrite, s.personInPath, write(s, http.StatusOK, s.setDestination))
 
-	s.handle("POST /v1/commitments", access.CommitmentWrite, noResource, s.createCommitment)
+	s.handle("POST /v1/commitments", access.CommitmentWrite, noResource, keyed(s,
+		func(n *payouts.NewCommitment) *string { return &n.IdempotencyKey },
+		func(r *http.Request, n payouts.NewCommitment) (any, error) {
+			return s.payouts.CreateCommitment(r.Context(), by(r), n)
+		}))
 	s.handle("GET /v1/commitments", access.CommitmentList, s.personInQuery, s.listCommitments)
 	s.handle("POST /v1/commitments/{id}/cancel", access.CommitmentWrite, noResource, write(s, http.StatusOK, s.cancelCommitment))
 
@@ -70,24 +78,28 @@ func (s *Server) coachInQuery(r *http.Request) access.Resource {
 	return access.Resource{Owner: coach, OwnerRole: access.Coach}
 }
 
-func (s *Server) createDisbursement(w http.ResponseWriter, r *http.Request) {
-	var n payouts.NewDisbursement
-	if err := decode(r, &n); err != nil {
-		s.writeProblem(w, r, err)
-		return
+// keyed answers 201 with what fn creates from a body of type T whose idempotency key (key)
+// may also come in the Idempotency-Key header.
+func keyed[T any](s *Server, key func(*T) *string, fn func(*http.Request, T) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body T
+		if err := decode(r, &body); err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		k, err := idempotencyKey(r, *key(&body))
+		if err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		*key(&body) = k
+		out, err := fn(r, body)
+		if err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, out)
 	}
-	key, err := idempotencyKey(r, n.IdempotencyKey)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	n.IdempotencyKey = key
-	d, err := s.payouts.Create(r.Context(), by(r), n)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, d)
 }
 
 func (s *Server) getDisbursement(w http.ResponseWriter, r *http.Request) {
@@ -129,26 +141,6 @@ type destination struct {
 
 func (s *Server) setDestination(r *http.Request, body destination) (any, error) {
 	return s.payouts.SetDestination(r.Context(), by(r), r.PathValue("id"), body.Account)
-}
-
-func (s *Server) createCommitment(w http.ResponseWriter, r *http.Request) {
-	var n payouts.NewCommitment
-	if err := decode(r, &n); err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	key, err := idempotencyKey(r, n.IdempotencyKey)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	n.IdempotencyKey = key
-	c, err := s.payouts.CreateCommitment(r.Context(), by(r), n)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, c)
 }
 
 func (s *Server) listCommitments(w http.ResponseWriter, r *http.Request) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tandemledger/tandem/access"
-	"github.com/tandemledger/tandem/internal/app"
 	"github.com/tandemledger/tandem/ledger"
 	"github.com/tandemledger/tandem/network"
 )
@@ -94,22 +92,12 @@ func networkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	need := func(n int, what string) error {
-		if len(pos) != n {
-			return fmt.Errorf("%w: tandem network %s %s", errUsage, cmd, what)
-		}
-		return nil
-	}
-	pool, err := openPool(ctx)
+	need := argCount("tandem network "+cmd, pos)
+	a, closeApp, err := openApp(ctx)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	a, err := app.New(pool, app.Config{})
-	if err != nil {
-		return err
-	}
-	defer a.Ledger.Close()
+	defer closeApp()
 	n := a.Network
 	by := network.By{Principal: cliActor()}
 	if *as != "" {
@@ -125,14 +113,7 @@ func networkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			return fmt.Errorf("%w: %s may rate only as themselves (--rater %s)", access.ErrForbidden, by.PersonID, by.PersonID)
 		}
 	}
-	show := func(v any, err error) error {
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
+	show := jsonShow(stdout)
 	today := time.Now().UTC().Format(time.DateOnly)
 	switch cmd {
 	case "program create":

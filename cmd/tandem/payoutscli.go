@@ -15,7 +15,6 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/tandemledger/tandem/access"
-	"github.com/tandemledger/tandem/internal/app"
 	"github.com/tandemledger/tandem/ledger"
 	"github.com/tandemledger/tandem/network"
 	"github.com/tandemledger/tandem/payouts"
@@ -89,36 +88,15 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	need := func(n int, what string) error {
-		if len(pos) != n {
-			return fmt.Errorf("%w: tandem payouts %s %s", errUsage, cmd, what)
-		}
-		return nil
-	}
-	pool, err := openPool(ctx)
+	need := argCount("tandem payouts "+cmd, pos)
+	a, closeApp, err := openApp(ctx)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	cfg, err := app.PayoutsFromEnv()
-	if err != nil {
-		return err
-	}
-	a, err := app.New(pool, app.Config{Payouts: cfg})
-	if err != nil {
-		return err
-	}
-	defer a.Ledger.Close()
+	defer closeApp()
 	p := a.Payouts
 	by := network.By{Principal: cliActor()}
-	show := func(v any, err error) error {
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
+	show := jsonShow(stdout)
 	if (cmd == "create" || cmd == "commit") && *key == "" {
 		return fmt.Errorf("%w: tandem payouts %s needs --key K: the same key again returns the first instead of paying twice", errUsage, cmd)
 	}
