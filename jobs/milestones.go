@@ -122,7 +122,10 @@ type Inserter struct {
 
 // NewInserter returns an Inserter on pool.
 func NewInserter(pool *pgxpool.Pool) (*Inserter, error) {
-	c, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	// River notifies workers of new jobs at most once per FetchCooldown per queue and
+	// process: at the default 100 ms, a job inserted soon after another waited for the
+	// workers' 1 s poll (make bench, (j): approval → paid p99 1.06 s).
+	c, err := river.NewClient(riverpgxv5.New(pool), &river.Config{FetchCooldown: 10 * time.Millisecond})
 	if err != nil {
 		return nil, fmt.Errorf("new river inserter: %w", err)
 	}

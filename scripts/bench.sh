@@ -7,14 +7,21 @@
 #
 # Steps: pgbench -i -s 16 into a database of its own, pgbench (16 clients, 10 s), the Go
 # benchmarks of ./ledger and then of ./internal/app (the network: facts ingested, fact to
-# award while ingesting, evaluations; one package at a time, so they do not compete), pgbench
-# again (the machine is noisy: both tps figures are shown and the ratios use their mean), then
-# a summary table against the targets.
+# award while ingesting, evaluations; one package at a time, so they do not compete), the
+# payout benchmarks of ./internal/app (payouts submitted through the sandbox and through
+# stripe-mock, approval latency; run apart with their own -benchtime, since one op is a round
+# of 2,000 payouts), pgbench again (the machine is noisy: both tps figures are shown and the
+# ratios use their mean), then a summary table against the targets.
 #
 # Environment knobs:
 #   BENCHTIME     go test -benchtime (default 10s)
 #   BENCH         go test -bench pattern (default .: every ledger and network benchmark;
-#                 e.g. Network for the network's alone, Post|Balance for the ledger's)
+#                 e.g. Network for the network's alone, Post|Balance for the ledger's);
+#                 the payout benchmarks are left to the next two
+#   PAYOUTS_BENCH      go test -bench pattern of the payout step (default Payouts: every
+#                      BenchmarkPayouts*; empty: no payout step). The Stripe ones need
+#                      STRIPE_MOCK_URL (make bench runs stripe-mock) and are skipped without it
+#   PAYOUTS_BENCHTIME  go test -benchtime of the payout step (default 1x: one round each)
 #   PGBENCH_TIME  seconds per pgbench run (default 10)
 #   BENCH_STRICT  1: exit 1 when a figure misses its target (default: report only)
 set -euo pipefail
@@ -22,6 +29,8 @@ cd "$(dirname "$0")/.."
 
 BENCHTIME=${BENCHTIME:-10s}
 BENCH=${BENCH:-.}
+PAYOUTS_BENCH=${PAYOUTS_BENCH-Payouts}
+PAYOUTS_BENCHTIME=${PAYOUTS_BENCHTIME:-1x}
 PGBENCH_TIME=${PGBENCH_TIME:-10}
 PGBENCH_CLIENTS=16
 PGBENCH_SCALE=16
@@ -104,9 +113,17 @@ export PGBENCH_TPS=$tps1
 # --- Go benchmarks ----------------------------------------------------------------------------
 log "go benchmarks: -bench '$BENCH' -benchtime $BENCHTIME (set-up lines start with 'bench:'; several minutes)"
 go_status=0
-go test -p 1 -run '^$' -bench "$BENCH" -benchtime "$BENCHTIME" -timeout 30m ./ledger/ ./internal/app/ 2>&1 |
+go test -p 1 -run '^$' -bench "$BENCH" -skip '^BenchmarkPayouts' -benchtime "$BENCHTIME" -timeout 30m ./ledger/ ./internal/app/ 2>&1 |
 	tee "$tmp/go.log" || go_status=$?
 [[ $go_status == 0 ]] || log "go test failed (status $go_status); the summary shows what finished"
+if [[ -n $PAYOUTS_BENCH ]]; then
+	[[ -n ${STRIPE_MOCK_URL:-} ]] || log "STRIPE_MOCK_URL is not set: the stripe-mock payout benchmarks, (i), are skipped (make bench runs stripe-mock)"
+	log "payout benchmarks: -bench '$PAYOUTS_BENCH' -benchtime $PAYOUTS_BENCHTIME (one op is a round of 2,000 payouts, or of 200 approvals; many minutes under fsync)"
+	payouts_status=0
+	go test -run '^$' -bench "$PAYOUTS_BENCH" -benchtime "$PAYOUTS_BENCHTIME" -timeout 60m ./internal/app/ 2>&1 |
+		tee -a "$tmp/go.log" || payouts_status=$?
+	[[ $payouts_status == 0 ]] || { log "payout benchmarks failed (status $payouts_status); the summary shows what finished"; go_status=$payouts_status; }
+fi
 
 tps2=$(run_pgbench after)
 
@@ -152,6 +169,41 @@ awk -v tps1="$tps1" -v tps2="$tps2" -v strict="${BENCH_STRICT:-0}" '
 		row("    seen by poller p50 / p99", sprintf("%.0f / %.0f ms", get(name, "seen-p50-ms"), get(name, "seen-p99-ms")), "", "", "")
 		row("    evaluations meanwhile", sprintf("%.0f evals/s", get(name, "evals/s")), "", "", "")
 	}
+	# Payouts submitted through prov: River with 20 workers (the default of the app), started
+	# once a round of 2,000 approved disbursements waits, carries the verdict (target: at
+	# least limit/s; 0: report only); River with 50 workers and Store.Submit called directly
+	# from 20 goroutines (the submission path alone) are shown below it.
+	function payout_rows(fig, prov, target, limit,    name, r) {
+		name = "BenchmarkPayoutsSubmit/" prov "/river/workers=20"
+		if (!has(name, "payouts/s")) {
+			row(fig, "n/a (not run)", target, "-", "n/a")
+		} else {
+			r = get(name, "payouts/s")
+			row(fig, sprintf("%.0f payouts/s", r), target, sprintf("%.3fx", r / tps), limit > 0 ? verdict(r >= limit) : "-")
+			row("    River start / then", sprintf("%.0f ms / %.0f payouts/s", get(name, "start-ms"), get(name, "steady-payouts/s")), "", "", "")
+			row("    submit job p50 / p99", sprintf("%.0f / %.0f ms", get(name, "p50-ms"), get(name, "p99-ms")), "", "", "")
+		}
+		name = "BenchmarkPayoutsSubmit/" prov "/river/workers=50"
+		if (has(name, "payouts/s")) {
+			r = get(name, "payouts/s")
+			row("    River, 50 workers", sprintf("%.0f payouts/s", r), "", sprintf("%.3fx", r / tps), "")
+			row("        submit job p50 / p99", sprintf("%.0f / %.0f ms", get(name, "p50-ms"), get(name, "p99-ms")), "", "", "")
+		}
+		name = "BenchmarkPayoutsSubmit/" prov "/direct/goroutines=20"
+		if (has(name, "payouts/s")) {
+			r = get(name, "payouts/s")
+			row("    Store.Submit, 20 goroutines", sprintf("%.0f payouts/s", r), "", sprintf("%.3fx", r / tps), "")
+			row("        Submit p50 / p99", sprintf("%.0f / %.0f ms", get(name, "p50-ms"), get(name, "p99-ms")), "", "", "")
+		}
+	}
+	# Approvals one at a time by a second admin, River running: the latency of Store.Approve,
+	# and approval to paid (database clock; seen: from the return of Approve to a 5 ms poller).
+	function approve_rows(fig, name) {
+		if (!has(name, "p99-ms")) { row(fig, "n/a (not run)", "(report only)", "-", "n/a"); return }
+		row(fig, sprintf("p99 %.1f ms (p50 %.1f)", get(name, "p99-ms"), get(name, "p50-ms")), "(report only)", "-", "-")
+		row("    approval to paid p50 / p99", sprintf("%.0f / %.0f ms", get(name, "paid-p50-ms"), get(name, "paid-p99-ms")), "", "", "")
+		row("    seen by poller p50 / p99", sprintf("%.0f / %.0f ms", get(name, "seen-p50-ms"), get(name, "seen-p99-ms")), "", "", "")
+	}
 	END {
 		tps = (tps1 + tps2) / 2
 		a = "BenchmarkPostRandomPairs/clients=16"; b = "BenchmarkPostHotAccount/clients=16"
@@ -175,6 +227,9 @@ awk -v tps1="$tps1" -v tps2="$tps2" -v strict="${BENCH_STRICT:-0}" '
 		rate_row("(e) facts ingested, one a request", e, "facts/s", "(report: a transaction each)", 1, "")
 		award_row("(f) fact to award, ingesting", f, 2000, 500)
 		rate_row("(g) evaluations, 1000 convs", g, "evaluations/s", "(report only)", 1, "")
+		payout_rows("(h) payouts, sandbox", "sandbox", ">= 500/s (River, 20 workers)", 500)
+		payout_rows("(i) payouts, stripe-mock", "stripe", "(report only)", 0)
+		approve_rows("(j) approval, one at a time", "BenchmarkPayoutsApprove/sandbox/approvals=200")
 		printf "\n%d figure(s) missed their target.\n", misses
 		exit (strict == 1 && misses > 0) ? 3 : 0
 	}
