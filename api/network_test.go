@@ -33,6 +33,7 @@ type netFixture struct {
 
 	now          time.Time
 	program      string // "p1"
+	requester    string // an admin token made with a person (adm0), made on first use: f.requesterToken
 	conn         string // the ana–mo mentor connection, once seeded
 	conversation string // one of ana's conversations, once seeded
 }
@@ -584,6 +585,10 @@ const (
 	na   outcome = iota // the caller does not apply to the route
 	pass                // past the guard: a GET answers 200; a POST refuses its bad body (400, or 422 where the body names the owner)
 	deny                // 403 forbidden, with one denied line in the audit trail
+	// fourEyes: past the guard, but the handler refuses a valid body with 403 four-eyes
+	// because the token names no person (a manual disbursement needs a requester who is a
+	// person); nothing is written, not even an audit line.
+	fourEyes
 )
 
 // networkRow is who may take a network route, read by hand from DESIGN.md §1 and the policy
@@ -646,11 +651,13 @@ var networkExpected = map[string]networkRow{
 	"GET /v1/disbursements":                            {pass, pass, pass, deny, pass, deny, pass, deny},
 
 	// Payouts (README "Payouts over HTTP"). A record is a disbursement of ana's or ben's
-	// (f.disbursementOf). The admin walked here holds a token without a person, so he may not
-	// approve: four eyes need a person (TestDisbursementApprovalsHTTP approves with one). A
-	// person, not their coach, sets where they are paid. Stipends are a coach's (?coach=): ana,
-	// a participant, has none to read.
-	"POST /v1/disbursements":                  {pass, deny, na, na, na, na, na, deny},
+	// (f.disbursementOf, requested by an admin who is a person). The admin walked here holds a
+	// token without a person, so he may neither request a manual disbursement (the handler
+	// refuses it: four-eyes) nor approve one (the guard refuses it): four eyes need a person
+	// (TestDisbursementApprovalsHTTP requests and approves with people). A person, not their
+	// coach, sets where they are paid. Stipends are a coach's (?coach=): ana, a participant,
+	// has none to read.
+	"POST /v1/disbursements":                  {fourEyes, deny, na, na, na, na, na, deny},
 	"GET /v1/disbursements/{id}":              {pass, pass, pass, deny, pass, deny, na, na},
 	"POST /v1/disbursements/{id}/approve":     {deny, deny, deny, deny, deny, deny, na, na},
 	"POST /v1/disbursements/{id}/reject":      {pass, deny, deny, deny, deny, deny, na, na},
@@ -675,8 +682,10 @@ var networkExpected = map[string]networkRow{
 // route with every kind of caller, on records whose owner and coach the policy must tell
 // apart. Allowed callers send a GET that answers 200, or a POST whose body the handler
 // refuses after the guard (400 for a malformed body; 422 for the routes whose owner is read
-// from the body, which must be valid JSON naming it), so nothing changes; refused callers get
-// 403 and leave one denied line in the audit trail; callers without a token get 401.
+// from the body, which must be valid JSON naming it), so nothing changes; an admin token
+// without a person sends POST /v1/disbursements a valid body, which the handler refuses
+// (403 four-eyes); refused callers get 403 and leave one denied line in the audit trail;
+// callers without a token get 401.
 func TestEveryNetworkRouteEveryRole(t *testing.T) {
 	t.Parallel()
 	f := setupNetwork(t, false)
@@ -739,6 +748,13 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 			return strings.Replace(body, `"channel":"video"`, `"channel":"carrier_pigeon"`, 1), "channel"
 		},
 	}
+	// validBody are the routes every caller sends a valid body: the handler, not the body,
+	// refuses the one allowed caller (fourEyes), and a guard letting a refused caller through
+	// would change something.
+	validBody := map[string]string{
+		"POST /v1/disbursements": `{"program":"p1","person":"ana","amount":"10.00","reason":"walk: no person",
+			"idempotency_key":"walk-no-person"}`,
+	}
 	// request fills in a route for a subject: whose record it names ("" for none, "cy" for
 	// the coach's own).
 	request := func(t *testing.T, rt api.Route, subject string) (path, body, field string) {
@@ -782,6 +798,9 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 			body = "{" // malformed: an allowed caller gets 400 and changes nothing
 			if owned, ok := bodyOwned[rt.Method+" "+rt.Path]; ok {
 				body, field = owned(subject)
+			}
+			if valid, ok := validBody[rt.Method+" "+rt.Path]; ok {
+				body = valid
 			}
 		}
 		return path, body, field
@@ -846,6 +865,9 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 				switch {
 				case want == deny:
 					requireProblem(t, r, http.StatusForbidden, "forbidden")
+				case want == fourEyes:
+					requireProblem(t, r, http.StatusForbidden, "four-eyes")
+					require.Contains(t, r.body["detail"], "person", "refused for the token's missing person")
 				case rt.Method == http.MethodGet:
 					requireStatus(t, r, http.StatusOK)
 					if c.person != "" { // a participant or coach: nothing of ben's, whom neither ana nor cy may see
@@ -862,7 +884,7 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 				require.Equal(t, rows, f.networkRows(t), "%s %s changed something", rt.Method, path)
 				allAfter, deniedAfter := auditRows(t)
 				if want != deny {
-					require.Equal(t, all, allAfter, "an allowed request that changes nothing writes no audit line")
+					require.Equal(t, all, allAfter, "a request past the guard that changes nothing writes no audit line")
 					return
 				}
 				require.Equal(t, denied+1, deniedAfter, "the refusal is in the audit trail, once")

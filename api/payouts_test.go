@@ -23,6 +23,7 @@ import (
 	"github.com/tandemledger/tandem/api"
 	"github.com/tandemledger/tandem/internal/app"
 	"github.com/tandemledger/tandem/internal/dbtest"
+	"github.com/tandemledger/tandem/payouts"
 )
 
 // setupPayouts is setupNetwork with the app's configuration (a webhook secret): the server
@@ -84,16 +85,31 @@ func (f *netFixture) enrolled(t *testing.T, person string) bool {
 	return ok
 }
 
-// disbursementOf is a manual disbursement of 150.00 to person, requested by the admin (above
-// the seed's auto-approve limit: it awaits approval), or "" for someone not enrolled in p1.
+// requesterToken is an admin token made with a person, adm0, made on first use (not safe for
+// a concurrent first use): a manual disbursement needs a requester who is a person (four
+// eyes), and the fixture's admin token (f.token) has none. adm0 may not approve what it
+// requested; another admin who is a person may.
+func (f *netFixture) requesterToken(t *testing.T) string {
+	t.Helper()
+	if f.requester == "" {
+		f.requester = f.newToken(t, access.Admin, "adm0")
+	}
+	return f.requester
+}
+
+// disbursementOf is a manual disbursement of 150.00 to person, requested by adm0, an admin
+// who is a person (above the seed's auto-approve limit: it awaits approval), or "" for
+// someone not enrolled in p1.
 func (f *netFixture) disbursementOf(t *testing.T, person string) string {
 	t.Helper()
 	if person == "" || !f.enrolled(t, person) {
 		return ""
 	}
 	return f.walkRecord(t, "disbursement", person, func() string {
-		r := f.do(t, "POST", "/v1/disbursements", grantBody(person, "150.00", "walk: a grant"), "Idempotency-Key", "walk-"+person)
+		r := f.as(t, f.requesterToken(t), "POST", "/v1/disbursements", grantBody(person, "150.00", "walk: a grant"),
+			"Idempotency-Key", "walk-"+person)
 		requireStatus(t, r, http.StatusCreated)
+		require.Equal(t, "person:adm0", r.body["requested_by"], r.raw)
 		return r.body["id"].(string)
 	})
 }
@@ -113,7 +129,8 @@ func grantBody(person, amount, reason string) string {
 	return fmt.Sprintf(`{"program":"p1","person":%q,"amount":%q,"reason":%q}`, person, amount, reason)
 }
 
-// grant creates a manual disbursement as the admin token secret and returns it.
+// grant creates a manual disbursement as the admin token secret (one made with a person:
+// others are refused, four-eyes) and returns it.
 func (f *netFixture) grant(t *testing.T, secret, person, amount, key string) map[string]any {
 	t.Helper()
 	r := f.as(t, secret, "POST", "/v1/disbursements", grantBody(person, amount, "grant "+key), "Idempotency-Key", key)
@@ -226,6 +243,14 @@ func TestDisbursementApprovalsHTTP(t *testing.T) {
 	require.Contains(t, r.body["detail"], "idempotency_key")
 	require.Equal(t, before, f.networkRows(t), "a refused disbursement writes nothing")
 
+	// An admin token without a person may not request one (README: four-eyes, 403): the
+	// same admin could otherwise request with it and approve as their person. Nothing is
+	// written, and the key stays free.
+	r = f.do(t, "POST", "/v1/disbursements", grantBody("ana", "300.00", "laptop repair"), "Idempotency-Key", "k1")
+	requireProblem(t, r, http.StatusForbidden, "four-eyes")
+	require.Contains(t, r.body["detail"], "person")
+	require.Equal(t, before, f.networkRows(t), "a refused disbursement writes nothing")
+
 	// Above the auto-approve limit (100.00), below dual control (500.00): one admin approves.
 	r = f.as(t, adm1, "POST", "/v1/disbursements", grantBody("ana", "300.00", "laptop repair"), "Idempotency-Key", "k1")
 	requireStatus(t, r, http.StatusCreated)
@@ -284,6 +309,15 @@ func TestDisbursementApprovalsHTTP(t *testing.T) {
 	d = f.disbursement(t, id)
 	require.Equal(t, "awaiting_approval", d["state"])
 	require.Empty(t, list(d["approvals"]), "no refused approval is counted")
+
+	// Approving a disbursement that does not exist: 404 to an admin who is a person (not a
+	// four-eyes refusal); still 403 to a token without a person, an auditor or a participant.
+	for _, unknown := range []string{"0193a0a0-0000-7000-8000-000000000000", "nope"} {
+		requireProblem(t, f.as(t, adm2, "POST", "/v1/disbursements/"+unknown+"/approve", `{}`), http.StatusNotFound, "not-found")
+		requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+unknown+"/approve", `{}`), http.StatusForbidden, "forbidden")
+		requireProblem(t, f.as(t, f.auditor, "POST", "/v1/disbursements/"+unknown+"/approve", `{}`), http.StatusForbidden, "forbidden")
+		requireProblem(t, f.as(t, f.ana, "POST", "/v1/disbursements/"+unknown+"/approve", `{}`), http.StatusForbidden, "forbidden")
+	}
 
 	// A second admin approves: approved at once, then paid by the sandbox.
 	r = f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"receipt checked"}`)
@@ -346,16 +380,17 @@ func TestDisbursementApprovalsHTTP(t *testing.T) {
 }
 
 // TestDisbursementRejectCancelRetryHTTP: rejected and canceled disbursements give their money
-// back to the fund; a reason is required; only failed disbursements are retried. River does
-// not run here, so each state stays until the test moves it.
+// back to the fund; a reason is required; only failed or returned disbursements are retried.
+// River does not run here, so each state stays until the test moves it.
 func TestDisbursementRejectCancelRetryHTTP(t *testing.T) {
 	t.Parallel()
 	f := setupPayouts(t, false, app.Config{})
 	f.seed(t)
+	adm0 := f.requesterToken(t)
 	adm2 := f.newToken(t, access.Admin, "adm2")
 	require.Equal(t, "1000.00", f.posted(t, "program/p1/fund"))
 
-	d := f.grant(t, f.token, "ana", "200.00", "r1")
+	d := f.grant(t, adm0, "ana", "200.00", "r1")
 	id := d["id"].(string)
 	require.Equal(t, "awaiting_approval", d["state"])
 	require.Equal(t, "800.00", f.posted(t, "program/p1/fund"))
@@ -395,11 +430,11 @@ func TestDisbursementRejectCancelRetryHTTP(t *testing.T) {
 	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id+"/retry", `{}`), http.StatusConflict, "disbursement-state")
 	require.Equal(t, "1000.00", f.posted(t, "program/p1/fund"), "returned once")
 
-	// Only failed disbursements are retried; awaiting approval, it may be canceled.
-	waiting := f.grant(t, f.token, "ana", "150.00", "c1")["id"].(string)
+	// Only failed or returned disbursements are retried; awaiting approval, it may be canceled.
+	waiting := f.grant(t, adm0, "ana", "150.00", "c1")["id"].(string)
 	r = f.do(t, "POST", "/v1/disbursements/"+waiting+"/retry", `{"reason":"try again"}`)
 	requireProblem(t, r, http.StatusConflict, "disbursement-state")
-	require.Contains(t, r.body["detail"], "failed")
+	require.Contains(t, r.body["detail"], "only failed or returned disbursements are retried")
 	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+waiting+"/cancel", `{}`), http.StatusUnprocessableEntity, "validation-failed")
 	r = f.do(t, "POST", "/v1/disbursements/"+waiting+"/cancel", `{"reason":"duplicate request"}`)
 	requireStatus(t, r, http.StatusOK)
@@ -408,7 +443,7 @@ func TestDisbursementRejectCancelRetryHTTP(t *testing.T) {
 
 	// Approved within the limit but not submitted yet (no worker runs): it may be canceled,
 	// and its submission job then sends nothing.
-	approved := f.grant(t, f.token, "ana", "60.00", "c2")
+	approved := f.grant(t, adm0, "ana", "60.00", "c2")
 	approvedID := approved["id"].(string)
 	require.Equal(t, "approved", approved["state"])
 	r = f.do(t, "POST", "/v1/disbursements/"+approvedID+"/cancel", `{"reason":"paid in cash instead"}`)
@@ -421,11 +456,12 @@ func TestDisbursementRejectCancelRetryHTTP(t *testing.T) {
 	require.Equal(t, "1000.00", f.posted(t, "program/p1/fund"))
 	require.Equal(t, "0.00", f.posted(t, "participant/ana/wallet"))
 
-	// Unknown disbursements: 404 to admins.
+	// Unknown disbursements: 404 to admins (approving, to an admin who is a person).
 	const unknown = "0193a0a0-0000-7000-8000-000000000000"
 	for _, action := range []string{"reject", "cancel", "retry"} {
 		requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+unknown+"/"+action, `{"reason":"x"}`), http.StatusNotFound, "not-found")
 	}
+	requireProblem(t, f.as(t, adm2, "POST", "/v1/disbursements/"+unknown+"/approve", `{"reason":"x"}`), http.StatusNotFound, "not-found")
 }
 
 // TestDisbursementBadInputHTTP: each bad manual disbursement answers its problem and writes
@@ -434,21 +470,23 @@ func TestDisbursementBadInputHTTP(t *testing.T) {
 	t.Parallel()
 	f := setupPayouts(t, false, app.Config{})
 	f.seed(t)
+	adm := f.requesterToken(t)
 	cases := []struct {
 		name, who, body string
 		status          int
 		slug, detail    string
 	}{
-		{"unknown program", f.token, `{"program":"nope","person":"ana","amount":"10.00","reason":"x"}`, 404, "not-found", "nope"},
-		{"person not enrolled", f.token, grantBody("mo", "10.00", "x"), 404, "not-found", "mo"},
-		{"person without consent", f.token, grantBody("ben", "10.00", "x"), 409, "no-consent", "ben"},
-		{"no reason", f.token, grantBody("ana", "10.00", " "), 422, "validation-failed", "reason"},
-		{"amount 0", f.token, grantBody("ana", "0", "x"), 422, "validation-failed", "amount"},
-		{"amount negative", f.token, grantBody("ana", "-5.00", "x"), 422, "validation-failed", "amount"},
-		{"amount not a number", f.token, grantBody("ana", "ten", "x"), 422, "validation-failed", "amount"},
-		{"amount with a third decimal", f.token, grantBody("ana", "10.001", "x"), 422, "validation-failed", "amount"},
-		{"more than the fund holds", f.token, grantBody("ana", "1000.01", "x"), 422, "insufficient-funds", ""},
-		{"unknown field", f.token, `{"program":"p1","person":"ana","amount":"10.00","reason":"x","bonus":"1"}`, 400, "malformed-request", "bonus"},
+		{"unknown program", adm, `{"program":"nope","person":"ana","amount":"10.00","reason":"x"}`, 404, "not-found", "nope"},
+		{"person not enrolled", adm, grantBody("mo", "10.00", "x"), 404, "not-found", "mo"},
+		{"person without consent", adm, grantBody("ben", "10.00", "x"), 409, "no-consent", "ben"},
+		{"no reason", adm, grantBody("ana", "10.00", " "), 422, "validation-failed", "reason"},
+		{"amount 0", adm, grantBody("ana", "0", "x"), 422, "validation-failed", "amount"},
+		{"amount negative", adm, grantBody("ana", "-5.00", "x"), 422, "validation-failed", "amount"},
+		{"amount not a number", adm, grantBody("ana", "ten", "x"), 422, "validation-failed", "amount"},
+		{"amount with a third decimal", adm, grantBody("ana", "10.001", "x"), 422, "validation-failed", "amount"},
+		{"more than the fund holds", adm, grantBody("ana", "1000.01", "x"), 422, "insufficient-funds", ""},
+		{"unknown field", adm, `{"program":"p1","person":"ana","amount":"10.00","reason":"x","bonus":"1"}`, 400, "malformed-request", "bonus"},
+		{"admin token without a person", f.token, grantBody("ana", "10.00", "x"), 403, "four-eyes", "person"},
 		{"auditor", f.auditor, grantBody("ana", "10.00", "x"), 403, "forbidden", ""},
 		{"participant for herself", f.ana, grantBody("ana", "10.00", "x"), 403, "forbidden", ""},
 		{"coach for his participant", f.cy, grantBody("ana", "10.00", "x"), 403, "forbidden", ""},
@@ -490,7 +528,7 @@ func TestPayoutDestinationHTTP(t *testing.T) {
 	require.Empty(t, r.body["retried"])
 
 	// Within the auto-approve limit: approved, sent, refused by the destination.
-	d := f.grant(t, f.token, "ana", "80.00", "d1")
+	d := f.grant(t, f.requesterToken(t), "ana", "80.00", "d1")
 	id := d["id"].(string)
 	require.Equal(t, "approved", d["state"])
 	d = f.waitDisbursement(t, id, "failed")
@@ -549,6 +587,7 @@ func TestPayoutPolicyHTTP(t *testing.T) {
 	t.Parallel()
 	f := setupPayouts(t, false, app.Config{})
 	f.seed(t)
+	adm0 := f.requesterToken(t)
 	adm2 := f.newToken(t, access.Admin, "adm2")
 	requireStatus(t, f.do(t, "POST", "/v1/programs/p1/fund", `{"amount":"5000.00"}`, "Idempotency-Key", "donor-2"), http.StatusCreated)
 
@@ -614,13 +653,13 @@ func TestPayoutPolicyHTTP(t *testing.T) {
 	require.JSONEq(t, r.raw, got.raw, "the policy read is the policy set")
 
 	// In force from now on: dual control at 400.00; the monthly cap holds a third grant back.
-	require.EqualValues(t, 2, f.grant(t, f.token, "ana", "400.00", "p-400")["approvals_needed"])
-	require.EqualValues(t, 1, f.grant(t, f.token, "ana", "399.99", "p-399")["approvals_needed"])
+	require.EqualValues(t, 2, f.grant(t, adm0, "ana", "400.00", "p-400")["approvals_needed"])
+	require.EqualValues(t, 1, f.grant(t, adm0, "ana", "399.99", "p-399")["approvals_needed"])
 	for _, key := range []string{"p-a", "p-b"} {
-		d := f.grant(t, f.token, "ana", "90.00", key)
+		d := f.grant(t, adm0, "ana", "90.00", key)
 		require.Equal(t, "approved", d["state"], "90.00 within the limit and the cap")
 	}
-	held := f.grant(t, f.token, "ana", "90.00", "p-c")
+	held := f.grant(t, adm0, "ana", "90.00", "p-c")
 	require.Equal(t, "awaiting_approval", held["state"], "270.00 this month would pass the cap of 250.00")
 	require.Contains(t, obj(list(f.disbursement(t, held["id"].(string))["transitions"])[0])["reason"], "monthly cap")
 	r = f.as(t, adm2, "POST", "/v1/disbursements/"+held["id"].(string)+"/approve", `{}`)
@@ -637,27 +676,32 @@ func TestPayoutPolicyHTTP(t *testing.T) {
 }
 
 // TestCommitmentsHTTP: a commitment over HTTP, who reads it, its instalment released by the
-// periodic run (POST /v1/payouts/run) into a disbursement, and its cancellation.
+// periodic run (POST /v1/payouts/run) the day after its due date into a disbursement that its
+// creator requested (and may not approve), and its cancellation.
 func TestCommitmentsHTTP(t *testing.T) {
 	t.Parallel()
 	f := setupPayouts(t, false, app.Config{})
 	f.seed(t)
+	adm0 := f.requesterToken(t)
+	adm2 := f.newToken(t, access.Admin, "adm2")
 
-	// A commitment whose first instalment is due today.
-	body := fmt.Sprintf(`{"program":"p1","person":"ana","amount":"40.00","instalments":2,"every_months":3,"first_due":%q}`, f.day(0))
-	r := f.do(t, "POST", "/v1/commitments", body)
+	// A commitment made by adm0 (an admin who is a person) whose first instalment was due
+	// yesterday; 150.00 each, above the auto-approve limit.
+	body := fmt.Sprintf(`{"program":"p1","person":"ana","amount":"150.00","instalments":2,"every_months":3,"first_due":%q}`, f.day(-1))
+	r := f.as(t, adm0, "POST", "/v1/commitments", body)
 	requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
 	require.Contains(t, r.body["detail"], "idempotency_key")
 	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1"), http.StatusForbidden, "forbidden")
 	requireProblem(t, f.as(t, f.ana, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1"), http.StatusForbidden, "forbidden")
-	r = f.do(t, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1")
+	r = f.as(t, adm0, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1")
 	requireStatus(t, r, http.StatusCreated)
 	commitment := r.body["id"].(string)
-	require.Equal(t, "40.00", r.body["amount"])
+	require.Equal(t, "150.00", r.body["amount"])
+	require.Equal(t, "person:adm0", r.body["created_by"], r.raw)
 	require.Len(t, list(r.body["instalments"]), 2)
 	require.Equal(t, "scheduled", obj(list(r.body["instalments"])[0])["state"])
-	require.Equal(t, f.day(0), obj(list(r.body["instalments"])[0])["due_on"])
-	r = f.do(t, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1")
+	require.Equal(t, f.day(-1), obj(list(r.body["instalments"])[0])["due_on"])
+	r = f.as(t, adm0, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1")
 	require.Contains(t, []int{http.StatusOK, http.StatusCreated}, r.status, r.raw)
 	require.Equal(t, commitment, r.body["id"], "the same key is the same commitment")
 	for _, who := range []string{f.token, f.auditor, f.ana, f.cy} {
@@ -669,7 +713,14 @@ func TestCommitmentsHTTP(t *testing.T) {
 	requireProblem(t, f.as(t, f.ben, "GET", "/v1/commitments?person=ana", ""), http.StatusForbidden, "forbidden")
 	requireProblem(t, f.as(t, f.ana, "GET", "/v1/commitments", ""), http.StatusForbidden, "forbidden")
 
-	// The periodic run, now: the instalment due today is released into a disbursement, once.
+	// Another whose only instalment is due today: not released before tomorrow.
+	r = f.do(t, "POST", "/v1/commitments", fmt.Sprintf(`{"program":"p1","person":"ana","amount":"40.00","instalments":1,
+		"every_months":1,"first_due":%q}`, f.day(0)), "Idempotency-Key", "cm-today")
+	requireStatus(t, r, http.StatusCreated)
+	dueToday := r.body["id"].(string)
+
+	// The periodic run, now: the instalment due yesterday is released into a disbursement,
+	// once; the one due today is not.
 	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/payouts/run", `{}`), http.StatusForbidden, "forbidden")
 	r = f.do(t, "POST", "/v1/payouts/run", `{}`)
 	requireStatus(t, r, http.StatusOK)
@@ -678,15 +729,31 @@ func TestCommitmentsHTTP(t *testing.T) {
 	require.NotNil(t, obj(r.body["sweep"]), r.raw)
 	r = f.do(t, "POST", "/v1/payouts/run", `{}`)
 	requireStatus(t, r, http.StatusOK)
-	require.EqualValues(t, 0, r.body["instalments_fulfilled"], "released once")
+	require.EqualValues(t, 0, r.body["instalments_fulfilled"], "released once, and not on its due date")
+	r = f.do(t, "GET", "/v1/commitments?person=ana", "")
+	requireStatus(t, r, http.StatusOK)
+	for _, c := range list(r.body["commitments"]) {
+		if obj(c)["id"] == dueToday {
+			require.Equal(t, "scheduled", obj(list(obj(c)["instalments"])[0])["state"], "due today: released the day after")
+		}
+	}
 	r = f.do(t, "GET", "/v1/disbursements?person=ana", "")
 	requireStatus(t, r, http.StatusOK)
 	require.Len(t, list(r.body["disbursements"]), 1, r.raw)
 	instalment := obj(list(r.body["disbursements"])[0])
 	require.Equal(t, "commitment", instalment["source"])
-	require.Equal(t, "40.00", instalment["amount"])
-	require.Equal(t, "approved", instalment["state"], "within the auto-approve limit")
-	require.Equal(t, "960.00", f.posted(t, "program/p1/fund"))
+	require.Equal(t, "150.00", instalment["amount"])
+	require.Equal(t, "awaiting_approval", instalment["state"], "above the auto-approve limit")
+	require.Equal(t, "person:adm0", instalment["requested_by"], "requested by the commitment's creator")
+	require.Equal(t, "850.00", f.posted(t, "program/p1/fund"))
+
+	// Four eyes: the commitment's creator may not approve its instalment; another admin does.
+	instalmentID := instalment["id"].(string)
+	requireProblem(t, f.as(t, adm0, "POST", "/v1/disbursements/"+instalmentID+"/approve", `{}`), http.StatusForbidden, "four-eyes")
+	require.Equal(t, "awaiting_approval", f.disbursement(t, instalmentID)["state"])
+	r = f.as(t, adm2, "POST", "/v1/disbursements/"+instalmentID+"/approve", `{"reason":"instalment checked"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "approved", r.body["state"], r.raw)
 
 	// Canceling the commitment cancels what is still scheduled; it needs a reason.
 	requireProblem(t, f.do(t, "POST", "/v1/commitments/"+commitment+"/cancel", `{}`), http.StatusUnprocessableEntity, "validation-failed")
@@ -704,15 +771,18 @@ func TestPayoutReportsHTTP(t *testing.T) {
 	f.seed(t)
 	ctx := context.Background()
 
+	adm0 := f.requesterToken(t)
+
 	// One payout through the sandbox (no worker runs here: submitted in process), so that
 	// reconciliation has a transfer to compare.
-	grant := f.grant(t, f.token, "ana", "40.00", "rc1")
+	grant := f.grant(t, adm0, "ana", "40.00", "rc1")
 	require.Equal(t, "approved", grant["state"])
 	require.NoError(t, f.app.Payouts.Submit(ctx, uuid.MustParse(grant["id"].(string))))
 	require.Equal(t, "paid", f.disbursement(t, grant["id"].(string))["state"])
 
-	// Stipends: cy coaches ana near-peer; one verified session last month, at a rate of 25.00.
-	requireStatus(t, f.do(t, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"25.00"}`), http.StatusOK)
+	// Stipends: cy coaches ana near-peer; one verified session last month, at a rate of 25.00
+	// set by adm0.
+	requireStatus(t, f.as(t, adm0, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"25.00"}`), http.StatusOK)
 	r := f.do(t, "POST", "/v1/connections", fmt.Sprintf(`{"participant_id":"ana","other_id":"cy","role":"near_peer_coach",
 		"origin":"matched","started_on":%q}`, f.day(-70)))
 	requireStatus(t, r, http.StatusCreated)
@@ -741,7 +811,8 @@ func TestPayoutReportsHTTP(t *testing.T) {
 	requireProblem(t, f.as(t, f.ana, "GET", "/v1/stipends?coach=cy", ""), http.StatusForbidden, "forbidden")
 	requireProblem(t, f.as(t, f.cy, "GET", "/v1/stipends", ""), http.StatusForbidden, "forbidden")
 
-	// The 1099-NEC report: a held stipend is not paid, so nobody is listed.
+	// The 1099-NEC report: a held stipend is not paid, so nobody is listed. The threshold is
+	// the year's: 600.00 for payments through 2025, 2000.00 after; ?threshold= overrides it.
 	for _, who := range []string{f.token, f.auditor} {
 		r := f.as(t, who, "GET", "/v1/reports/1099-nec?year=2026", "")
 		requireStatus(t, r, http.StatusOK)
@@ -750,19 +821,33 @@ func TestPayoutReportsHTTP(t *testing.T) {
 		require.Equal(t, "USD", r.body["currency"])
 		require.Equal(t, []any{}, r.body["payees"], r.raw)
 	}
+	for year, want := range map[string]string{"2024": "600.00", "2025": "600.00", "2026": "2000.00", "2030": "2000.00"} {
+		r := f.do(t, "GET", "/v1/reports/1099-nec?year="+year, "")
+		requireStatus(t, r, http.StatusOK)
+		require.Equal(t, want, r.body["threshold"], "the threshold of %s", year)
+	}
 	r = f.do(t, "GET", "/v1/reports/1099-nec?year=2026&threshold=600.00", "")
 	requireStatus(t, r, http.StatusOK)
 	require.Equal(t, "600.00", r.body["threshold"])
+	r = f.do(t, "GET", "/v1/reports/1099-nec?year=2025&threshold=2000.00", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "2000.00", r.body["threshold"], "?threshold= overrides the year's")
 	r = f.do(t, "GET", "/v1/reports/1099-nec", "")
 	requireStatus(t, r, http.StatusOK)
 	require.EqualValues(t, time.Now().Year(), r.body["year"], "this year by default")
+	thisYears := "2000.00"
+	if time.Now().Year() <= 2025 {
+		thisYears = "600.00"
+	}
+	require.Equal(t, thisYears, r.body["threshold"], "this year's threshold by default")
 	for _, q := range []string{"year=1999", "year=abc", "threshold=0", "threshold=-5", "threshold=lots"} {
 		requireProblem(t, f.do(t, "GET", "/v1/reports/1099-nec?"+q, ""), http.StatusUnprocessableEntity, "validation-failed")
 	}
 	requireProblem(t, f.as(t, f.cy, "GET", "/v1/reports/1099-nec?year=2026", ""), http.StatusForbidden, "forbidden")
 
-	// With cy's W-9 on file the held stipend is paid by the next run, a disbursement of his
-	// own (which he reads, and ana does not), and he is on the report from 25.00.
+	// With cy's W-9 on file the held stipend is paid by the next run into his wallet, a
+	// disbursement of his own (which he reads, and ana does not) requested by whoever set the
+	// rate; he is on the report from 25.00 once that disbursement is paid out to him.
 	requireProblem(t, f.as(t, f.cy, "POST", "/v1/people/cy/tax-form", `{"on_file":true}`), http.StatusForbidden, "forbidden")
 	requireStatus(t, f.do(t, "POST", "/v1/people/cy/tax-form", `{"on_file":true}`), http.StatusOK)
 	r = f.do(t, "POST", "/v1/stipends/run", fmt.Sprintf(`{"month":%q}`, month.Format("2006-01")))
@@ -776,8 +861,15 @@ func TestPayoutReportsHTTP(t *testing.T) {
 	requireStatus(t, r, http.StatusOK)
 	require.Equal(t, "stipend", r.body["source"])
 	require.Equal(t, "coach/cy/wallet", r.body["wallet"])
+	require.Equal(t, "person:adm0", r.body["requested_by"], "requested by whoever set the stipend rate")
+	require.Equal(t, "approved", r.body["state"], "within the auto-approve limit; no worker sends it here")
 	requireProblem(t, f.as(t, f.ana, "GET", "/v1/disbursements/"+stipendPayout, ""), http.StatusForbidden, "forbidden")
 	year := strconv.Itoa(time.Now().UTC().Year())
+	r = f.as(t, f.auditor, "GET", "/v1/reports/1099-nec?year="+year+"&threshold=25.00", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, []any{}, r.body["payees"], "paid into his wallet, not yet paid out to him: %s", r.raw)
+	require.NoError(t, f.app.Payouts.Submit(ctx, uuid.MustParse(stipendPayout)))
+	require.Equal(t, "paid", f.disbursement(t, stipendPayout)["state"])
 	r = f.as(t, f.auditor, "GET", "/v1/reports/1099-nec?year="+year+"&threshold=25.00", "")
 	requireStatus(t, r, http.StatusOK)
 	require.Len(t, list(r.body["payees"]), 1, r.raw)
@@ -790,7 +882,8 @@ func TestPayoutReportsHTTP(t *testing.T) {
 	requireStatus(t, r, http.StatusOK)
 	require.Equal(t, []any{}, r.body["payees"], "25.00 is under the 2000.00 threshold")
 
-	// Reconciliation: the sandbox's one transfer matches the ledger's one attempt.
+	// Reconciliation: the sandbox's two transfers (the grant, the stipend) match the ledger's
+	// two attempts.
 	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/reconciliations", `{}`), http.StatusForbidden, "forbidden")
 	for _, days := range []string{"-1", "401"} {
 		requireProblem(t, f.do(t, "POST", "/v1/reconciliations", `{"days":`+days+`}`), http.StatusUnprocessableEntity, "validation-failed")
@@ -799,8 +892,8 @@ func TestPayoutReportsHTTP(t *testing.T) {
 	requireStatus(t, r, http.StatusCreated)
 	run := r.body
 	require.Equal(t, "sandbox", run["provider"])
-	require.EqualValues(t, 1, run["provider_records"], r.raw)
-	require.EqualValues(t, 1, run["ledger_records"])
+	require.EqualValues(t, 2, run["provider_records"], r.raw)
+	require.EqualValues(t, 2, run["ledger_records"])
 	require.Equal(t, []any{}, run["differences"])
 	since, err := time.Parse(time.RFC3339Nano, run["since"].(string))
 	require.NoError(t, err)
@@ -822,6 +915,161 @@ func TestPayoutReportsHTTP(t *testing.T) {
 	requireProblem(t, f.as(t, f.ana, "GET", "/v1/reconciliations", ""), http.StatusForbidden, "forbidden")
 }
 
+// paidGrant is a manual disbursement of amount to ana within the auto-approve limit,
+// submitted in process (no worker runs) and paid by the sandbox; it returns its id and the
+// sandbox's reference of the transfer.
+func (f *netFixture) paidGrant(t *testing.T, amount, key string) (id, ref string) {
+	t.Helper()
+	g := f.grant(t, f.requesterToken(t), "ana", amount, key)
+	require.Equal(t, "approved", g["state"], "within the auto-approve limit")
+	id = g["id"].(string)
+	require.NoError(t, f.app.Payouts.Submit(context.Background(), uuid.MustParse(id)))
+	d := f.disbursement(t, id)
+	require.Equal(t, "paid", d["state"], d)
+	ref, _ = obj(list(d["attempts"])[0])["provider_ref"].(string)
+	require.NotEmpty(t, ref, d)
+	return id, ref
+}
+
+// reconcileNow runs a reconciliation over HTTP as the admin and returns its differences.
+func (f *netFixture) reconcileNow(t *testing.T) []any {
+	t.Helper()
+	r := f.do(t, "POST", "/v1/reconciliations", `{}`)
+	requireStatus(t, r, http.StatusCreated)
+	return list(r.body["differences"])
+}
+
+// TestReturnedDisbursementHTTP: the provider gives a payout back. Reconciliation applies the
+// return the ledger missed (no webhook here); a partial return leaves the disbursement paid,
+// with the return listed and the money in the wallet; returned in full it is returned, and
+// may then be retried (paid again, by a new attempt) or canceled (the money back to the fund).
+func TestReturnedDisbursementHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	f.seed(t)
+	ctx := context.Background()
+	sandbox, ok := f.app.Payouts.Provider().(*payouts.Sandbox)
+	require.True(t, ok, "the sandbox provider")
+
+	id, ref := f.paidGrant(t, "60.00", "ret-1")
+	require.Equal(t, "940.00", f.posted(t, "program/p1/fund"))
+	require.Equal(t, "0.00", f.posted(t, "participant/ana/wallet"))
+	require.Empty(t, f.reconcileNow(t), "the ledger and the sandbox agree")
+
+	// 20.00 of 60.00 comes back: reconciliation reports the difference and applies it. The
+	// disbursement stays paid, the return listed; neither retried nor canceled.
+	require.NoError(t, sandbox.Reverse(ctx, ref, decimal.RequireFromString("20.00")))
+	diffs := f.reconcileNow(t)
+	require.Len(t, diffs, 1, diffs)
+	require.Equal(t, "status_mismatch", obj(diffs[0])["kind"])
+	require.Equal(t, id, obj(diffs[0])["disbursement_id"])
+	require.Contains(t, obj(diffs[0])["detail"], "returned")
+	d := f.disbursement(t, id)
+	require.Equal(t, "paid", d["state"], "a partial return is not returned")
+	require.Equal(t, []string{"approved", "submitted", "paid"}, states(d))
+	require.Len(t, list(d["returns"]), 1, d)
+	require.Equal(t, "20.00", obj(list(d["returns"])[0])["amount"])
+	require.Equal(t, "20.00", obj(list(d["attempts"])[0])["returned"])
+	require.Equal(t, "20.00", f.posted(t, "participant/ana/wallet"), "the return is back in the wallet")
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id+"/retry", `{"reason":"again"}`), http.StatusConflict, "disbursement-state")
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id+"/cancel", `{"reason":"x"}`), http.StatusConflict, "disbursement-state")
+	require.Empty(t, f.reconcileNow(t), "applied once")
+
+	// The other 40.00 comes back: returned in full.
+	require.NoError(t, sandbox.Reverse(ctx, ref, decimal.RequireFromString("40.00")))
+	require.Len(t, f.reconcileNow(t), 1)
+	d = f.disbursement(t, id)
+	require.Equal(t, "returned", d["state"], d)
+	require.Equal(t, []string{"approved", "submitted", "paid", "returned"}, states(d))
+	require.Len(t, list(d["returns"]), 2, d)
+	require.Equal(t, "60.00", obj(list(d["attempts"])[0])["returned"])
+	require.Equal(t, "60.00", f.posted(t, "participant/ana/wallet"))
+	require.Equal(t, "940.00", f.posted(t, "program/p1/fund"))
+	require.Empty(t, f.reconcileNow(t), "applied once")
+
+	// Retried: a new attempt with its own key, paid out of the wallet again.
+	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/disbursements/"+id+"/retry", `{}`), http.StatusForbidden, "forbidden")
+	r := f.do(t, "POST", "/v1/disbursements/"+id+"/retry", `{"reason":"new bank details"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "approved", r.body["state"], r.raw)
+	require.NoError(t, f.app.Payouts.Submit(ctx, uuid.MustParse(id)))
+	d = f.disbursement(t, id)
+	require.Equal(t, "paid", d["state"], d)
+	require.Equal(t, []string{"approved", "submitted", "paid", "returned", "approved", "submitted", "paid"}, states(d))
+	require.Len(t, list(d["attempts"]), 2)
+	require.Equal(t, id+":2", obj(list(d["attempts"])[1])["idempotency_key"])
+	require.Equal(t, "paid", obj(list(d["attempts"])[1])["outcome"])
+	require.Equal(t, "0.00", f.posted(t, "participant/ana/wallet"))
+	require.Equal(t, "940.00", f.posted(t, "program/p1/fund"))
+
+	// Another returned in full is canceled: a reason is needed, and the money goes back to the fund.
+	id2, ref2 := f.paidGrant(t, "70.00", "ret-2")
+	require.Equal(t, "870.00", f.posted(t, "program/p1/fund"))
+	require.NoError(t, sandbox.Reverse(ctx, ref2, decimal.RequireFromString("70.00")))
+	require.Len(t, f.reconcileNow(t), 1)
+	require.Equal(t, "returned", f.disbursement(t, id2)["state"])
+	require.Equal(t, "70.00", f.posted(t, "participant/ana/wallet"))
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id2+"/cancel", `{}`), http.StatusUnprocessableEntity, "validation-failed")
+	requireProblem(t, f.as(t, f.ana, "POST", "/v1/disbursements/"+id2+"/cancel", `{"reason":"x"}`), http.StatusForbidden, "forbidden")
+	r = f.do(t, "POST", "/v1/disbursements/"+id2+"/cancel", `{"reason":"she left the program"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "canceled", r.body["state"], r.raw)
+	require.NotEmpty(t, r.body["fund_return_entry_id"], r.raw)
+	require.Equal(t, []string{"approved", "submitted", "paid", "returned", "canceled"}, states(r.body))
+	require.Equal(t, "0.00", f.posted(t, "participant/ana/wallet"))
+	require.Equal(t, "940.00", f.posted(t, "program/p1/fund"), "back in the fund")
+	requireProblem(t, f.do(t, "POST", "/v1/disbursements/"+id2+"/retry", `{}`), http.StatusConflict, "disbursement-state")
+	require.Empty(t, f.reconcileNow(t))
+}
+
+// TestReconciliationAppliesSettlementHTTP: a payout the provider settled while the ledger
+// still shows it submitted (its webhook or settle job lost; no worker runs here) is paid by
+// the next reconciliation, as the provider's word; not before the provider settles it.
+func TestReconciliationAppliesSettlementHTTP(t *testing.T) {
+	t.Parallel()
+	const delay = 3 * time.Second
+	f := setupPayouts(t, false, app.Config{Payouts: app.Payouts{Sandbox: payouts.SandboxConfig{Delay: delay}}})
+	f.seed(t)
+	g := f.grant(t, f.requesterToken(t), "ana", "50.00", "settle-1")
+	id := g["id"].(string)
+	sent := time.Now()
+	require.NoError(t, f.app.Payouts.Submit(context.Background(), uuid.MustParse(id)))
+	require.Equal(t, "submitted", f.disbursement(t, id)["state"], "the sandbox settles it later")
+
+	require.Empty(t, f.reconcileNow(t))
+	if time.Since(sent) < delay {
+		require.Equal(t, "submitted", f.disbursement(t, id)["state"], "not settled at the provider yet: nothing to apply")
+	}
+	var d map[string]any
+	waitFor(t, "reconciliation to pay "+id, func() bool {
+		require.Empty(t, f.reconcileNow(t))
+		d = f.disbursement(t, id)
+		return d["state"] == "paid"
+	})
+	require.GreaterOrEqual(t, time.Since(sent), delay, "paid once the provider settled it")
+	require.Equal(t, []string{"approved", "submitted", "paid"}, states(d))
+	last := obj(list(d["transitions"])[len(list(d["transitions"]))-1])
+	require.Contains(t, last["reason"], "reconciliation run")
+	require.Equal(t, "paid", obj(list(d["attempts"])[0])["outcome"])
+	require.Equal(t, "0.00", f.posted(t, "participant/ana/wallet"))
+}
+
+// TestNECThresholdConfiguredHTTP: a configured 1099-NEC threshold (TANDEM_1099_THRESHOLD,
+// Config.NECThreshold) replaces the year's for every year; ?threshold= still overrides it.
+func TestNECThresholdConfiguredHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{Payouts: app.Payouts{NECThreshold: decimal.RequireFromString("1000.00")}})
+	for _, year := range []string{"2024", "2025", "2026"} {
+		r := f.as(t, f.auditor, "GET", "/v1/reports/1099-nec?year="+year, "")
+		requireStatus(t, r, http.StatusOK)
+		require.Equal(t, "1000.00", r.body["threshold"], "the configured threshold in %s", year)
+		require.Equal(t, []any{}, r.body["payees"], r.raw)
+	}
+	r := f.do(t, "GET", "/v1/reports/1099-nec?year=2026&threshold=250.00", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "250.00", r.body["threshold"])
+}
+
 // TestPayoutRefusalsInTheirRecordsTrail: a refused change to a disbursement or a commitment is
 // filed in the audit trail under that record, as its changes are ("disbursement:<id>"), so
 // that the record's trail shows the refused attempts too (api/auth.go recordOf).
@@ -829,7 +1077,7 @@ func TestPayoutRefusalsInTheirRecordsTrail(t *testing.T) {
 	t.Parallel()
 	f := setupPayouts(t, false, app.Config{})
 	f.seed(t)
-	id := f.grant(t, f.token, "ana", "150.00", "trail-1")["id"].(string)
+	id := f.grant(t, f.requesterToken(t), "ana", "150.00", "trail-1")["id"].(string)
 	commitment := f.commitmentOf(t, "ana")
 	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/disbursements/"+id+"/approve", `{}`), http.StatusForbidden, "forbidden")
 	requireProblem(t, f.as(t, f.ana, "POST", "/v1/disbursements/"+id+"/cancel", `{"reason":"x"}`), http.StatusForbidden, "forbidden")

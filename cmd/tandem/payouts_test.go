@@ -66,9 +66,10 @@ func requireAmountCLI(t *testing.T, want string, got any) {
 	require.True(t, decimal.RequireFromString(want).Equal(decimal.RequireFromString(s)), "want %s, got %s", want, s)
 }
 
-// TestPayoutsCLI walks tandem payouts: a program's policy, a manual disbursement approved on
-// the command line by a named admin (who must hold an admin token), submitted and paid in
-// process, a cap holding one back, a rejection that needs a reason, the 1099-NEC report.
+// TestPayoutsCLI walks tandem payouts: a program's policy (changed a setting at a time), a
+// manual disbursement requested and approved on the command line by two named admins (who
+// must hold admin tokens; the requester may not approve), submitted and paid in process, a
+// cap holding one back, a rejection that needs a reason, a commitment, the 1099-NEC report.
 func TestPayoutsCLI(t *testing.T) {
 	c := setupPayoutsCLI(t)
 	me := cliActor().Name
@@ -83,6 +84,7 @@ func TestPayoutsCLI(t *testing.T) {
 	// help, and mistakes of usage.
 	out := c.ok("", "payouts", "help")
 	require.Contains(t, out, "usage: tandem payouts")
+	require.Contains(t, out, "create --program P --person X --amount 250.00 --reason TEXT --key K --as admin:PERSON")
 	require.Contains(t, out, "approve ID --as admin:PERSON")
 	require.Contains(t, out, "1099 [--year 2026]")
 	_, err := c.run("", "payouts")
@@ -94,36 +96,92 @@ func TestPayoutsCLI(t *testing.T) {
 
 	// The policy: the default, then dual control from 400.00 and a monthly cap of 100.00.
 	var pol map[string]any
-	require.NoError(t, json.Unmarshal([]byte(c.ok("", "payouts", "policy", "p1")), &pol))
+	policy := func(args ...string) map[string]any {
+		t.Helper()
+		out := c.ok("", append([]string{"payouts", "policy", "p1"}, args...)...)
+		var pol map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &pol), out)
+		return pol
+	}
+	pol = policy()
 	require.Equal(t, true, pol["default"])
 	requireAmountCLI(t, "500", pol["dual_control_threshold"])
-	out = c.ok("", "payouts", "policy", "p1", "--dual-control", "400.00", "--monthly-cap", "100.00")
-	require.NoError(t, json.Unmarshal([]byte(out), &pol), out)
-	require.Equal(t, false, pol["default"], out)
+	pol = policy("--dual-control", "400.00", "--monthly-cap", "100.00")
+	require.Equal(t, false, pol["default"], pol)
 	requireAmountCLI(t, "400", pol["dual_control_threshold"])
 	requireAmountCLI(t, "100", pol["monthly_cap"])
 	require.Nil(t, pol["yearly_cap"])
 	require.EqualValues(t, 2, pol["auto_retries"], "retries keep their default")
+	require.EqualValues(t, 30, pol["remediation_days"], "the remediation window keeps its default")
+	require.Equal(t, "1h0m0s", pol["retry_backoff"], "the backoff keeps its default")
 	require.Equal(t, me, pol["set_by"])
-	require.NoError(t, json.Unmarshal([]byte(c.ok("", "payouts", "policy", "p1")), &pol))
+	pol = policy()
 	requireAmountCLI(t, "400", pol["dual_control_threshold"])
+	requireAmountCLI(t, "100", pol["monthly_cap"])
+
+	// One setting at a time: what is not given stays as it was; "none" removes a cap.
+	pol = policy("--yearly-cap", "1000.00", "--remediation-days", "20", "--retry-backoff", "30m")
+	requireAmountCLI(t, "400", pol["dual_control_threshold"])
+	requireAmountCLI(t, "100", pol["monthly_cap"])
+	requireAmountCLI(t, "1000", pol["yearly_cap"])
+	require.EqualValues(t, 20, pol["remediation_days"])
+	require.Equal(t, "30m0s", pol["retry_backoff"])
+	require.EqualValues(t, 2, pol["auto_retries"])
+	pol = policy("--auto-retries", "0")
+	require.EqualValues(t, 0, pol["auto_retries"], "zero retries is a setting")
+	requireAmountCLI(t, "400", pol["dual_control_threshold"])
+	requireAmountCLI(t, "100", pol["monthly_cap"])
+	requireAmountCLI(t, "1000", pol["yearly_cap"])
+	require.EqualValues(t, 20, pol["remediation_days"])
+	require.Equal(t, "30m0s", pol["retry_backoff"])
+	pol = policy("--monthly-cap", "none")
+	require.Nil(t, pol["monthly_cap"], "none removes the monthly cap")
+	requireAmountCLI(t, "1000", pol["yearly_cap"])
+	requireAmountCLI(t, "400", pol["dual_control_threshold"])
+	require.EqualValues(t, 0, pol["auto_retries"], "zero retries stay zero")
+	pol = policy("--monthly-cap", "100.00")
+	requireAmountCLI(t, "100", pol["monthly_cap"])
+	requireAmountCLI(t, "1000", pol["yearly_cap"])
+	requireAmountCLI(t, "400", pol["dual_control_threshold"])
+	require.EqualValues(t, 20, pol["remediation_days"])
+	require.Equal(t, "30m0s", pol["retry_backoff"])
+	require.EqualValues(t, 0, pol["auto_retries"])
+	pol = policy("--yearly-cap", "none")
+	require.Nil(t, pol["yearly_cap"], "none removes the yearly cap")
+	requireAmountCLI(t, "100", pol["monthly_cap"])
+	require.Equal(t, pol, policy(), "the policy read is the policy set")
 	for _, bad := range [][]string{{"--dual-control", "-5"}, {"--monthly-cap", "lots"}, {"--monthly-cap", "500", "--yearly-cap", "400"},
 		{"--retry-backoff", "soon"}, {"--auto-retries", "11"}} {
 		_, err := c.run("", append([]string{"payouts", "policy", "p1"}, bad...)...)
 		require.ErrorIs(t, err, payouts.ErrInvalid, "%v", bad)
 	}
 
-	// A manual disbursement above the auto-approve limit: one approval needed.
-	d := c.disbursement("create", "--program", "p1", "--person", "ana", "--amount", "80.00", "--reason", "bus pass", "--key", "g1")
+	// A manual disbursement needs --key K and --as admin:PERSON, PERSON holding an active
+	// admin token (requests, like approvals, are a person's); mistakes write nothing.
+	grant := func(more ...string) []string {
+		return append([]string{"create", "--program", "p1", "--person", "ana", "--amount", "80.00", "--reason", "bus pass"}, more...)
+	}
+	for _, args := range [][]string{grant(), grant("--as", "admin:eli"), grant("--key", "g1"), grant("--key", "g1", "--as", "participant:eli")} {
+		_, err := c.run("", append([]string{"payouts"}, args...)...)
+		require.ErrorIs(t, err, errUsage, "%v", args)
+	}
+	_, err = c.run("", append([]string{"payouts"}, grant("--key", "g1", "--as", "admin:eli")...)...)
+	require.ErrorIs(t, err, access.ErrForbidden)
+	require.ErrorContains(t, err, "eli holds no active admin token")
+	require.NotContains(t, c.ok("", "payouts", "list"), "manual", "refused requests make no disbursement")
+	c.ok("", "token", "create", "--role", "admin", "--person", "eli", "--name", "eli")
+
+	// Above the auto-approve limit: one approval needed.
+	d := c.disbursement(grant("--key", "g1", "--as", "admin:eli")...)
 	id := d.ID
 	require.Equal(t, payouts.AwaitingApproval, d.State)
 	require.Equal(t, 1, d.ApprovalsNeeded)
 	require.Equal(t, "80.00", d.Amount)
 	require.Equal(t, "manual", d.Source)
-	require.Equal(t, me, d.RequestedBy)
-	require.Equal(t, id, c.disbursement("create", "--program", "p1", "--person", "ana", "--amount", "80.00", "--reason", "bus pass",
-		"--key", "g1").ID, "the same key is the same disbursement")
-	_, err = c.run("", "payouts", "create", "--program", "p1", "--person", "ana", "--amount", "80.00", "--key", "g-no-reason")
+	require.Equal(t, "person:eli", d.RequestedBy)
+	require.Equal(t, me+" as admin:eli", d.Transitions[0].Actor)
+	require.Equal(t, id, c.disbursement(grant("--key", "g1", "--as", "admin:eli")...).ID, "the same key is the same disbursement")
+	_, err = c.run("", "payouts", "create", "--program", "p1", "--person", "ana", "--amount", "80.00", "--key", "g-no-reason", "--as", "admin:eli")
 	require.ErrorIs(t, err, payouts.ErrInvalid)
 	require.ErrorContains(t, err, "reason")
 
@@ -148,6 +206,10 @@ func TestPayoutsCLI(t *testing.T) {
 	require.ErrorIs(t, err, access.ErrForbidden, "a participant token does not make an admin")
 	require.Equal(t, payouts.AwaitingApproval, c.disbursement("show", id).State, "refusals approve nothing")
 
+	// The requester may not approve it (four eyes); another admin who is a person does.
+	_, err = c.run("", "payouts", "approve", id, "--as", "admin:eli")
+	require.ErrorIs(t, err, payouts.ErrSelfApproval)
+	require.Equal(t, payouts.AwaitingApproval, c.disbursement("show", id).State, "refusals approve nothing")
 	c.ok("", "token", "create", "--role", "admin", "--person", "dana", "--name", "x")
 	d = c.disbursement("approve", id, "--as", "admin:dana", "--reason", "pass checked")
 	require.Equal(t, payouts.Approved, d.State)
@@ -175,10 +237,11 @@ func TestPayoutsCLI(t *testing.T) {
 	require.Regexp(t, `posted\s+0.00 USD`, c.ok("", "ledger", "balance", "participant/ana/wallet"))
 	require.Regexp(t, `posted\s+920.00 USD`, c.ok("", "ledger", "balance", "program/p1/fund"))
 	_, err = c.run("", "payouts", "retry", id)
-	require.ErrorIs(t, err, payouts.ErrState, "only failed disbursements are retried")
+	require.ErrorIs(t, err, payouts.ErrState, "only failed or returned disbursements are retried")
 
 	// The monthly cap: 80.00 paid this month, 60.00 more would pass 100.00.
-	over := c.disbursement("create", "--program", "p1", "--person", "ana", "--amount", "60.00", "--reason", "books", "--key", "g2")
+	over := c.disbursement("create", "--program", "p1", "--person", "ana", "--amount", "60.00", "--reason", "books", "--key", "g2",
+		"--as", "admin:eli")
 	require.Equal(t, payouts.AwaitingApproval, over.State)
 	_, err = c.run("", "payouts", "approve", over.ID, "--as", "admin:dana")
 	require.ErrorIs(t, err, payouts.ErrCapExceeded)
@@ -195,17 +258,39 @@ func TestPayoutsCLI(t *testing.T) {
 	require.Regexp(t, `posted\s+920.00 USD`, c.ok("", "ledger", "balance", "program/p1/fund"))
 
 	// Dual control from the program's threshold, 400.00.
-	big := c.disbursement("create", "--program", "p1", "--person", "ana", "--amount", "400.00", "--reason", "rent", "--key", "g3")
+	big := c.disbursement("create", "--program", "p1", "--person", "ana", "--amount", "400.00", "--reason", "rent", "--key", "g3",
+		"--as", "admin:eli")
 	require.Equal(t, 2, big.ApprovalsNeeded)
 	d = c.disbursement("cancel", big.ID, "--reason", "paid by another program")
 	require.Equal(t, payouts.Canceled, d.State)
 
-	// The 1099-NEC report: nobody was paid a stipend.
+	// A commitment needs --key K too.
+	commit := []string{"payouts", "commit", "--program", "p1", "--person", "ana", "--amount", "20.00", "--instalments", "2",
+		"--every", "3", "--first-due", now.AddDate(0, 1, 0).Format(time.DateOnly)}
+	_, err = c.run("", commit...)
+	require.ErrorIs(t, err, errUsage)
+	require.ErrorContains(t, err, "--key")
+	require.Equal(t, "[]\n", c.ok("", "payouts", "commitments"), "a refused commitment schedules nothing")
+	var cm payouts.Commitment
+	out = c.ok("", append(commit, "--key", "c1")...)
+	require.NoError(t, json.Unmarshal([]byte(out), &cm), out)
+	require.Len(t, cm.Instalments, 2)
+	require.Equal(t, me, cm.CreatedBy)
+	var again payouts.Commitment
+	require.NoError(t, json.Unmarshal([]byte(c.ok("", append(commit, "--key", "c1")...)), &again))
+	require.Equal(t, cm.ID, again.ID, "the same key is the same commitment")
+
+	// The 1099-NEC report: nobody was paid a stipend. The threshold is the year's: 2000.00
+	// for payments after 2025, 600.00 through 2025.
 	out = c.ok("", "payouts", "1099", "--year", "2026")
 	require.Contains(t, out, "1099-NEC 2026: payees with stipends of 2000.00 USD or more")
 	require.Contains(t, out, "COACH")
 	require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 2, "a title and a header, no payee: %s", out)
+	require.Contains(t, c.ok("", "payouts", "1099", "--year", "2025"), "1099-NEC 2025: payees with stipends of 600.00 USD or more")
 	require.Contains(t, c.ok("", "payouts", "1099", "--year", "2026", "--threshold", "600.00"), "stipends of 600.00 USD or more")
+	t.Setenv("TANDEM_1099_THRESHOLD", "1000.00")
+	require.Contains(t, c.ok("", "payouts", "1099", "--year", "2025"), "stipends of 1000.00 USD or more", "TANDEM_1099_THRESHOLD sets it")
+	t.Setenv("TANDEM_1099_THRESHOLD", "")
 	_, err = c.run("", "payouts", "1099", "--year", "1999")
 	require.ErrorIs(t, err, payouts.ErrInvalid)
 	_, err = c.run("", "payouts", "1099", "--threshold", "lots")

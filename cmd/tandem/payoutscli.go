@@ -276,7 +276,7 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func actAsAdmin(ctx context.Context, store *access.Store, as string) (network.By, error) {
 	role, person, ok := strings.Cut(as, ":")
 	if !ok || role != string(access.Admin) || !access.ValidPersonID(person) {
-		return network.By{}, fmt.Errorf("%w: --as %q: approving needs --as admin:PERSON", errUsage, as)
+		return network.By{}, fmt.Errorf("%w: --as %q: requesting and approving need --as admin:PERSON", errUsage, as)
 	}
 	admin, err := store.IsAdmin(ctx, person)
 	if err != nil {

@@ -49,7 +49,8 @@ type Payouts struct {
 	StripeSettleAfter time.Duration
 	// Sandbox tunes the sandbox (TANDEM_SANDBOX_DELAY).
 	Sandbox payouts.SandboxConfig
-	// NECThreshold is the 1099-NEC reporting threshold (TANDEM_1099_THRESHOLD, default 2000.00).
+	// NECThreshold is the 1099-NEC reporting threshold (TANDEM_1099_THRESHOLD); unset, the
+	// year's: 600.00 through 2025, 2000.00 after.
 	NECThreshold decimal.Decimal
 	// Fault injects crashes (tests).
 	Fault func(point string) error
