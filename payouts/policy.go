@@ -69,6 +69,15 @@ var (
 	DefaultRetryBackoff    = time.Hour
 )
 
+// defaultDualControl is 500 in the program's currency, but never at or below its
+// auto-approve limit (a JPY program, or a generous limit): set a policy to decide otherwise.
+func defaultDualControl(p network.Program) decimal.Decimal {
+	if exp, ok := ledger.Exponent(p.Currency); ok && !DefaultDualControl.GreaterThan(p.AutoApproveLimit) {
+		return p.AutoApproveLimit.Add(decimal.New(1, -exp))
+	}
+	return DefaultDualControl
+}
+
 // approvalsNeeded: two admins at or above the dual-control threshold, none within the
 // auto-approve limit, otherwise one.
 func (p Policy) approvalsNeeded(amount decimal.Decimal) int {
@@ -99,12 +108,7 @@ func policyTx(ctx context.Context, db access.DBTX, p network.Program) (Policy, e
 		auto_retries, retry_backoff_seconds, set_by, set_at FROM payouts_policies WHERE program_id = $1 ORDER BY id DESC LIMIT 1`, p.ID).
 		Scan(&dual, &monthly, &yearly, &pol.RemediationDays, &pol.AutoRetries, &backoff, &pol.SetBy, &setAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		// 500 in the program's currency, but never at or below its auto-approve limit (a JPY
-		// program, or a generous limit): set a policy to decide otherwise.
-		dual := DefaultDualControl
-		if exp, ok := ledger.Exponent(p.Currency); ok && !dual.GreaterThan(p.AutoApproveLimit) {
-			dual = p.AutoApproveLimit.Add(decimal.New(1, -exp))
-		}
+		dual := defaultDualControl(p)
 		pol.DualControlThreshold, pol.RemediationDays, pol.AutoRetries = dual, DefaultRemediationDays, DefaultAutoRetries
 		pol.RetryBackoff, pol.Default = Duration{DefaultRetryBackoff}, true
 		return pol, nil
@@ -161,7 +165,7 @@ func (s *Store) SetPolicy(ctx context.Context, by network.By, program string, n 
 		return Policy{}, err
 	}
 	if dual == nil {
-		str := DefaultDualControl.String()
+		str := defaultDualControl(p).String()
 		dual = &str
 	}
 	monthly, err := amount("monthly_cap", n.MonthlyCap)

@@ -571,22 +571,26 @@ func TestPayoutsThreeClientsPayOnce(t *testing.T) {
 	require.GreaterOrEqual(t, len(clients), 2, "the payouts were shared between the clients")
 }
 
-// TestReconcileSandbox: after payouts (four paid, one failed at the provider) reconciliation
+// TestReconcileSandbox: after payouts (five paid, one failed at the provider) reconciliation
 // finds no difference; after the sandbox's books are tampered with — an amount changed, a
-// paid transfer marked failed, a transfer Tandem never made added, one deleted — it records
-// exactly amount_mismatch, status_mismatch, missing_in_ledger and missing_at_provider with
-// the right disbursements, and Reconciliations lists both runs, newest first.
+// paid transfer marked failed, a transfer Tandem never made added, one deleted, one paid
+// transfer reversed in full and one in part — it records exactly amount_mismatch,
+// status_mismatch (three), missing_in_ledger and missing_at_provider with the right
+// disbursements, and Reconciliations lists both runs, newest first. What the provider gave
+// back is applied as a lost webhook would have: a return entry for each, the one returned in
+// full is returned, the other stays paid; the one marked failed is not failed in the ledger
+// (a paid transfer does not fail later). A third run finds only what was not applied.
 func TestReconcileSandbox(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := dbtest.New(t, dbtest.Options{MaxConns: 12})
 	a := newApp(t, pool)
-	payoutFixture(t, a, "ana", "bo", "cy", "dee", "eve")
+	payoutFixture(t, a, "ana", "bo", "cy", "dee", "eve", "fay")
 	_, err := a.Payouts.SetDestination(ctx, admin, "eve", "fail:account-closed")
 	require.NoError(t, err)
 	since := time.Now().Add(-time.Hour)
 	var ds []payouts.Disbursement
-	for i, p := range []string{"ana", "bo", "cy", "dee"} {
+	for i, p := range []string{"ana", "bo", "cy", "dee", "fay"} {
 		d := createPayout(t, a.Payouts, p, fmt.Sprintf("%d.25", 10+i), "rec-"+p, payouts.Approved)
 		ds = append(ds, waitState(t, a.Payouts, d.ID, payouts.Paid))
 	}
@@ -596,8 +600,8 @@ func TestReconcileSandbox(t *testing.T) {
 	clean, err := a.Payouts.Reconcile(ctx, since)
 	require.NoError(t, err)
 	require.Empty(t, clean.Differences)
-	require.Equal(t, 5, clean.ProviderRecords)
-	require.Equal(t, 5, clean.LedgerRecords)
+	require.Equal(t, 6, clean.ProviderRecords)
+	require.Equal(t, 6, clean.LedgerRecords)
 
 	stranger := uuid.NewString()
 	_, err = pool.Exec(ctx, `UPDATE payouts_sandbox_transfers SET amount = amount + 1 WHERE disbursement_id = $1`, ds[0].ID)
@@ -609,11 +613,19 @@ func TestReconcileSandbox(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pool.Exec(ctx, `DELETE FROM payouts_sandbox_transfers WHERE disbursement_id = $1`, ds[2].ID)
 	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE payouts_sandbox_transfers SET reversed = amount WHERE disbursement_id = $1`, ds[3].ID)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE payouts_sandbox_transfers SET reversed = 5 WHERE disbursement_id = $1`, ds[4].ID)
+	require.NoError(t, err)
+	before := map[string]payouts.Disbursement{}
+	for _, d := range ds {
+		before[d.ID] = d
+	}
 
 	run, err := a.Payouts.Reconcile(ctx, since)
 	require.NoError(t, err)
-	require.Equal(t, 5, run.ProviderRecords) // 5 − 1 deleted + 1 added
-	require.Equal(t, 5, run.LedgerRecords)
+	require.Equal(t, 6, run.ProviderRecords) // 6 − 1 deleted + 1 added
+	require.Equal(t, 6, run.LedgerRecords)
 	type diff struct{ kind, disbursement, ref, ledger, provider string }
 	summarize := func(list []payouts.Difference) []diff {
 		var out []diff
@@ -634,8 +646,21 @@ func TestReconcileSandbox(t *testing.T) {
 		{payouts.StatusMismatch, ds[1].ID, "sbx_" + ds[1].ID, "11.25", "11.25"},
 		{payouts.MissingInLedger, stranger, "sbx_stranger", "", "12.34"},
 		{payouts.MissingAtProvider, ds[2].ID, "sbx_" + ds[2].ID, "12.25", ""},
+		{payouts.StatusMismatch, ds[3].ID, "sbx_" + ds[3].ID, "13.25", "13.25"},
+		{payouts.StatusMismatch, ds[4].ID, "sbx_" + ds[4].ID, "14.25", "14.25"},
 	}
 	require.ElementsMatch(t, want, summarize(run.Differences))
+	details := map[string]string{}
+	for _, d := range run.Differences {
+		if d.Kind == payouts.StatusMismatch {
+			details[d.Disbursement] = d.Detail
+		}
+	}
+	require.Equal(t, map[string]string{
+		ds[1].ID: "the provider failed it; the ledger shows it paid",
+		ds[3].ID: "returned: ledger 0, provider 13.25",
+		ds[4].ID: "returned: ledger 0, provider 5",
+	}, details)
 
 	runs, err := a.Payouts.Reconciliations(ctx, 10)
 	require.NoError(t, err)
@@ -645,5 +670,141 @@ func TestReconcileSandbox(t *testing.T) {
 	require.Equal(t, "sandbox", runs[0].Provider)
 	require.ElementsMatch(t, want, summarize(runs[0].Differences))
 	require.Empty(t, runs[1].Differences)
-	require.Equal(t, 4, queryInt(t, pool, `SELECT differences FROM payouts_reconciliations WHERE id = $1`, run.ID))
+	require.Equal(t, 6, queryInt(t, pool, `SELECT differences FROM payouts_reconciliations WHERE id = $1`, run.ID))
+
+	// Applied: what the provider gave back is in the wallets, by a return entry each.
+	source := fmt.Sprintf("reconciliation run %d", run.ID)
+	full := getPayout(t, a, ds[3].ID)
+	require.Equal(t, payouts.Returned, full.State, "returned in full")
+	require.Len(t, full.Returns, 1)
+	require.Equal(t, "13.25", full.Returns[0].Amount)
+	require.Equal(t, source, full.Returns[0].Event)
+	require.Equal(t, "13.25", full.Attempts[0].Returned)
+	last := full.Transitions[len(full.Transitions)-1]
+	require.Equal(t, "paid→returned", last.From+"→"+last.To)
+	require.Equal(t, payouts.SystemActor.Name, last.Actor)
+	require.Equal(t, "the provider returned the payout ("+source+"); it is back in the wallet: retry it (e.g. after a new destination) or cancel it",
+		last.Reason)
+	require.Equal(t, map[string]int{"pending": 1, "commit": 1, "return": 1}, payoutEntries(t, pool, ds[3].ID))
+	requireAmount(t, "13.25", posted(t, a, network.WalletAccount("dee")))
+
+	part := getPayout(t, a, ds[4].ID)
+	require.Equal(t, payouts.Paid, part.State, "a partial return stays paid")
+	require.Len(t, part.Transitions, len(before[ds[4].ID].Transitions))
+	require.Len(t, part.Returns, 1)
+	require.Equal(t, "5.00", part.Returns[0].Amount)
+	require.Equal(t, source, part.Returns[0].Event)
+	require.Equal(t, "5.00", part.Attempts[0].Returned)
+	require.Equal(t, map[string]int{"pending": 1, "commit": 1, "return": 1}, payoutEntries(t, pool, ds[4].ID))
+	requireAmount(t, "5", posted(t, a, network.WalletAccount("fay")))
+
+	// Not applied: the transfer marked failed stays paid in the ledger, as do the others.
+	for _, i := range []int{0, 1, 2} {
+		d := getPayout(t, a, ds[i].ID)
+		require.Equal(t, payouts.Paid, d.State, ds[i].ID)
+		require.Equal(t, "paid", d.Attempts[0].Outcome)
+		require.Equal(t, "0.00", d.Attempts[0].Returned)
+		require.Empty(t, d.Returns)
+		require.Len(t, d.Transitions, len(before[ds[i].ID].Transitions))
+		require.Equal(t, map[string]int{"pending": 1, "commit": 1}, payoutEntries(t, pool, ds[i].ID))
+	}
+
+	// Once applied, the returns agree: a third run finds the rest only, and applies nothing twice.
+	third, err := a.Payouts.Reconcile(ctx, since)
+	require.NoError(t, err)
+	require.ElementsMatch(t, want[:4], summarize(third.Differences))
+	require.Equal(t, 2, queryInt(t, pool, `SELECT count(*) FROM ledger_entries WHERE idempotency_key LIKE 'payout-return:%'`))
+	require.Len(t, getPayout(t, a, ds[3].ID).Transitions, len(full.Transitions))
+	requireLedgerClean(t, a, pool, "USD", decimal.RequireFromString("61.25"))
+}
+
+// TestReconcileAppliesLostSettlement: a payout the provider settled while the ledger still
+// shows its attempt open (the webhook was lost, the settle job not run yet) is applied by
+// reconciliation: paid — the pending entry committed — or failed — voided, the money back in
+// the wallet — as the provider says; nothing before the provider settled it, nothing twice.
+// The ledger was behind, not wrong: no difference is recorded.
+func TestReconcileAppliesLostSettlement(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	ctx, a := e.ctx, e.a
+	newProgram(t, a.Network, "p1", "1000.00", "100.00")
+	e.payee("p1", "ana")
+	e.payee("p1", "bo")
+	e.destination("bo", "fail:account-closed")
+	slow := e.store(payouts.NewSandbox(e.pool, payouts.SandboxConfig{Delay: 5 * time.Second}), payouts.Config{})
+	since := time.Now().Add(-time.Hour)
+	paid := e.submit(slow, e.grant(admin, "p1", "ana", "40.00", "lost-paid").ID)
+	failed := e.submit(slow, e.grant(admin, "p1", "bo", "30.00", "lost-failed").ID)
+	for _, d := range []payouts.Disbursement{paid, failed} {
+		require.Equal(t, payouts.Submitted, d.State)
+		require.Len(t, d.Attempts, 1)
+		require.NotEmpty(t, d.Attempts[0].ProviderRef)
+		require.Empty(t, d.Attempts[0].Outcome)
+		require.Equal(t, map[string]int{"pending": 1}, payoutEntries(t, e.pool, d.ID))
+	}
+
+	run, err := a.Payouts.Reconcile(ctx, since)
+	require.NoError(t, err)
+	require.Zero(t, queryInt(t, e.pool, `SELECT count(*) FROM payouts_sandbox_transfers WHERE settles_at <= clock_timestamp()`),
+		"the run came before the sandbox settled (a slow machine would make this test void, not wrong)")
+	require.Empty(t, run.Differences)
+	require.Equal(t, 2, run.ProviderRecords)
+	require.Equal(t, 2, run.LedgerRecords)
+	for _, d := range []payouts.Disbursement{paid, failed} {
+		require.Equal(t, payouts.Submitted, e.get(d.ID).State, "not settled at the provider yet")
+	}
+
+	waitUntil(t, 20*time.Second, "the sandbox to settle both transfers", func() bool {
+		return queryInt(t, e.pool, `SELECT count(*) FROM payouts_sandbox_transfers WHERE settles_at <= clock_timestamp()`) == 2
+	})
+	run, err = a.Payouts.Reconcile(ctx, since)
+	require.NoError(t, err)
+	require.Empty(t, run.Differences, "the ledger was behind, not wrong")
+	source := fmt.Sprintf("reconciliation run %d", run.ID)
+
+	d := e.get(paid.ID)
+	require.Equal(t, payouts.Paid, d.State)
+	require.Equal(t, []string{"→approved", "approved→submitted", "submitted→paid"}, moves(d))
+	require.Equal(t, "attempt 1 paid ("+source+")", lastTransition(t, d).Reason)
+	require.Equal(t, payouts.SystemActor.Name, lastTransition(t, d).Actor)
+	require.Equal(t, "paid", d.Attempts[0].Outcome)
+	require.NotNil(t, d.Attempts[0].SettledAt)
+	require.Equal(t, map[string]int{"pending": 1, "commit": 1}, payoutEntries(t, e.pool, d.ID))
+	requireAmount(t, "0", posted(t, a, network.WalletAccount("ana")))
+	requireAmount(t, "0", pendingOf(t, a, network.WalletAccount("ana")))
+
+	d = e.get(failed.ID)
+	require.Equal(t, payouts.Failed, d.State)
+	require.Equal(t, []string{"→approved", "approved→submitted", "submitted→failed"}, moves(d))
+	require.Contains(t, lastTransition(t, d).Reason, "attempt 1 failed ("+source+"): the provider failed it (found by reconciliation)")
+	require.Equal(t, "failed", d.Attempts[0].Outcome)
+	require.Equal(t, "the provider failed it (found by reconciliation)", d.Attempts[0].Reason)
+	require.Equal(t, map[string]int{"pending": 1, "void": 1}, payoutEntries(t, e.pool, d.ID))
+	requireAmount(t, "30", posted(t, a, network.WalletAccount("bo")), "the money is back in the wallet")
+	requireAmount(t, "0", pendingOf(t, a, network.WalletAccount("bo")))
+
+	// The settle jobs, come late, find them settled; another run applies nothing.
+	for id, want := range map[string]payouts.Outcome{paid.ID: payouts.OutcomePaid, failed.ID: payouts.OutcomeFailed} {
+		n := len(e.get(id).Transitions)
+		out, err := slow.Settle(ctx, uuid.MustParse(id), 1)
+		require.NoError(t, err)
+		require.Equal(t, want, out)
+		require.Len(t, e.get(id).Transitions, n)
+	}
+	again, err := a.Payouts.Reconcile(ctx, since)
+	require.NoError(t, err)
+	require.Empty(t, again.Differences)
+	require.Equal(t, map[string]int{"pending": 1, "commit": 1}, payoutEntries(t, e.pool, paid.ID))
+	require.Equal(t, map[string]int{"pending": 1, "void": 1}, payoutEntries(t, e.pool, failed.ID))
+	require.Len(t, e.get(paid.ID).Transitions, 3)
+	require.Len(t, e.get(failed.ID).Transitions, 3)
+	e.requireCheckClean()
+}
+
+// getPayout reads a disbursement with its history.
+func getPayout(t *testing.T, a *app.App, id string) payouts.Disbursement {
+	t.Helper()
+	d, err := a.Payouts.Get(context.Background(), id)
+	require.NoError(t, err)
+	return d
 }

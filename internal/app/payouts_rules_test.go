@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -272,6 +273,7 @@ var legalMoves = []string{
 	"submitted→paid", "submitted→failed",
 	"failed→approved", "failed→canceled", "failed→forfeited",
 	"paid→returned",
+	"returned→approved", "returned→canceled", // returned in full: paid again, or given back to the fund
 }
 
 // waitingAward makes participant (connected to mentor mo) earn program's ruleMentor4 award
@@ -326,6 +328,7 @@ func TestPayoutsLegalTransitions(t *testing.T) {
 		table = append(table, row[0]+"→"+row[1])
 	}
 	require.ElementsMatch(t, legalMoves, table, "payouts_legal_transitions")
+	require.Len(t, table, 20)
 
 	t.Run("awaiting_approval→approved", func(t *testing.T) {
 		d := e.grant(admin, "p1", "ana", "300.00", "aw-approve")
@@ -511,41 +514,109 @@ func TestPayoutsLegalTransitions(t *testing.T) {
 		requireAmount(t, "0", posted(t, a, network.WalletAccount("hal")))
 	})
 
-	t.Run("paid→returned", func(t *testing.T) {
+	var returnedID string
+	t.Run("paid→returned (in full; a partial return stays paid)", func(t *testing.T) {
 		d := e.grant(admin, "p1", "ben", "80.00", "ret-1")
 		d = e.submit(nil, d.ID)
 		require.Equal(t, payouts.Paid, d.State)
 		requireAmount(t, "0", posted(t, a, network.WalletAccount("ben")))
 		sandbox, ok := p.Provider().(*payouts.Sandbox)
 		require.True(t, ok)
+
+		// 30.00 of 80.00 back: the return is recorded and in the wallet, the disbursement stays paid.
 		require.NoError(t, sandbox.Reverse(ctx, d.Attempts[0].ProviderRef, decimal.RequireFromString("30")))
 		out, err := p.Settle(ctx, uuid.MustParse(d.ID), 1)
 		require.NoError(t, err)
 		require.Equal(t, payouts.OutcomePaid, out)
 		d = e.get(d.ID)
-		require.Equal(t, payouts.Returned, d.State)
-		require.Equal(t, []string{"→approved", "approved→submitted", "submitted→paid", "paid→returned"}, moves(d))
-		require.Contains(t, lastTransition(t, d).Reason, "the provider returned 30.00 USD after paying")
+		require.Equal(t, payouts.Paid, d.State, "a partial return stays paid")
+		require.Equal(t, []string{"→approved", "approved→submitted", "submitted→paid"}, moves(d))
 		require.Len(t, d.Returns, 1)
 		require.Equal(t, 1, d.Returns[0].Attempt)
 		require.Equal(t, "30.00", d.Returns[0].Amount)
+		require.Equal(t, "sandbox status", d.Returns[0].Event)
 		require.Equal(t, "30.00", d.Attempts[0].Returned)
+		require.Equal(t, "paid", d.Attempts[0].Outcome)
 		require.Equal(t, []string{"credit participant/ben/wallet 30.00", "debit org/cash/stripe 30.00"}, entryLines(t, a, d.Returns[0].EntryID))
 		requireAmount(t, "30", posted(t, a, network.WalletAccount("ben")), "the return is back in the wallet")
 
-		// Looking again finds nothing new; the rest of the reversal comes back too.
+		// Looking again finds nothing new.
 		_, err = p.Settle(ctx, uuid.MustParse(d.ID), 1)
 		require.NoError(t, err)
-		require.Len(t, e.get(d.ID).Returns, 1)
+		d = e.get(d.ID)
+		require.Len(t, d.Returns, 1)
+		require.Equal(t, payouts.Paid, d.State)
+
+		// The rest comes back: returned in full, the disbursement is returned.
 		require.NoError(t, sandbox.Reverse(ctx, d.Attempts[0].ProviderRef, decimal.RequireFromString("50")))
 		_, err = p.Settle(ctx, uuid.MustParse(d.ID), 1)
 		require.NoError(t, err)
 		d = e.get(d.ID)
 		require.Equal(t, payouts.Returned, d.State)
+		require.Equal(t, []string{"→approved", "approved→submitted", "submitted→paid", "paid→returned"}, moves(d))
+		last := lastTransition(t, d)
+		require.Equal(t, payouts.SystemActor.Name, last.Actor)
+		require.Equal(t, "the provider returned the payout (sandbox status); it is back in the wallet: retry it (e.g. after a new destination) or cancel it",
+			last.Reason)
 		require.Len(t, d.Returns, 2)
 		require.Equal(t, "50.00", d.Returns[1].Amount)
+		require.Equal(t, []string{"credit participant/ben/wallet 50.00", "debit org/cash/stripe 50.00"}, entryLines(t, a, d.Returns[1].EntryID))
 		require.Equal(t, "80.00", d.Attempts[0].Returned)
+		require.Empty(t, d.FundReturnEntryID)
 		requireAmount(t, "80", posted(t, a, network.WalletAccount("ben")))
+		returnedID = d.ID
+	})
+
+	t.Run("returned→approved by Retry", func(t *testing.T) {
+		require.NotEmpty(t, returnedID)
+		_, err := p.Approve(ctx, admin2, returnedID, "")
+		require.ErrorIs(t, err, payouts.ErrState, "a returned disbursement is not approved again, it is retried")
+		d, err := p.Retry(ctx, admin, returnedID, "paid again to the new account")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Approved, d.State)
+		last := lastTransition(t, d)
+		require.Equal(t, "returned→approved", last.From+"→"+last.To)
+		require.Equal(t, "paid again to the new account", last.Reason)
+		require.Equal(t, "test-admin", last.Actor)
+		require.Equal(t, 2, queryInt(t, e.pool, `SELECT count(*) FROM river_job WHERE kind = 'submit_payout' AND args->>'disbursement' = $1`, d.ID),
+			"the retry asks for its own submission")
+		d = e.submit(nil, returnedID)
+		require.Equal(t, payouts.Paid, d.State)
+		require.Equal(t, []string{"→approved", "approved→submitted", "submitted→paid", "paid→returned", "returned→approved",
+			"approved→submitted", "submitted→paid"}, moves(d))
+		require.Len(t, d.Attempts, 2)
+		require.Equal(t, returnedID+":2", d.Attempts[1].IdempotencyKey, "a new attempt with a new key")
+		require.Equal(t, "paid", d.Attempts[1].Outcome)
+		require.Equal(t, "0.00", d.Attempts[1].Returned)
+		require.Equal(t, "80.00", d.Attempts[0].Returned)
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("ben")), "the returned money left again")
+	})
+
+	t.Run("returned→canceled", func(t *testing.T) {
+		d := e.grant(admin, "p1", "ben", "60.00", "ret-cancel")
+		d = e.submit(nil, d.ID)
+		require.Equal(t, payouts.Paid, d.State)
+		require.NoError(t, p.Provider().(*payouts.Sandbox).Reverse(ctx, d.Attempts[0].ProviderRef, decimal.RequireFromString("60")))
+		_, err := p.Settle(ctx, uuid.MustParse(d.ID), 1)
+		require.NoError(t, err)
+		require.Equal(t, payouts.Returned, e.get(d.ID).State)
+		requireAmount(t, "60", posted(t, a, network.WalletAccount("ben")))
+		fund := posted(t, a, "program/p1/fund")
+
+		d, err = p.Cancel(ctx, admin, d.ID, "the person left the program")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Canceled, d.State)
+		last := lastTransition(t, d)
+		require.Equal(t, "returned→canceled", last.From+"→"+last.To)
+		require.Equal(t, "the person left the program", last.Reason)
+		require.Equal(t, "test-admin", last.Actor)
+		require.NotEmpty(t, d.FundReturnEntryID)
+		require.Equal(t, []string{"credit program/p1/fund 60.00", "debit participant/ben/wallet 60.00"}, entryLines(t, a, d.FundReturnEntryID))
+		require.Equal(t, 1, entriesWithKey(t, e.pool, "fund-return:"+d.ID))
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("ben")))
+		requireAmount(t, fund.Add(decimal.RequireFromString("60")).String(), posted(t, a, "program/p1/fund"), "back in the fund")
+		_, err = p.Retry(ctx, admin, d.ID, "")
+		require.ErrorIs(t, err, payouts.ErrState)
 	})
 
 	t.Run("insufficient_funds→approved, awaiting_approval, canceled", func(t *testing.T) {
@@ -741,6 +812,65 @@ func TestPayoutsIllegalTransitions(t *testing.T) {
 		require.Equal(t, "payouts_append_only", constraintOf(err), "%v", err)
 	})
 
+	t.Run("an attempt's outcome is its pending entry's commit or void", func(t *testing.T) {
+		// The open attempt of the submitted disbursement (its sandbox settles in an hour).
+		open := e.get(ids[payouts.Submitted])
+		require.Len(t, open.Attempts, 1)
+		require.Empty(t, open.Attempts[0].Outcome)
+		pending := open.Attempts[0].PendingEntryID
+		paid := e.get(ids[payouts.Paid]).Attempts[0]
+		failed := e.get(ids[payouts.Failed]).Attempts[0]
+		require.Equal(t, "paid", paid.Outcome)
+		require.Equal(t, "failed", failed.Outcome)
+		settle := func(db interface {
+			Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+		}, outcome string, entry any) error {
+			_, err := db.Exec(ctx, `UPDATE payouts_attempts SET outcome = $2, resolved_entry_id = $3::uuid, settled_at = clock_timestamp()
+				WHERE disbursement_id = $1 AND attempt = 1`, ids[payouts.Submitted], outcome, entry)
+			return err
+		}
+		for name, c := range map[string]struct {
+			outcome string
+			entry   any
+		}{
+			"paid without an entry":                   {"paid", nil},
+			"paid by the pending entry itself":        {"paid", pending},
+			"paid by another attempt's commit":        {"paid", paid.ResolvedEntryID},
+			"failed by another attempt's void":        {"failed", failed.ResolvedEntryID},
+			"failed by another attempt's commit":      {"failed", paid.ResolvedEntryID},
+			"paid by another attempt's pending entry": {"paid", paid.PendingEntryID},
+		} {
+			err := settle(e.pool, c.outcome, c.entry)
+			assert.Equal(t, "payouts_attempt_outcome", constraintOf(err), "%s: %v", name, err)
+		}
+
+		// Its own commit settles it as paid, not as failed; its own void as failed, not as
+		// paid (each tried in a transaction rolled back).
+		for _, c := range []struct{ resolve, wrong, right string }{{"commit", "failed", "paid"}, {"void", "paid", "failed"}} {
+			tx, err := e.pool.Begin(ctx)
+			require.NoError(t, err)
+			res := ledger.Resolution{IdempotencyKey: "test-" + c.resolve + ":" + ids[payouts.Submitted], Description: "by hand"}
+			var entry ledger.Entry
+			if c.resolve == "commit" {
+				entry, err = a.Ledger.CommitTx(ctx, tx, uuid.MustParse(pending), res)
+			} else {
+				entry, err = a.Ledger.VoidTx(ctx, tx, uuid.MustParse(pending), res)
+			}
+			require.NoError(t, err)
+			sp, err := tx.Begin(ctx)
+			require.NoError(t, err)
+			err = settle(sp, c.wrong, entry.ID.String())
+			assert.Equal(t, "payouts_attempt_outcome", constraintOf(err), "%s by its own %s: %v", c.wrong, c.resolve, err)
+			require.NoError(t, sp.Rollback(ctx))
+			assert.NoError(t, settle(tx, c.right, entry.ID.String()), "%s by its own %s", c.right, c.resolve)
+			require.NoError(t, tx.Rollback(ctx))
+		}
+		after := e.get(ids[payouts.Submitted])
+		require.Equal(t, payouts.Submitted, after.State)
+		require.Empty(t, after.Attempts[0].Outcome, "nothing was changed")
+		require.Empty(t, after.Attempts[0].ResolvedEntryID)
+	})
+
 	t.Run("api", func(t *testing.T) {
 		type action struct {
 			name    string
@@ -756,11 +886,11 @@ func TestPayoutsIllegalTransitions(t *testing.T) {
 				_, err := p.Reject(ctx, admin2, id, "no")
 				return err
 			}},
-			{"cancel", []string{payouts.AwaitingApproval, payouts.Approved, payouts.Failed, payouts.InsufficientFunds}, func(id string) error {
+			{"cancel", []string{payouts.AwaitingApproval, payouts.Approved, payouts.Failed, payouts.InsufficientFunds, payouts.Returned}, func(id string) error {
 				_, err := p.Cancel(ctx, admin, id, "stop")
 				return err
 			}},
-			{"retry", []string{payouts.Failed}, func(id string) error {
+			{"retry", []string{payouts.Failed, payouts.Returned}, func(id string) error {
 				_, err := p.Retry(ctx, admin, id, "again")
 				return err
 			}},
@@ -781,7 +911,7 @@ func TestPayoutsIllegalTransitions(t *testing.T) {
 				refused++
 			}
 		}
-		require.Equal(t, 9+9+6+9, refused)
+		require.Equal(t, 9+9+5+8, refused)
 
 		// The jobs' work does nothing to a disbursement in another state than theirs.
 		for _, s := range allStates {
@@ -821,6 +951,21 @@ func TestPayoutsDualControl(t *testing.T) {
 	e.payee("p1", "ana")
 	noPerson := network.By{Principal: access.Principal{Name: "ops-token", TokenID: "t-ops", Role: access.Admin}}
 
+	// Only a person requests: otherwise one admin could request with a token and approve
+	// with their person. Nothing is made, not even the grant's entry.
+	fund := posted(t, e.a, "program/p1/fund")
+	_, err := p.Create(ctx, noPerson, payouts.NewDisbursement{Program: "p1", Person: "ana", Amount: "50.00", Reason: "fare",
+		IdempotencyKey: "by-token"})
+	require.ErrorIs(t, err, payouts.ErrSelfApproval)
+	require.Contains(t, err.Error(), "requesting a disbursement needs an admin who is a person")
+	require.Equal(t, 0, queryInt(t, e.pool, `SELECT count(*) FROM payouts_disbursements`))
+	require.Equal(t, 0, entriesWithKey(t, e.pool, "grant:p1:by-token"))
+	requireAmount(t, fund.String(), posted(t, e.a, "program/p1/fund"))
+
+	pol, err := p.Policy(ctx, "p1")
+	require.NoError(t, err)
+	require.True(t, pol.Default)
+	requireAmount(t, "500", pol.DualControlThreshold, "the default: 500 in the program's currency, above its limit of 100.00")
 	big := e.grant(admin, "p1", "ana", "500.00", "big")
 	require.Equal(t, payouts.AwaitingApproval, big.State)
 	require.Equal(t, 2, big.ApprovalsNeeded)
@@ -838,7 +983,7 @@ func TestPayoutsDualControl(t *testing.T) {
 	require.Equal(t, payouts.AwaitingApproval, d.State)
 	require.Empty(t, d.Approvals)
 
-	d, err := p.Approve(ctx, admin2, big.ID, "first look")
+	d, err = p.Approve(ctx, admin2, big.ID, "first look")
 	require.NoError(t, err)
 	require.Equal(t, payouts.AwaitingApproval, d.State, "one approval of two")
 	require.Len(t, d.Approvals, 1)
@@ -871,6 +1016,38 @@ func TestPayoutsDualControl(t *testing.T) {
 	require.Equal(t, 2, e.grant(admin, "p1", "ana", "250.00", "at-new-threshold").ApprovalsNeeded)
 	require.Equal(t, 1, e.grant(admin, "p1", "ana", "249.99", "below-new-threshold").ApprovalsNeeded)
 	require.Equal(t, 2, e.get(big.ID).ApprovalsNeeded, "fixed when it was made")
+
+	t.Run("default threshold above the auto-approve limit", func(t *testing.T) {
+		// With no policy, dual control starts at 500 in the program's currency, or one minor
+		// unit above the auto-approve limit when the limit is 500 or more.
+		for _, c := range []struct {
+			program, limit, threshold string
+			within, above             string // the largest amount approved at once; the smallest needing two
+		}{
+			{"lim499", "499.99", "500", "499.99", "500.00"},
+			{"lim500", "500.00", "500.01", "500.00", "500.01"},
+			{"lim800", "800.00", "800.01", "800.00", "800.01"},
+		} {
+			newProgram(t, e.a.Network, c.program, "5000.00", c.limit)
+			person := "payee-" + c.program
+			e.payee(c.program, person)
+			pol, err := p.Policy(ctx, c.program)
+			require.NoError(t, err)
+			require.True(t, pol.Default, c.program)
+			requireAmount(t, c.threshold, pol.DualControlThreshold, c.program)
+			d, err := p.Create(ctx, admin, payouts.NewDisbursement{Program: c.program, Person: person, Amount: c.within,
+				Reason: "within", IdempotencyKey: c.program + "-within"})
+			require.NoError(t, err)
+			require.Equal(t, 0, d.ApprovalsNeeded, "%s: %s is within the limit", c.program, c.within)
+			require.Equal(t, payouts.Approved, d.State, c.program)
+			d, err = p.Create(ctx, admin, payouts.NewDisbursement{Program: c.program, Person: person, Amount: c.above,
+				Reason: "above", IdempotencyKey: c.program + "-above"})
+			require.NoError(t, err)
+			require.Equal(t, 2, d.ApprovalsNeeded, "%s: %s", c.program, c.above)
+			require.Contains(t, e.get(d.ID).Transitions[0].Reason,
+				"at or above the dual-control threshold of "+ledger.FormatAmount(decimal.RequireFromString(c.threshold), "USD")+" USD")
+		}
+	})
 
 	t.Run("database", func(t *testing.T) {
 		two := e.grant(admin, "p1", "ana", "600.00", "db-two")
@@ -1085,7 +1262,8 @@ func TestPayoutsPolicyValidation(t *testing.T) {
 }
 
 // TestPayoutsRejectAndCancelReturnToFund: a rejected or canceled disbursement whose money
-// reached the wallet gives it back to the fund by an explicit entry wallet → fund, once.
+// reached the wallet (or came back to it, returned by the provider) gives it back to the fund
+// by an explicit entry wallet → fund, once.
 func TestPayoutsRejectAndCancelReturnToFund(t *testing.T) {
 	t.Parallel()
 	e := newPayoutsEnv(t, time.Time{}, app.Config{})
@@ -1107,6 +1285,9 @@ func TestPayoutsRejectAndCancelReturnToFund(t *testing.T) {
 		{"cancel failed", "dee", "45.00", payouts.Failed, payouts.Canceled, func(id string) (payouts.Disbursement, error) {
 			return p.Cancel(ctx, admin, id, "not eligible")
 		}},
+		{"cancel returned", "eli", "70.00", payouts.Returned, payouts.Canceled, func(id string) (payouts.Disbursement, error) {
+			return p.Cancel(ctx, admin, id, "not eligible")
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.payee("p1", tc.person)
@@ -1117,6 +1298,15 @@ func TestPayoutsRejectAndCancelReturnToFund(t *testing.T) {
 			d := e.grant(admin, "p1", tc.person, tc.amount, "k-"+tc.person)
 			if tc.from == payouts.Failed {
 				d = e.submit(nil, d.ID)
+			}
+			if tc.from == payouts.Returned { // paid, then returned in full by the provider
+				d = e.submit(nil, d.ID)
+				require.Equal(t, payouts.Paid, d.State)
+				requireAmount(t, "0", posted(t, a, network.WalletAccount(tc.person)))
+				require.NoError(t, p.Provider().(*payouts.Sandbox).Reverse(ctx, d.Attempts[0].ProviderRef, d.Amount))
+				_, err := p.Settle(ctx, uuid.MustParse(d.ID), 1)
+				require.NoError(t, err)
+				d = e.get(d.ID)
 			}
 			require.Equal(t, tc.from, d.State)
 			requireAmount(t, fund.Sub(d.Amount).String(), posted(t, a, "program/p1/fund"))
@@ -1252,10 +1442,12 @@ func instalmentStates(c payouts.Commitment) []string {
 	return out
 }
 
-// TestPayoutsCommitments: a commitment's due instalments are released once each — paid into
-// the wallet when the period had the verified conversations asked for, failed with the reason
-// otherwise, kept waiting while the fund is short; canceling stops only what is still
-// scheduled.
+// TestPayoutsCommitments: a commitment's due instalments are released once each, from the
+// day after their due date — paid into the wallet, with a disbursement requested by the
+// commitment's creator (who may not approve it), when the period had the verified
+// conversations asked for, failed with the reason otherwise, kept waiting while the fund is
+// short; canceling stops only what is still scheduled; the database takes no instalment off
+// the commitment's schedule.
 func TestPayoutsCommitments(t *testing.T) {
 	t.Parallel()
 	e, conn := commitmentEnv(t, time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC), "1000.00")
@@ -1298,7 +1490,8 @@ func TestPayoutsCommitments(t *testing.T) {
 		require.Equal(t, i.EntryID, d.FundingEntryID)
 		require.Equal(t, payouts.Approved, d.State)
 		require.Equal(t, "ana", d.PersonID)
-		require.Equal(t, payouts.SystemActor.Name, d.RequestedBy)
+		require.Equal(t, c.CreatedBy, d.RequestedBy, "requested by the commitment's creator")
+		require.Equal(t, payouts.SystemActor.Name, d.Transitions[0].Actor)
 		require.Equal(t, fmt.Sprintf("commitment %s instalment %d", c.ID, i.N), d.Reason)
 		requireAmount(t, "40", d.Amount)
 		require.NotNil(t, i.DecidedAt)
@@ -1375,7 +1568,17 @@ func TestPayoutsCommitments(t *testing.T) {
 			FirstDue: "2026-10-20", IdempotencyKey: "c-cancel"})
 		fulfilled, failed, err := p.ReleaseInstalments(ctx)
 		require.NoError(t, err)
-		require.Equal(t, [2]int{2, 0}, [2]int{fulfilled, failed}, "Oct 20 and Nov 20 are due")
+		require.Equal(t, [2]int{1, 0}, [2]int{fulfilled, failed}, "Oct 20 is due; Nov 20 is today, released once the day is over")
+		require.Equal(t, []string{"2026-10-20 fulfilled", "2026-11-20 scheduled", "2026-12-20 scheduled", "2027-01-20 scheduled"},
+			instalmentStates(e.commitment(c.ID)))
+		e.clk.Set(time.Date(2026, 11, 20, 23, 59, 59, 0, time.UTC))
+		fulfilled, failed, err = p.ReleaseInstalments(ctx)
+		require.NoError(t, err)
+		require.Equal(t, [2]int{0, 0}, [2]int{fulfilled, failed}, "the last second of its due date")
+		e.clk.Set(time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC))
+		fulfilled, failed, err = p.ReleaseInstalments(ctx)
+		require.NoError(t, err)
+		require.Equal(t, [2]int{1, 0}, [2]int{fulfilled, failed}, "Nov 20 on the day after")
 		_, err = p.CancelCommitment(ctx, admin, c.ID, " ")
 		require.ErrorIs(t, err, payouts.ErrInvalid)
 		c, err = p.CancelCommitment(ctx, admin, c.ID, "program ended")
@@ -1393,6 +1596,73 @@ func TestPayoutsCommitments(t *testing.T) {
 		require.Equal(t, [2]int{0, 0}, [2]int{fulfilled, failed}, "canceled instalments are not released")
 		_, err = p.CancelCommitment(ctx, admin, uuid.NewString(), "no such")
 		require.ErrorIs(t, err, payouts.ErrNotFound)
+	})
+
+	t.Run("its creator may not approve its instalments", func(t *testing.T) {
+		// Created by admin2; 150.00 is above the auto-approve limit: an admin must approve
+		// each instalment's disbursement, and not the one who committed the money.
+		c, err := p.CreateCommitment(ctx, admin2, payouts.NewCommitment{Program: "p1", Person: "ana", Amount: "150.00", Instalments: 1,
+			EveryMonths: 1, FirstDue: "2026-11-01", IdempotencyKey: "c-four-eyes"})
+		require.NoError(t, err)
+		require.Equal(t, "person:adm2", c.CreatedBy)
+		fulfilled, failed, err := p.ReleaseInstalments(ctx)
+		require.NoError(t, err)
+		require.Equal(t, [2]int{1, 0}, [2]int{fulfilled, failed})
+		c = e.commitment(c.ID)
+		d := e.get(c.Instalments[0].Disbursement)
+		require.Equal(t, payouts.AwaitingApproval, d.State)
+		require.Equal(t, 1, d.ApprovalsNeeded)
+		require.Equal(t, "person:adm2", d.RequestedBy)
+		_, err = p.Approve(ctx, admin2, d.ID, "")
+		require.ErrorIs(t, err, payouts.ErrSelfApproval, "the commitment's creator")
+		require.Empty(t, e.get(d.ID).Approvals)
+		d, err = p.Approve(ctx, admin, d.ID, "checked")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Approved, d.State)
+		require.Equal(t, []string{"person:adm"}, []string{d.Approvals[0].Approver})
+	})
+
+	t.Run("database: instalments are the commitment's schedule", func(t *testing.T) {
+		insert := func(db interface {
+			Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+		}, commitment string, n int, due, state string) error {
+			_, err := db.Exec(ctx, `INSERT INTO payouts_instalments (commitment_id, n, due_on, state, decided_at)
+				VALUES ($1, $2, $3::date, $4, CASE WHEN $4 = 'scheduled' THEN NULL ELSE clock_timestamp() END)`, commitment, n, due, state)
+			return err
+		}
+		// c: 3 monthly instalments from 2026-09-15.
+		for name, row := range map[string]struct {
+			n          int
+			due, state string
+		}{
+			"a fourth instalment":             {4, "2026-12-15", "scheduled"},
+			"instalment 0":                    {0, "2026-08-15", "scheduled"},
+			"a negative instalment":           {-1, "2026-07-15", "scheduled"},
+			"an existing n on another date":   {2, "2026-10-16", "scheduled"},
+			"an existing n on its date":       {3, "2026-11-15", "fulfilled"},
+			"born fulfilled beyond the end":   {4, "2026-12-15", "fulfilled"},
+			"born canceled beyond the end":    {5, "2027-01-15", "canceled"},
+			"the right date for another n":    {4, "2026-11-15", "scheduled"},
+			"a date a year later on the same": {4, "2027-12-15", "scheduled"},
+		} {
+			err := insert(e.pool, c.ID, row.n, row.due, row.state)
+			assert.Equal(t, "payouts_instalments_schedule", constraintOf(err), "%s: %v", name, err)
+		}
+		require.Len(t, e.commitment(c.ID).Instalments, 3)
+
+		// A commitment made by hand (rolled back): its own schedule is accepted, month ends
+		// included (Jan 31 + 3 months is Apr 30), and nothing else.
+		tx, err := e.pool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		id := uuid.NewString()
+		_, err = tx.Exec(ctx, `INSERT INTO payouts_commitments (id, program_id, person_id, amount, currency, instalments, every_months,
+			first_due, idempotency_key, created_by) VALUES ($1, 'p1', 'ana', 10, 'USD', 2, 3, '2027-01-31', 'c-by-hand', 'psql')`, id)
+		require.NoError(t, err)
+		require.NoError(t, insert(tx, id, 1, "2027-01-31", "scheduled"))
+		require.NoError(t, insert(tx, id, 2, "2027-04-30", "scheduled"))
+		err = insert(tx, id, 3, "2027-07-31", "scheduled")
+		require.Equal(t, "payouts_instalments_schedule", constraintOf(err), "%v", err)
 	})
 
 	t.Run("validation", func(t *testing.T) {
@@ -1464,6 +1734,56 @@ func TestPayoutsCommitmentPeriodAtMonthEnd(t *testing.T) {
 	for _, i := range c.Instalments {
 		assert.Empty(t, i.Reason, i.DueOn)
 	}
+}
+
+// TestPayoutsInstalmentReleasedTheDayAfter: an instalment is released the day after its due
+// date (UTC, the Store's clock), once that day's conversations are in; it covers the UTC days
+// after the previous due date up to and including its own, the first one every_months
+// before first_due. Two commitments with the same schedule (monthly from 2026-09-15) ask for
+// 2 and 3 verified conversations; the reasons tell exactly which conversations counted.
+func TestPayoutsInstalmentReleasedTheDayAfter(t *testing.T) {
+	t.Parallel()
+	e, conn := commitmentEnv(t, time.Date(2026, 9, 15, 12, 0, 0, 0, time.UTC), "1000.00")
+	p := e.a.Payouts
+	e.talk(conn, time.Date(2026, 8, 15, 12, 0, 0, 0, time.UTC), true) // first_due − 1 month: before the first period
+	e.talk(conn, time.Date(2026, 8, 16, 0, 0, 0, 0, time.UTC), true)  // the first period's first moment
+	two := e.commit(payouts.NewCommitment{Program: "p1", Person: "ana", Amount: "40.00", Instalments: 2, EveryMonths: 1,
+		FirstDue: "2026-09-15", Requirements: json.RawMessage(`{"min_verified_conversations": 2}`), IdempotencyKey: "c-two"})
+	three := e.commit(payouts.NewCommitment{Program: "p1", Person: "ana", Amount: "40.00", Instalments: 2, EveryMonths: 1,
+		FirstDue: "2026-09-15", Requirements: json.RawMessage(`{"min_verified_conversations": 3}`), IdempotencyKey: "c-three"})
+	release := func(want [2]int, why string) {
+		t.Helper()
+		fulfilled, failed, err := p.ReleaseInstalments(e.ctx)
+		require.NoError(t, err)
+		require.Equal(t, want, [2]int{fulfilled, failed}, why)
+	}
+
+	release([2]int{0, 0}, "due today: not released on its due date")
+	e.clk.Set(time.Date(2026, 9, 15, 23, 59, 0, 0, time.UTC))
+	e.talk(conn, time.Date(2026, 9, 15, 23, 30, 0, 0, time.UTC), true) // late on the due date: counts for it
+	release([2]int{0, 0}, "still its due date")
+	e.clk.Set(time.Date(2026, 9, 16, 0, 0, 0, 0, time.UTC))
+	release([2]int{1, 1}, "the day after")
+	c2, c3 := e.commitment(two.ID), e.commitment(three.ID)
+	require.Equal(t, []string{"2026-09-15 fulfilled", "2026-10-15 scheduled"}, instalmentStates(c2))
+	require.Equal(t, []string{"2026-09-15 failed", "2026-10-15 scheduled"}, instalmentStates(c3))
+	require.Equal(t, "2 verified conversations from 2026-08-16 to 2026-09-15; the commitment asks for 3", c3.Instalments[0].Reason,
+		"Aug 16 00:00 and Sep 15 23:30 count; Aug 15 belongs before the first period")
+	requireAmount(t, "40", posted(t, e.a, network.WalletAccount("ana")))
+
+	e.clk.Set(time.Date(2026, 10, 15, 23, 59, 0, 0, time.UTC))
+	e.talk(conn, time.Date(2026, 10, 15, 23, 50, 0, 0, time.UTC), true)
+	release([2]int{0, 0}, "Oct 15 is still its due date")
+	e.clk.Set(time.Date(2026, 10, 16, 0, 0, 0, 0, time.UTC))
+	e.talk(conn, time.Date(2026, 10, 16, 0, 0, 0, 0, time.UTC), true) // the next period's: too late for Oct 15
+	release([2]int{0, 2}, "the day after")
+	c2, c3 = e.commitment(two.ID), e.commitment(three.ID)
+	require.Equal(t, []string{"2026-09-15 fulfilled", "2026-10-15 failed"}, instalmentStates(c2))
+	require.Equal(t, "1 verified conversations from 2026-09-16 to 2026-10-15; the commitment asks for 2", c2.Instalments[1].Reason,
+		"Sep 15 23:30 counted for the first period, Oct 16 00:00 is after the second")
+	require.Equal(t, "1 verified conversations from 2026-09-16 to 2026-10-15; the commitment asks for 3", c3.Instalments[1].Reason)
+	release([2]int{0, 0}, "released once")
+	e.requireCheckClean()
 }
 
 // stipendEnv: program p1 (fund, auto-approve 100.00) on a clock fixed at 2026-06-15, with
@@ -1547,6 +1867,8 @@ func TestPayoutsStipends(t *testing.T) {
 	require.Equal(t, network.CoachWalletAccount("cy"), d.Wallet)
 	require.Equal(t, st.EntryID, d.FundingEntryID)
 	require.Equal(t, payouts.Approved, d.State)
+	require.Equal(t, sp.SetBy, d.RequestedBy, "requested by who set the rate")
+	require.Equal(t, payouts.SystemActor.Name, d.Transitions[0].Actor)
 	require.Equal(t, "coach stipend 2026-05: 2 sessions", d.Reason)
 	requireAmount(t, "50", d.Amount)
 	requireAmount(t, "950", posted(t, a, "program/p1/fund"))
@@ -1586,9 +1908,12 @@ func TestPayoutsStipends(t *testing.T) {
 	e.requireCheckClean()
 }
 
-// TestPayoutsNECReport: a coach whose stipends paid this year reach the threshold is on the
-// 1099-NEC report, one below is not; the threshold argument overrides the default 2000.00,
-// and so does Config.NECThreshold.
+// TestPayoutsNECReport: a coach whose stipends were paid out this year (their disbursement
+// paid, counted by the time it was) reach the threshold is on the 1099-NEC report, one below
+// is not; a stipend whose disbursement is not paid yet, or was returned, does not count. The
+// default threshold is the year's (600.00 through 2025, 2000.00 after); the threshold
+// argument overrides it, and so does Config.NECThreshold. The stipends' disbursements are
+// requested by who set the rate in force, who may not approve them.
 func TestPayoutsNECReport(t *testing.T) {
 	t.Parallel()
 	e, conns := stipendEnv(t, "10000.00", map[string]string{"cy": "ana", "dee": "bo"})
@@ -1598,18 +1923,22 @@ func TestPayoutsNECReport(t *testing.T) {
 	e.talk(conns["dee"], time.Date(2026, 5, 7, 10, 0, 0, 0, time.UTC), true)
 	e.w9("cy")
 	e.w9("dee")
-	_, err := p.SetStipendPolicy(ctx, admin, "p1", "1000.00")
+	_, err := p.SetStipendPolicy(ctx, admin, "p1", "500.00")
 	require.NoError(t, err)
+	sp, err := p.SetStipendPolicy(ctx, admin2, "p1", "1000.00") // the latest is in force
+	require.NoError(t, err)
+	require.Equal(t, "person:adm2", sp.SetBy)
 	sts, err := p.PayStipends(ctx, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
 	require.NoError(t, err)
 	require.Len(t, sts, 2)
 	paid := map[string]string{}
+	ds := map[string]string{}
 	for _, st := range sts {
 		require.Equal(t, "paid", st.Status, st.Coach)
 		paid[st.Coach] = st.Amount
+		ds[st.Coach] = st.Disbursement
 	}
 	require.Equal(t, map[string]string{"cy": "2000.00", "dee": "1000.00"}, paid)
-	year := sts[0].PaidAt.UTC().Year() // stipends count in the year they were paid
 
 	coaches := func(lines []payouts.NECLine) []string {
 		out := []string{}
@@ -1618,14 +1947,51 @@ func TestPayoutsNECReport(t *testing.T) {
 		}
 		return out
 	}
+	// Paid into the wallets, not out to the coaches yet: nobody is on the report.
+	now := time.Now().UTC().Year()
+	for _, y := range []int{now - 1, now, now + 1} {
+		lines, _, err := p.NECReport(ctx, y, decimal.RequireFromString("0.01"))
+		require.NoError(t, err)
+		require.Empty(t, lines, "%d: no stipend was paid out yet", y)
+	}
+
+	// Both disbursements wait for two admins (dual control from 500.00); admin2 set the rate.
+	pay := func(coach string) payouts.Disbursement {
+		t.Helper()
+		d := e.get(ds[coach])
+		require.Equal(t, payouts.AwaitingApproval, d.State, coach)
+		require.Equal(t, 2, d.ApprovalsNeeded, coach)
+		require.Equal(t, "person:adm2", d.RequestedBy, coach)
+		_, err := p.Approve(ctx, admin2, d.ID, "")
+		require.ErrorIs(t, err, payouts.ErrSelfApproval, "%s: who set the rate", coach)
+		for _, by := range []network.By{admin, admin3} {
+			_, err := p.Approve(ctx, by, d.ID, "")
+			require.NoError(t, err, coach)
+		}
+		d = e.submit(nil, d.ID)
+		require.Equal(t, payouts.Paid, d.State, coach)
+		return d
+	}
+	dcy := pay("cy")
+	year := lastTransition(t, dcy).At.UTC().Year() // stipends count in the year they were paid out
+
 	lines, threshold, err := p.NECReport(ctx, year, decimal.Zero)
 	require.NoError(t, err)
-	requireAmount(t, "2000", threshold)
+	require.GreaterOrEqual(t, year, 2026)
+	requireAmount(t, "2000", threshold, "the threshold for payments after 2025")
 	require.Equal(t, []payouts.NECLine{{Coach: "cy", Name: "Coach cy", Total: "2000.00", Currency: "USD", Stipends: 1, TaxForm: true}}, lines,
-		"2000.00 reaches the default threshold; 1000.00 does not")
+		"2000.00 reaches the default threshold")
 	lines, threshold, err = p.NECReport(ctx, year, decimal.RequireFromString("1000"))
 	require.NoError(t, err)
 	requireAmount(t, "1000", threshold)
+	require.Equal(t, []string{"cy"}, coaches(lines), "dee's stipend is not paid out yet")
+
+	ddee := pay("dee")
+	lines, _, err = p.NECReport(ctx, year, decimal.Zero)
+	require.NoError(t, err)
+	require.Equal(t, []string{"cy"}, coaches(lines), "1000.00 does not reach the default threshold")
+	lines, _, err = p.NECReport(ctx, year, decimal.RequireFromString("1000"))
+	require.NoError(t, err)
 	require.Equal(t, []string{"cy", "dee"}, coaches(lines))
 	lines, _, err = p.NECReport(ctx, year, decimal.RequireFromString("2000.01"))
 	require.NoError(t, err)
@@ -1636,11 +2002,163 @@ func TestPayoutsNECReport(t *testing.T) {
 	_, _, err = p.NECReport(ctx, 1999, decimal.Zero)
 	require.ErrorIs(t, err, payouts.ErrInvalid)
 
+	// The default threshold is the year's.
+	for y, want := range map[int]string{2024: "600", 2025: "600", 2026: "2000", 2027: "2000"} {
+		_, threshold, err := p.NECReport(ctx, y, decimal.Zero)
+		require.NoError(t, err)
+		requireAmount(t, want, threshold, "year ", y)
+	}
+
 	lower := e.store(p.Provider(), payouts.Config{NECThreshold: decimal.RequireFromString("1000.00")})
 	lines, threshold, err = lower.NECReport(ctx, year, decimal.Zero)
 	require.NoError(t, err)
 	requireAmount(t, "1000", threshold)
 	require.Equal(t, []string{"cy", "dee"}, coaches(lines))
+	_, threshold, err = lower.NECReport(ctx, 2025, decimal.Zero)
+	require.NoError(t, err)
+	requireAmount(t, "1000", threshold, "Config.NECThreshold holds for every year")
+
+	// dee's payout comes back in full: returned, it no longer counts.
+	require.NoError(t, p.Provider().(*payouts.Sandbox).Reverse(ctx, ddee.Attempts[0].ProviderRef, ddee.Amount))
+	_, err = p.Settle(ctx, uuid.MustParse(ddee.ID), 1)
+	require.NoError(t, err)
+	require.Equal(t, payouts.Returned, e.get(ddee.ID).State)
+	lines, _, err = p.NECReport(ctx, year, decimal.RequireFromString("1000"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"cy"}, coaches(lines), "a returned stipend was not paid out")
+}
+
+// TestPayoutsStipendSessionInOneProgram: a participant enrolled in two programs that both pay
+// stipends is coached once: each verified session counts in one program — the one where the
+// coach is the participant's assigned coach, else the participant's first enrolment by
+// program id — so the coach is paid once for it.
+func TestPayoutsStipendSessionInOneProgram(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC), app.Config{})
+	ctx, a, p := e.ctx, e.a, e.a.Payouts
+	newProgram(t, a.Network, "pa", "1000.00", "100.00")
+	newProgram(t, a.Network, "pb", "1000.00", "100.00")
+	e.person("cy", "coach")
+	e.w9("cy")
+	// ana: in pa without a coach, in pb with cy as her coach: her sessions count in pb.
+	e.payee("pa", "ana")
+	_, err := a.Network.Enrol(ctx, admin, "pb", "ana", "cy")
+	require.NoError(t, err)
+	// bo: in both, no coach assigned: his sessions count in pa, his first program by id.
+	e.payee("pb", "bo")
+	_, err = a.Network.Enrol(ctx, admin, "pa", "bo", "")
+	require.NoError(t, err)
+	ana := e.connect("ana", "cy", "near_peer_coach", "2026-04-01")
+	bo := e.connect("bo", "cy", "near_peer_coach", "2026-04-01")
+	e.talk(ana, time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC), true)
+	e.talk(ana, time.Date(2026, 5, 11, 10, 0, 0, 0, time.UTC), true)
+	e.talk(bo, time.Date(2026, 5, 12, 10, 0, 0, 0, time.UTC), true)
+	for prog, rate := range map[string]string{"pa": "10.00", "pb": "25.00"} {
+		_, err := p.SetStipendPolicy(ctx, admin, prog, rate)
+		require.NoError(t, err)
+	}
+
+	sts, err := p.PayStipends(ctx, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	require.NoError(t, err)
+	sort.Slice(sts, func(i, j int) bool { return sts[i].Program < sts[j].Program })
+	require.Len(t, sts, 2)
+	require.Equal(t, [2]string{"pa", "pb"}, [2]string{sts[0].Program, sts[1].Program})
+	require.Equal(t, []int{1, 2}, []int{sts[0].Sessions, sts[1].Sessions}, "three sessions, each counted once")
+	require.Equal(t, []string{"10.00", "50.00"}, []string{sts[0].Amount, sts[1].Amount})
+	for _, st := range sts {
+		require.Equal(t, "cy", st.Coach)
+		require.Equal(t, "paid", st.Status)
+	}
+	requireAmount(t, "60", posted(t, a, network.CoachWalletAccount("cy")), "paid once per session")
+	requireAmount(t, "990", posted(t, a, "program/pa/fund"))
+	requireAmount(t, "950", posted(t, a, "program/pb/fund"))
+	require.Equal(t, 2, queryInt(t, e.pool, `SELECT count(*) FROM payouts_disbursements WHERE source = 'stipend'`))
+	require.Equal(t, 3, queryInt(t, e.pool, `SELECT sum(sessions) FROM payouts_stipends`))
+
+	// Computed again, May is as it was.
+	again, err := p.PayStipends(ctx, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	require.NoError(t, err)
+	sort.Slice(again, func(i, j int) bool { return again[i].Program < again[j].Program })
+	require.Equal(t, sts, again)
+	requireAmount(t, "60", posted(t, a, network.CoachWalletAccount("cy")))
+
+	// Once cy is bo's coach in pb, bo's sessions count there.
+	_, err = a.Network.AssignCoach(ctx, admin, "pb", "bo", "cy")
+	require.NoError(t, err)
+	e.talk(bo, time.Date(2026, 4, 20, 10, 0, 0, 0, time.UTC), true)
+	sts, err = p.PayStipends(ctx, time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC))
+	require.NoError(t, err)
+	require.Len(t, sts, 1)
+	require.Equal(t, "pb", sts[0].Program, "bo's April session counts where cy is his coach")
+	require.Equal(t, 1, sts[0].Sessions)
+	requireAmount(t, "85", posted(t, a, network.CoachWalletAccount("cy")))
+	e.requireCheckClean()
+}
+
+// TestPayoutsSweepStipendGraceDays: the periodic sweep computes last month's stipends from
+// day jobs.StipendGraceDays (the 8th, UTC) of the month on, so that sessions verified in the
+// first week still count; months with held stipends are computed again at every run.
+func TestPayoutsSweepStipendGraceDays(t *testing.T) {
+	t.Parallel()
+	e, conns := stipendEnv(t, "1000.00", map[string]string{"cy": "ana", "dee": "bo"})
+	ctx, a, p := e.ctx, e.a, e.a.Payouts
+	require.Equal(t, 8, jobs.StipendGraceDays)
+	_, err := p.SetStipendPolicy(ctx, admin, "p1", "20.00")
+	require.NoError(t, err)
+	e.w9("cy")
+	// dee, without a W-9, is held for April.
+	e.talk(conns["dee"], time.Date(2026, 4, 20, 10, 0, 0, 0, time.UTC), true)
+	sts, err := p.PayStipends(ctx, time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC))
+	require.NoError(t, err)
+	require.Len(t, sts, 1)
+	require.Equal(t, "held", sts[0].Status)
+	e.talk(conns["cy"], time.Date(2026, 5, 20, 10, 0, 0, 0, time.UTC), true)
+	e.talk(conns["cy"], time.Date(2026, 5, 31, 23, 0, 0, 0, time.UTC), true)
+
+	w := &jobs.PayoutsSweepWorker{Payouts: p, Now: e.clk.Now}
+	sweep := func() {
+		t.Helper()
+		require.NoError(t, w.Work(ctx, &river.Job[jobs.PayoutsSweepArgs]{}))
+	}
+	may := func() int {
+		return queryInt(t, e.pool, `SELECT count(*) FROM payouts_stipends WHERE month = '2026-05-01'`)
+	}
+	e.clk.Set(time.Date(2026, 6, 7, 23, 59, 59, 0, time.UTC))
+	sweep()
+	require.Zero(t, may(), "on the 7th, May is not computed yet")
+	st, err := p.Stipends(ctx, "p1", "dee")
+	require.NoError(t, err)
+	require.Len(t, st, 1)
+	require.Equal(t, "held", st[0].Status, "still no W-9")
+
+	// A held month is computed again at every run: dee's W-9 pays April, still on the 7th.
+	e.w9("dee")
+	sweep()
+	require.Zero(t, may())
+	st, err = p.Stipends(ctx, "p1", "dee")
+	require.NoError(t, err)
+	require.Len(t, st, 1)
+	require.Equal(t, "paid", st[0].Status)
+	requireAmount(t, "20", posted(t, a, network.CoachWalletAccount("dee")))
+	months, err := p.HeldStipendMonths(ctx)
+	require.NoError(t, err)
+	require.Empty(t, months)
+
+	// A session of May verified in June's first week still counts.
+	e.talk(conns["cy"], time.Date(2026, 5, 31, 23, 30, 0, 0, time.UTC), true)
+	e.clk.Set(time.Date(2026, 6, 8, 0, 0, 0, 0, time.UTC))
+	sweep()
+	st, err = p.Stipends(ctx, "p1", "cy")
+	require.NoError(t, err)
+	require.Len(t, st, 1)
+	require.Equal(t, "2026-05", st[0].Month)
+	require.Equal(t, "paid", st[0].Status)
+	require.Equal(t, 3, st[0].Sessions)
+	requireAmount(t, "60", posted(t, a, network.CoachWalletAccount("cy")))
+	sweep()
+	require.Equal(t, 1, may(), "once")
+	require.Equal(t, 1, entriesWithKey(t, e.pool, "stipend:p1:cy:2026-05"))
+	e.requireCheckClean()
 }
 
 // TestPayoutsCanceledWaitingAwardStaysInFund: canceling the disbursement of an award that

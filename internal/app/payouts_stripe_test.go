@@ -314,12 +314,14 @@ func TestStripeProviderSend(t *testing.T) {
 }
 
 // TestStripeProviderErrors: Stripe's refusals (4xx) fail the payout; 401, 403, 409, 429 and
-// 5xx are transient (the job retries with the same key); stripe-go never retries by itself.
+// 5xx are transient (the job retries with the same key); so are, whatever their status, the
+// organisation's own trouble — codes balance_insufficient, platform_* and rate_limit — which
+// must not fail the payee's payout. stripe-go never retries by itself.
 func TestStripeProviderErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	var mu sync.Mutex
-	status := http.StatusBadRequest
+	status, code := http.StatusBadRequest, "resource_missing"
 	var keys []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
@@ -327,9 +329,19 @@ func TestStripeProviderErrors(t *testing.T) {
 		keys = append(keys, r.Header.Get("Idempotency-Key"))
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		_, _ = fmt.Fprintf(w, `{"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such destination: 'acct_gone'"}}`)
+		_, _ = fmt.Fprintf(w, `{"error": {"type": "invalid_request_error", "code": %q, "message": "No such destination: 'acct_gone'"}}`, code)
 	}))
 	t.Cleanup(srv.Close)
+	answer := func(st int, c string) {
+		mu.Lock()
+		defer mu.Unlock()
+		status, code, keys = st, c, nil
+	}
+	sent := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), keys...)
+	}
 	s, err := payouts.NewStripe(payouts.StripeConfig{SecretKey: "sk_test_123", BaseURL: srv.URL})
 	require.NoError(t, err)
 	id := uuid.NewString()
@@ -337,23 +349,69 @@ func TestStripeProviderErrors(t *testing.T) {
 		Amount: decimal.RequireFromString("5.00"), Currency: "USD"}
 	for _, c := range []struct {
 		status  int
+		code    string
 		refused bool
-	}{{400, true}, {402, true}, {404, true}, {401, false}, {403, false}, {409, false}, {429, false}, {500, false}, {503, false}} {
-		mu.Lock()
-		status, keys = c.status, nil
-		mu.Unlock()
+	}{
+		{400, "resource_missing", true}, {402, "resource_missing", true}, {404, "resource_missing", true},
+		{401, "resource_missing", false}, {403, "resource_missing", false}, {409, "resource_missing", false},
+		{429, "resource_missing", false}, {500, "resource_missing", false}, {503, "resource_missing", false},
+		// The platform's own trouble: transient at any status.
+		{400, "balance_insufficient", false}, {402, "balance_insufficient", false},
+		{400, "platform_api_key_expired", false}, {403, "platform_account_required", false}, {402, "platform_account_required", false},
+		{400, "rate_limit", false}, {429, "rate_limit", false},
+		// Only those codes.
+		{400, "amount_too_small", true}, {400, "platform", true}, {402, "insufficient_funds", true}, {400, "balance_insufficient_x", true},
+	} {
+		answer(c.status, c.code)
 		_, err := s.Send(ctx, p)
-		require.Error(t, err, c.status)
+		require.Error(t, err, "HTTP %d %s", c.status, c.code)
 		var refusal *payouts.Refusal
-		require.Equal(t, c.refused, errors.As(err, &refusal), "HTTP %d: %v", c.status, err)
+		require.Equal(t, c.refused, errors.As(err, &refusal), "HTTP %d %s: %v", c.status, c.code, err)
 		if c.refused {
 			require.Contains(t, refusal.Reason, "No such destination")
-			require.Contains(t, refusal.Reason, "resource_missing")
+			require.Contains(t, refusal.Reason, c.code)
+		} else {
+			var se *stripe.Error
+			require.ErrorAs(t, err, &se, "HTTP %d %s: Stripe's error is kept for the job's log", c.status, c.code)
+			require.Equal(t, c.code, string(se.Code))
 		}
-		mu.Lock()
-		require.Equal(t, []string{id}, keys, "HTTP %d: one request, with the key", c.status)
-		mu.Unlock()
+		require.Equal(t, []string{id}, sent(), "HTTP %d %s: one request, with the key", c.status, c.code)
 	}
+
+	t.Run("a transient error does not fail the payout", func(t *testing.T) {
+		pool := dbtest.New(t, dbtest.Options{MaxConns: 4})
+		a := buildApp(t, pool, app.Config{Payouts: app.Payouts{StripeSecretKey: "sk_test_123", StripeBaseURL: srv.URL}})
+		payoutFixture(t, a, "ana")
+		_, err := a.Payouts.SetDestination(ctx, admin, "ana", "acct_gone")
+		require.NoError(t, err)
+		d := createPayout(t, a.Payouts, "ana", "5.00", "transient", payouts.Approved)
+		for _, c := range []string{"balance_insufficient", "platform_api_key_expired", "rate_limit"} {
+			answer(http.StatusBadRequest, c)
+			err := a.Payouts.Submit(ctx, uuid.MustParse(d.ID))
+			require.Error(t, err, c)
+			var refusal *payouts.Refusal
+			require.False(t, errors.As(err, &refusal), c)
+			got, err := a.Payouts.Get(ctx, d.ID)
+			require.NoError(t, err)
+			require.Equal(t, payouts.Submitted, got.State, "%s: the job retries it", c)
+			require.Len(t, got.Attempts, 1, c)
+			require.Empty(t, got.Attempts[0].Outcome, c)
+			require.Equal(t, []string{d.ID}, sent(), "%s: the same attempt, the same key", c)
+			require.Equal(t, map[string]int{"pending": 1}, payoutEntries(t, pool, d.ID), c)
+			require.Zero(t, queryInt(t, pool, `SELECT count(*) FROM payouts_transitions WHERE disbursement_id = $1 AND to_state = 'failed'`, d.ID))
+		}
+		// A refusal, by contrast, fails it at once.
+		answer(http.StatusBadRequest, "resource_missing")
+		require.NoError(t, a.Payouts.Submit(ctx, uuid.MustParse(d.ID)))
+		got, err := a.Payouts.Get(ctx, d.ID)
+		require.NoError(t, err)
+		require.Equal(t, payouts.Failed, got.State)
+		require.Len(t, got.Attempts, 1)
+		require.Equal(t, "failed", got.Attempts[0].Outcome)
+		require.Contains(t, got.Attempts[0].Reason, "resource_missing")
+		require.Equal(t, map[string]int{"pending": 1, "void": 1}, payoutEntries(t, pool, d.ID))
+		requireAmount(t, "5", posted(t, a, network.WalletAccount("ana")))
+	})
 }
 
 // TestStripeEndToEnd: an App paying through Stripe (stripe-mock behind a recording proxy).
@@ -415,9 +473,12 @@ func TestStripeEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	_, err = a.Network.Fund(ctx, admin, "pj", "1000000", "pj-fund")
 	require.NoError(t, err)
-	// The default dual-control threshold is 500 in the program's currency: ¥500 here.
-	_, err = a.Payouts.SetPolicy(ctx, admin, "pj", payouts.NewPolicy{DualControlThreshold: "1000000"})
+	// The default dual-control threshold is 500 in the program's currency, but above the
+	// auto-approve limit: ¥10001 here (the limit and one yen), so ¥1234 is approved at once.
+	pol, err := a.Payouts.Policy(ctx, "pj")
 	require.NoError(t, err)
+	require.True(t, pol.Default)
+	requireAmount(t, "10001", pol.DualControlThreshold)
 	addParticipant(t, a.Network, "pj", "jo", "mo") // a wallet holds one currency
 	require.False(t, t.Failed())
 	_, err = a.Payouts.SetDestination(ctx, admin, "jo", "acct_789")
@@ -425,6 +486,7 @@ func TestStripeEndToEnd(t *testing.T) {
 	dj, err := a.Payouts.Create(ctx, admin, payouts.NewDisbursement{Program: "pj", Person: "jo", Amount: "1234", Reason: "yen", IdempotencyKey: "e2e-jpy"})
 	require.NoError(t, err)
 	require.Equal(t, payouts.Approved, dj.State)
+	require.Equal(t, 0, dj.ApprovalsNeeded)
 	gotj := waitState(t, a.Payouts, dj.ID, payouts.Paid)
 	calls = rec.transfers(dj.ID)
 	require.Len(t, calls, 1)
@@ -677,6 +739,11 @@ func TestStripeWebhooks(t *testing.T) {
 		got, err := p.Get(ctx, d.ID)
 		require.NoError(t, err)
 		require.Equal(t, payouts.Returned, got.State)
+		last := got.Transitions[len(got.Transitions)-1]
+		require.Equal(t, "paid→returned", last.From+"→"+last.To)
+		require.Contains(t, last.Reason, "the provider returned the payout (")
+		require.Contains(t, last.Reason, "evt_reversed_wc")
+		require.Contains(t, last.Reason, "it is back in the wallet: retry it (e.g. after a new destination) or cancel it")
 		require.Len(t, got.Returns, 1)
 		require.Equal(t, 1, got.Returns[0].Attempt)
 		require.Equal(t, "25.00", got.Returns[0].Amount)
@@ -702,6 +769,31 @@ func TestStripeWebhooks(t *testing.T) {
 		require.Equal(t, 1, payoutEntries(t, pool, d.ID)["return"])
 		require.Equal(t, before+1, entries(t))
 		requireAmount(t, "25", posted(t, a, network.WalletAccount("wc")))
+		require.Equal(t, payouts.Returned, got.State)
+
+		// Returned in full, it is paid again: a second attempt with a key of its own.
+		got, err = p.Retry(ctx, admin, d.ID, "paid again")
+		require.NoError(t, err)
+		require.Equal(t, payouts.Approved, got.State)
+		require.NoError(t, p.Submit(ctx, uuid.MustParse(d.ID)))
+		got, err = p.Get(ctx, d.ID)
+		require.NoError(t, err)
+		require.Equal(t, payouts.Paid, got.State)
+		require.Len(t, got.Attempts, 2)
+		require.Equal(t, d.ID+":2", got.Attempts[1].IdempotencyKey)
+		require.Equal(t, "paid", got.Attempts[1].Outcome)
+		require.True(t, strings.HasPrefix(got.Attempts[1].ProviderRef, "tr_"))
+		require.NotEqual(t, ref, got.Attempts[1].ProviderRef)
+		paidTotal = paidTotal.Add(got.Amount)
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("wc")))
+		// A late event about the first transfer changes nothing now.
+		transitions := len(got.Transitions)
+		deliver(t, stripeEvent("evt_updated_wc_late", "transfer.updated", v, stripeTransfer(ref, d, 1, 2500, true)))
+		got, err = p.Get(ctx, d.ID)
+		require.NoError(t, err)
+		require.Equal(t, payouts.Paid, got.State)
+		require.Len(t, got.Transitions, transitions)
+		require.Equal(t, 1, payoutEntries(t, pool, d.ID)["return"])
 	})
 
 	t.Run("a partial then a full reversal: two returns summing to the amount", func(t *testing.T) {
@@ -710,15 +802,26 @@ func TestStripeWebhooks(t *testing.T) {
 		deliver(t, stripeEvent("evt_partial_wd", "transfer.reversed", v, stripeTransfer(ref, d, 1, 2000, false)))
 		got, err := p.Get(ctx, d.ID)
 		require.NoError(t, err)
-		require.Equal(t, payouts.Returned, got.State)
+		require.Equal(t, payouts.Paid, got.State, "a partial return stays paid")
+		require.Len(t, got.Transitions, len(d.Transitions))
 		require.Len(t, got.Returns, 1)
 		require.Equal(t, "20.00", got.Returns[0].Amount)
+		require.Contains(t, got.Returns[0].Event, "evt_partial_wd")
+		require.Equal(t, "20.00", got.Attempts[0].Returned)
+		require.Equal(t, 1, payoutEntries(t, pool, d.ID)["return"])
 		requireAmount(t, "20", posted(t, a, network.WalletAccount("wd")))
+		_, err = p.Retry(ctx, admin, d.ID, "")
+		require.ErrorIs(t, err, payouts.ErrState, "only a payout returned in full is paid again")
+		_, err = p.Cancel(ctx, admin, d.ID, "no")
+		require.ErrorIs(t, err, payouts.ErrState, "nor canceled")
 
 		deliver(t, stripeEvent("evt_full_wd", "transfer.reversed", v, stripeTransfer(ref, d, 1, 5000, true)))
 		got, err = p.Get(ctx, d.ID)
 		require.NoError(t, err)
 		require.Equal(t, payouts.Returned, got.State)
+		last := got.Transitions[len(got.Transitions)-1]
+		require.Equal(t, "paid→returned", last.From+"→"+last.To)
+		require.Contains(t, last.Reason, "evt_full_wd")
 		require.Len(t, got.Returns, 2)
 		require.Equal(t, []string{"20.00", "30.00"}, []string{got.Returns[0].Amount, got.Returns[1].Amount})
 		require.Equal(t, "50.00", got.Attempts[0].Returned)

@@ -29,8 +29,9 @@ func waitState(t *testing.T, p *payouts.Store, id, state string) payouts.Disburs
 	return d
 }
 
-// TestDisbursementLife walks manual disbursements through the sandbox: auto-approved and
-// paid; one admin's approval; dual control by two different admins, self-approval refused.
+// TestDisbursementLife walks manual disbursements through the sandbox: requested by an admin
+// who is a person, auto-approved and paid; one admin's approval; dual control by two different
+// admins, self-approval refused.
 func TestDisbursementLife(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -54,6 +55,15 @@ func TestDisbursementLife(t *testing.T) {
 	again, err := p.Create(ctx, admin, payouts.NewDisbursement{Program: "p1", Person: "ana", Amount: "50.00", Reason: "bus fare", IdempotencyKey: "k1"})
 	require.NoError(t, err)
 	require.Equal(t, small.ID, again.ID, "the same key returns the first disbursement")
+	require.Equal(t, "person:adm", again.RequestedBy)
+
+	// An admin token that is no person cannot request one (it could then approve it as a person).
+	token := network.By{Principal: access.Principal{Name: "ops-token", TokenID: "t-ops", Role: access.Admin}}
+	_, err = p.Create(ctx, token, payouts.NewDisbursement{Program: "p1", Person: "ana", Amount: "50.00", Reason: "bus fare", IdempotencyKey: "k-token"})
+	require.ErrorIs(t, err, payouts.ErrSelfApproval)
+	ds, err := p.List(ctx, payouts.Filter{Person: "ana"})
+	require.NoError(t, err)
+	require.Len(t, ds, 1, "nothing was made")
 
 	mid, err := p.Create(ctx, admin, payouts.NewDisbursement{Program: "p1", Person: "ana", Amount: "300.00", Reason: "laptop repair", IdempotencyKey: "k2"})
 	require.NoError(t, err)
