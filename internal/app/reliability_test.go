@@ -661,7 +661,11 @@ func TestWorkerKilledMidEvaluation(t *testing.T) {
 	ds, err := second.Payouts.List(ctx, payouts.Filter{Person: "ana"})
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
-	require.Equal(t, payouts.Paid, ds[0].State, "approved, then paid by the sandbox")
+	waitUntil(t, 30*time.Second, "the award's disbursement paid by the sandbox", func() bool {
+		d, err := second.Payouts.Get(ctx, ds[0].ID)
+		require.NoError(t, err)
+		return d.State == payouts.Paid
+	})
 }
 
 // TestTwoClientsAwardOnce runs two Apps (two River clients working) on one database while
@@ -1013,13 +1017,17 @@ func TestShortFundWaitsAndReleases(t *testing.T) {
 			require.Equal(t, 1, entriesWithKey(t, pool, aw[0].Key))
 			requireAmount(t, "50", received(t, a, network.WalletAccount("ana")))
 			requireAmount(t, "90", posted(t, a, "program/p1/fund"))
-			d, err := a.Payouts.Get(ctx, ds[0].ID)
-			require.NoError(t, err)
 			final, moves := tc.want, 2
 			if tc.want == payouts.Approved {
 				final, moves = payouts.Paid, 4 // then submitted and paid by the sandbox
 			}
-			require.Equal(t, final, d.State)
+			var d payouts.Disbursement
+			waitUntil(t, 30*time.Second, "the disbursement "+final, func() bool {
+				var err error
+				d, err = a.Payouts.Get(ctx, ds[0].ID)
+				require.NoError(t, err)
+				return d.State == final
+			})
 			require.Len(t, d.Transitions, moves)
 			require.Equal(t, "", d.Transitions[0].From)
 			require.Equal(t, payouts.InsufficientFunds, d.Transitions[0].To)
