@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -100,17 +101,13 @@ func requirePayable(ctx context.Context, tx pgx.Tx, program, person string) erro
 	return nil
 }
 
-// Approve records by's approval. With the approvals the disbursement needs (two different
-// admins at the dual-control threshold) and room under the caps, it is approved and
-// submitted; otherwise it keeps waiting, showing who approved. Nobody approves what they
-// requested (the database refuses it too), nor twice.
-func (s *Store) Approve(ctx context.Context, by network.By, id, reason string) (Disbursement, error) {
+// act runs change on a disbursement, locked FOR UPDATE, in one transaction with its audit
+// line (action, the detail change returns), and returns the disbursement as it is after,
+// with its history.
+func (s *Store) act(ctx context.Context, by network.By, id, action string, change func(tx pgx.Tx, d *Disbursement) (string, error)) (Disbursement, error) {
 	uid, err := parseID(id)
 	if err != nil {
 		return Disbursement{}, err
-	}
-	if by.PersonID == "" {
-		return Disbursement{}, fmt.Errorf("%w: approving needs an admin who is a person (a token made with --person)", ErrSelfApproval)
 	}
 	var d Disbursement
 	err = s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
@@ -118,47 +115,58 @@ func (s *Store) Approve(ctx context.Context, by network.By, id, reason string) (
 		if d, err = lockTx(ctx, tx, uid); err != nil {
 			return access.Event{}, err
 		}
-		if d.State != AwaitingApproval {
-			return access.Event{}, fmt.Errorf("%w: %s is %s, not awaiting approval", ErrState, d.ID, d.State)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor, reason) VALUES ($1, $2, $3, $4)`,
-			uid, by.Subject(), by.Name, strings.TrimSpace(reason)); err != nil {
-			return access.Event{}, translate(err)
-		}
-		var count int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM payouts_approvals WHERE disbursement_id = $1`, uid).Scan(&count); err != nil {
+		detail, err := change(tx, &d)
+		if err != nil {
 			return access.Event{}, err
-		}
-		if count >= max(d.ApprovalsNeeded, 1) {
-			p, err := network.ProgramTx(ctx, tx, d.ProgramID)
-			if err != nil {
-				return access.Event{}, err
-			}
-			pol, err := policyTx(ctx, tx, p)
-			if err != nil {
-				return access.Event{}, err
-			}
-			if err := s.checkCaps(ctx, tx, pol, d.PersonID, d.Amount); err != nil {
-				return access.Event{}, err
-			}
-			why := fmt.Sprintf("approved by %s", by.Subject())
-			if count > 1 {
-				why = fmt.Sprintf("second approval (dual control) by %s", by.Subject())
-			}
-			if reason != "" {
-				why += ": " + reason
-			}
-			if err := s.transition(ctx, tx, &d, Approved, by.Name, why); err != nil {
-				return access.Event{}, err
-			}
 		}
 		if d, err = getTx(ctx, tx, uid); err != nil {
 			return access.Event{}, err
 		}
-		return access.Event{Action: "payouts.disbursement.approve", Record: "disbursement:" + d.ID, After: d,
-			Detail: fmt.Sprintf("approval %d of %d", count, max(d.ApprovalsNeeded, 1))}, nil
+		return access.Event{Action: action, Record: "disbursement:" + d.ID, After: d, Detail: detail}, nil
 	})
 	return d, err
+}
+
+// Approve records by's approval. With the approvals the disbursement needs (two different
+// admins at the dual-control threshold) and room under the caps, it is approved and
+// submitted; otherwise it keeps waiting, showing who approved. Nobody approves what they
+// requested (the database refuses it too), nor twice.
+func (s *Store) Approve(ctx context.Context, by network.By, id, reason string) (Disbursement, error) {
+	if by.PersonID == "" {
+		return Disbursement{}, fmt.Errorf("%w: approving needs an admin who is a person (a token made with --person)", ErrSelfApproval)
+	}
+	return s.act(ctx, by, id, "payouts.disbursement.approve", func(tx pgx.Tx, d *Disbursement) (string, error) {
+		if d.State != AwaitingApproval {
+			return "", fmt.Errorf("%w: %s is %s, not awaiting approval", ErrState, d.ID, d.State)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor, reason) VALUES ($1, $2, $3, $4)`,
+			d.ID, by.Subject(), by.Name, strings.TrimSpace(reason)); err != nil {
+			return "", translate(err)
+		}
+		var count int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM payouts_approvals WHERE disbursement_id = $1`, d.ID).Scan(&count); err != nil {
+			return "", err
+		}
+		detail := fmt.Sprintf("approval %d of %d", count, max(d.ApprovalsNeeded, 1))
+		if count < max(d.ApprovalsNeeded, 1) {
+			return detail, nil
+		}
+		pol, err := programPolicyTx(ctx, tx, d.ProgramID)
+		if err != nil {
+			return "", err
+		}
+		if err := s.checkCaps(ctx, tx, pol, d.PersonID, d.Amount); err != nil {
+			return "", err
+		}
+		why := fmt.Sprintf("approved by %s", by.Subject())
+		if count > 1 {
+			why = fmt.Sprintf("second approval (dual control) by %s", by.Subject())
+		}
+		if reason != "" {
+			why += ": " + reason
+		}
+		return detail, s.transition(ctx, tx, d, Approved, by.Name, why)
+	})
 }
 
 // Reject refuses a disbursement awaiting approval; the money goes back to the fund.
@@ -174,47 +182,28 @@ func (s *Store) Cancel(ctx context.Context, by network.By, id, reason string) (D
 }
 
 func (s *Store) end(ctx context.Context, by network.By, id, reason, to, action string, from ...string) (Disbursement, error) {
-	uid, err := parseID(id)
-	if err != nil {
-		return Disbursement{}, err
-	}
 	reason = strings.TrimSpace(reason)
 	if reason == "" || len(reason) > 500 {
+		if _, err := parseID(id); err != nil {
+			return Disbursement{}, err
+		}
 		return Disbursement{}, invalid("reason", "required (up to 500 characters)")
 	}
-	var d Disbursement
-	err = s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
-		var err error
-		if d, err = lockTx(ctx, tx, uid); err != nil {
-			return access.Event{}, err
-		}
-		if !contains(from, d.State) {
-			return access.Event{}, fmt.Errorf("%w: %s is %s; only %s can be %s", ErrState, d.ID, d.State, strings.Join(from, ", "), to)
+	return s.act(ctx, by, id, action, func(tx pgx.Tx, d *Disbursement) (string, error) {
+		if !slices.Contains(from, d.State) {
+			return "", fmt.Errorf("%w: %s is %s; only %s can be %s", ErrState, d.ID, d.State, strings.Join(from, ", "), to)
 		}
 		funded := d.State != InsufficientFunds
-		if err := s.transition(ctx, tx, &d, to, by.Name, reason); err != nil {
-			return access.Event{}, err
+		if err := s.transition(ctx, tx, d, to, by.Name, reason); err != nil {
+			return "", err
 		}
 		if funded {
-			if err := s.returnToFund(ctx, tx, d, to+": "+reason); err != nil {
-				return access.Event{}, err
+			if err := s.returnToFund(ctx, tx, *d, to+": "+reason); err != nil {
+				return "", err
 			}
 		}
-		if d, err = getTx(ctx, tx, uid); err != nil {
-			return access.Event{}, err
-		}
-		return access.Event{Action: action, Record: "disbursement:" + d.ID, After: d, Detail: reason}, nil
+		return reason, nil
 	})
-	return d, err
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // returnToFund gives a disbursement's money back to the program's fund by an explicit
@@ -245,32 +234,16 @@ func (s *Store) returnToFund(ctx context.Context, tx pgx.Tx, d Disbursement, why
 // Retry sends a failed or returned disbursement again (a new attempt, with a new idempotency
 // key).
 func (s *Store) Retry(ctx context.Context, by network.By, id, reason string) (Disbursement, error) {
-	uid, err := parseID(id)
-	if err != nil {
-		return Disbursement{}, err
-	}
 	reason = strings.TrimSpace(reason)
 	if reason == "" {
 		reason = "retried by an admin"
 	}
-	var d Disbursement
-	err = s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
-		var err error
-		if d, err = lockTx(ctx, tx, uid); err != nil {
-			return access.Event{}, err
-		}
+	return s.act(ctx, by, id, "payouts.disbursement.retry", func(tx pgx.Tx, d *Disbursement) (string, error) {
 		if d.State != Failed && d.State != Returned {
-			return access.Event{}, fmt.Errorf("%w: %s is %s; only failed or returned disbursements are retried", ErrState, d.ID, d.State)
+			return "", fmt.Errorf("%w: %s is %s; only failed or returned disbursements are retried", ErrState, d.ID, d.State)
 		}
-		if err := s.transition(ctx, tx, &d, Approved, by.Name, reason); err != nil {
-			return access.Event{}, err
-		}
-		if d, err = getTx(ctx, tx, uid); err != nil {
-			return access.Event{}, err
-		}
-		return access.Event{Action: "payouts.disbursement.retry", Record: "disbursement:" + d.ID, After: d, Detail: reason}, nil
+		return reason, s.transition(ctx, tx, d, Approved, by.Name, reason)
 	})
-	return d, err
 }
 
 // Destination is where a person is paid at a provider.

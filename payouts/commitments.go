@@ -271,11 +271,7 @@ func (s *Store) ReleaseInstalments(ctx context.Context) (fulfilled, failed int, 
 				return err
 			}
 			amt := decimal.RequireFromString(amount)
-			sp, err := tx.Begin(ctx)
-			if err != nil {
-				return err
-			}
-			e, err := s.ledger.PostTx(ctx, sp, ledger.NewEntry{
+			e, short, err := postOrShort(ctx, tx, s.ledger.PostTx, ledger.NewEntry{
 				IdempotencyKey: fmt.Sprintf("instalment:%s:%d", cid, n),
 				Description:    fmt.Sprintf("commitment %s instalment %d to %s", cid, n, person),
 				Metadata:       json.RawMessage(fmt.Sprintf(`{"program":%q,"person":%q,"commitment":%q,"instalment":%d,"flow":"instalment"}`, program, person, cid, n)),
@@ -283,19 +279,13 @@ func (s *Store) ReleaseInstalments(ctx context.Context) (fulfilled, failed int, 
 					{Account: p.FundAccount, Side: ledger.Debit, Amount: amt, Currency: currency},
 					{Account: network.WalletAccount(person), Side: ledger.Credit, Amount: amt, Currency: currency},
 				},
-			})
-			if errors.Is(err, ledger.ErrInsufficientFunds) {
-				if err := sp.Rollback(ctx); err != nil {
-					return err
-				}
-				_, err := tx.Exec(ctx, `UPDATE payouts_instalments SET reason = $3 WHERE commitment_id = $1 AND n = $2`, cid, n,
-					fmt.Sprintf("waiting for funds: %s cannot cover %s", p.FundAccount, money(amt, currency)))
-				return err
-			}
+			}, ledger.ErrInsufficientFunds)
 			if err != nil {
 				return fmt.Errorf("instalment %d of %s: %w", n, cid, err)
 			}
-			if err := sp.Commit(ctx); err != nil {
+			if short != nil {
+				_, err := tx.Exec(ctx, `UPDATE payouts_instalments SET reason = $3 WHERE commitment_id = $1 AND n = $2`, cid, n,
+					fmt.Sprintf("waiting for funds: %s cannot cover %s", p.FundAccount, money(amt, currency)))
 				return err
 			}
 			d, err := s.insert(ctx, tx, newDisbursement{program: p, person: person, wallet: network.WalletAccount(person), amount: amt,

@@ -536,3 +536,30 @@ func parseID(id string) (uuid.UUID, error) {
 	}
 	return uid, nil
 }
+
+// postFn is ledger.PostTx or ledger.PostPendingTx.
+type postFn func(ctx context.Context, tx pgx.Tx, e ledger.NewEntry) (ledger.Entry, error)
+
+// postOrShort posts e inside a savepoint of tx. When the ledger refuses it with one of
+// short (the fund or wallet cannot cover it), the savepoint is rolled back and the refusal
+// returned as refused, so that tx goes on to record why; any other error is err.
+func postOrShort(ctx context.Context, tx pgx.Tx, post postFn, e ledger.NewEntry, short ...error) (entry ledger.Entry, refused, err error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return ledger.Entry{}, nil, err
+	}
+	entry, err = post(ctx, sp, e)
+	for _, kind := range short {
+		if errors.Is(err, kind) {
+			if rerr := sp.Rollback(ctx); rerr != nil {
+				return ledger.Entry{}, nil, rerr
+			}
+			return ledger.Entry{}, err, nil
+		}
+	}
+	if err != nil {
+		_ = sp.Rollback(ctx)
+		return ledger.Entry{}, nil, err
+	}
+	return entry, nil, sp.Commit(ctx)
+}

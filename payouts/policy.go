@@ -92,11 +92,16 @@ func (p Policy) approvalsNeeded(amount decimal.Decimal) int {
 
 // Policy returns a program's policy in force.
 func (s *Store) Policy(ctx context.Context, program string) (Policy, error) {
-	p, err := network.ProgramTx(ctx, s.db, program)
+	return programPolicyTx(ctx, s.db, program)
+}
+
+// programPolicyTx is the policy in force for a program, by id.
+func programPolicyTx(ctx context.Context, db access.DBTX, program string) (Policy, error) {
+	p, err := network.ProgramTx(ctx, db, program)
 	if err != nil {
 		return Policy{}, err
 	}
-	return policyTx(ctx, s.db, p)
+	return policyTx(ctx, db, p)
 }
 
 func policyTx(ctx context.Context, db access.DBTX, p network.Program) (Policy, error) {

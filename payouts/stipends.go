@@ -166,11 +166,7 @@ func (s *Store) payStipend(ctx context.Context, program, coach string, month tim
 			Currency: p.Currency, Metadata: json.RawMessage(fmt.Sprintf(`{"person":%q}`, coach))}); err != nil && !errors.Is(err, ledger.ErrAccountExists) {
 			return fmt.Errorf("wallet of coach %s: %w", coach, err)
 		}
-		sp, err := tx.Begin(ctx)
-		if err != nil {
-			return err
-		}
-		e, err := s.ledger.PostTx(ctx, sp, ledger.NewEntry{
+		e, short, err := postOrShort(ctx, tx, s.ledger.PostTx, ledger.NewEntry{
 			IdempotencyKey: fmt.Sprintf("stipend:%s:%s:%s", program, coach, month.Format("2006-01")),
 			Description:    fmt.Sprintf("coach stipend %s %s: %d verified sessions × %s", coach, month.Format("2006-01"), sessions, money(rate, p.Currency)),
 			Metadata: json.RawMessage(fmt.Sprintf(`{"program":%q,"person":%q,"month":%q,"sessions":%d,"flow":"stipend"}`,
@@ -179,18 +175,12 @@ func (s *Store) payStipend(ctx context.Context, program, coach string, month tim
 				{Account: p.FundAccount, Side: ledger.Debit, Amount: amount, Currency: p.Currency},
 				{Account: wallet, Side: ledger.Credit, Amount: amount, Currency: p.Currency},
 			},
-		})
-		if errors.Is(err, ledger.ErrInsufficientFunds) {
-			if err := sp.Rollback(ctx); err != nil {
-				return err
-			}
-			return hold(fmt.Sprintf("held: %s cannot cover %s yet", p.FundAccount, money(amount, p.Currency)))
-		}
+		}, ledger.ErrInsufficientFunds)
 		if err != nil {
 			return fmt.Errorf("stipend entry of %s: %w", coach, err)
 		}
-		if err := sp.Commit(ctx); err != nil {
-			return err
+		if short != nil {
+			return hold(fmt.Sprintf("held: %s cannot cover %s yet", p.FundAccount, money(amount, p.Currency)))
 		}
 		var setBy string
 		if err := tx.QueryRow(ctx, `SELECT set_by FROM payouts_stipend_policies WHERE program_id = $1 ORDER BY id DESC LIMIT 1`, program).Scan(&setBy); err != nil {

@@ -136,11 +136,8 @@ func (s *Store) open(ctx context.Context, tx pgx.Tx, d *Disbursement, a *attempt
 	if n > 1 {
 		key = fmt.Sprintf("%s:%d", d.ID, n)
 	}
-	sp, err := tx.Begin(ctx) // a savepoint: a wallet that cannot pay fails the disbursement
-	if err != nil {
-		return err
-	}
-	e, err := s.ledger.PostPendingTx(ctx, sp, ledger.NewEntry{
+	// A wallet that cannot pay fails the disbursement.
+	e, refused, err := postOrShort(ctx, tx, s.ledger.PostPendingTx, ledger.NewEntry{
 		IdempotencyKey: "payout:" + key,
 		Description:    fmt.Sprintf("payout of disbursement %s to %s via %s (attempt %d)", d.ID, d.PersonID, s.provider.Name(), n),
 		Metadata: json.RawMessage(fmt.Sprintf(`{"program":%q,"person":%q,"disbursement":%q,"attempt":%d,"provider":%q,"flow":"payout"}`,
@@ -149,18 +146,12 @@ func (s *Store) open(ctx context.Context, tx pgx.Tx, d *Disbursement, a *attempt
 			{Account: d.Wallet, Side: ledger.Debit, Amount: d.Amount, Currency: d.Currency},
 			{Account: network.CashAccount(d.Currency), Side: ledger.Credit, Amount: d.Amount, Currency: d.Currency},
 		},
-	})
-	if errors.Is(err, ledger.ErrInsufficientFunds) || errors.Is(err, ledger.ErrAccountClosed) {
-		if rerr := sp.Rollback(ctx); rerr != nil {
-			return rerr
-		}
-		return s.fail(ctx, tx, d, fmt.Sprintf("the wallet %s cannot pay it: %v", d.Wallet, err))
-	}
+	}, ledger.ErrInsufficientFunds, ledger.ErrAccountClosed)
 	if err != nil {
 		return fmt.Errorf("pending entry of %s: %w", d.ID, err)
 	}
-	if err := sp.Commit(ctx); err != nil {
-		return err
+	if refused != nil {
+		return s.fail(ctx, tx, d, fmt.Sprintf("the wallet %s cannot pay it: %v", d.Wallet, refused))
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO payouts_attempts (disbursement_id, attempt, provider, destination, idempotency_key, pending_entry_id)
 		VALUES ($1, $2, $3, $4, $5, $6)`, d.ID, n, s.provider.Name(), dest, key, e.ID); err != nil {
@@ -248,16 +239,12 @@ func (s *Store) settle(ctx context.Context, tx pgx.Tx, d *Disbursement, a attemp
 // fail moves a disbursement to failed and, while the policy's automatic retries last, asks
 // for the next one after the backoff (doubling each time).
 func (s *Store) fail(ctx context.Context, tx pgx.Tx, d *Disbursement, reason string) error {
-	var failures int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM payouts_transitions WHERE disbursement_id = $1 AND to_state = 'failed'`, d.ID).Scan(&failures); err != nil {
-		return err
-	}
-	failures++
-	p, err := network.ProgramTx(ctx, tx, d.ProgramID)
+	failures, err := failuresTx(ctx, tx, d.ID)
 	if err != nil {
 		return err
 	}
-	pol, err := policyTx(ctx, tx, p)
+	failures++
+	pol, err := programPolicyTx(ctx, tx, d.ProgramID)
 	if err != nil {
 		return err
 	}
@@ -355,13 +342,17 @@ func (s *Store) AutoRetry(ctx context.Context, id uuid.UUID, failures int) error
 		if err != nil || d.State != Failed {
 			return err
 		}
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM payouts_transitions WHERE disbursement_id = $1 AND to_state = 'failed'`, id).Scan(&n); err != nil {
+		n, err := failuresTx(ctx, tx, d.ID)
+		if err != nil || n != failures {
 			return err
-		}
-		if n != failures {
-			return nil
 		}
 		return s.transition(ctx, tx, &d, Approved, SystemActor.Name, fmt.Sprintf("automatic retry after failure %d", failures))
 	})
+}
+
+// failuresTx counts the times a disbursement failed: automatic retries are numbered by it.
+func failuresTx(ctx context.Context, tx pgx.Tx, id string) (int, error) {
+	var n int
+	err := tx.QueryRow(ctx, `SELECT count(*) FROM payouts_transitions WHERE disbursement_id = $1 AND to_state = 'failed'`, id).Scan(&n)
+	return n, err
 }

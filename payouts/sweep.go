@@ -8,8 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-
-	"github.com/tandemledger/tandem/network"
 )
 
 // SweepResult counts what a sweep did.
@@ -69,22 +67,16 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 			if err != nil {
 				return err
 			}
-			switch d.State {
-			case Approved:
+			if d.State == Approved || d.State == Submitted {
+				// Submit resends an unsent attempt, or asks to settle a sent one.
 				res.Resubmitted++
 				return s.askSubmit(ctx, tx, it.id)
-			case Submitted:
-				res.Resubmitted++
-				return s.askSubmit(ctx, tx, it.id) // resends an unsent attempt, or asks to settle a sent one
-			case AwaitingApproval:
-				p, err := network.ProgramTx(ctx, tx, d.ProgramID)
-				if err != nil {
-					return err
-				}
-				pol, err := policyTx(ctx, tx, p)
-				if err != nil {
-					return err
-				}
+			}
+			pol, err := programPolicyTx(ctx, tx, d.ProgramID)
+			if err != nil {
+				return err
+			}
+			if d.State == AwaitingApproval {
 				to, why, err := s.admission(ctx, tx, pol, d.PersonID, d.Amount, 0)
 				if err != nil || to != Approved {
 					return err
@@ -95,14 +87,6 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 			// Failed.
 			var last time.Time
 			if err := tx.QueryRow(ctx, `SELECT max(at) FROM payouts_transitions WHERE disbursement_id = $1 AND to_state = 'failed'`, it.id).Scan(&last); err != nil {
-				return err
-			}
-			p, err := network.ProgramTx(ctx, tx, d.ProgramID)
-			if err != nil {
-				return err
-			}
-			pol, err := policyTx(ctx, tx, p)
-			if err != nil {
 				return err
 			}
 			if !now.Before(last.AddDate(0, 0, pol.RemediationDays)) {
