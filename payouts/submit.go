@@ -302,16 +302,12 @@ func (s *Store) returned(ctx context.Context, tx pgx.Tx, d *Disbursement, a atte
 // Settle asks the provider what became of a sent attempt (the settle job, when no webhook
 // told first) and records it. It returns the outcome; pending means ask again later.
 func (s *Store) Settle(ctx context.Context, id uuid.UUID, n int) (Outcome, error) {
-	var d Disbursement
+	// The disbursement alone, not its history: only the payout is asked about.
+	d, err := scan(s.db.QueryRow(ctx, `SELECT `+columns+` FROM payouts_disbursements WHERE id = $1`, id))
 	var a attempt
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		var err error
-		if d, err = getTx(ctx, tx, id); err != nil {
-			return err
-		}
-		a, err = scanAttempt(tx.QueryRow(ctx, `SELECT `+attemptColumns+` FROM payouts_attempts WHERE disbursement_id = $1 AND attempt = $2`, id, n))
-		return err
-	})
+	if err == nil {
+		a, err = scanAttempt(s.db.QueryRow(ctx, `SELECT `+attemptColumns+` FROM payouts_attempts WHERE disbursement_id = $1 AND attempt = $2`, id, n))
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("%w: attempt %d of %s", ErrNotFound, n, id)
 	}
