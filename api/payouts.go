@@ -234,15 +234,7 @@ type runRequest struct{}
 
 // runPayouts runs the periodic payouts work now: the sweep and the commitments due.
 func (s *Server) runPayouts(r *http.Request, _ runRequest) (any, error) {
-	res, err := s.payouts.Sweep(r.Context())
-	if err != nil {
-		return nil, err
-	}
-	if err := s.payouts.RetryWaitingInstalments(r.Context()); err != nil {
-		return nil, err
-	}
-	fulfilled, failed, err := s.payouts.ReleaseInstalments(r.Context())
-	return map[string]any{"sweep": res, "instalments_fulfilled": fulfilled, "instalments_failed": failed}, err
+	return s.payouts.RunDue(r.Context())
 }
 
 // stripeWebhook records a Stripe event once (its processing is a job enqueued in the same

@@ -149,12 +149,8 @@ type PayoutsSweepWorker struct {
 // Work runs one sweep. Every phase runs even when another fails, so one stuck disbursement
 // cannot stop instalments or stipends; the errors are returned together.
 func (w *PayoutsSweepWorker) Work(ctx context.Context, _ *river.Job[PayoutsSweepArgs]) error {
-	var errs []error
-	res, err := w.Payouts.Sweep(ctx)
-	errs = append(errs, err)
-	errs = append(errs, w.Payouts.RetryWaitingInstalments(ctx))
-	fulfilled, failed, err := w.Payouts.ReleaseInstalments(ctx)
-	errs = append(errs, err)
+	due, err := w.Payouts.RunDue(ctx)
+	errs := []error{err}
 	now := time.Now
 	if w.Now != nil {
 		now = w.Now
@@ -173,10 +169,10 @@ func (w *PayoutsSweepWorker) Work(ctx context.Context, _ *river.Job[PayoutsSweep
 		errs = append(errs, err)
 		stipends += len(st)
 	}
-	if w.Logger != nil && (res != payouts.SweepResult{} || fulfilled+failed > 0) {
+	if res := due.Sweep; w.Logger != nil && due != (payouts.DueResult{}) {
 		w.Logger.InfoContext(ctx, "payouts sweep", "auto_approved", res.AutoApproved, "retried", res.Retried,
-			"forfeited", res.Forfeited, "resubmitted", res.Resubmitted, "instalments_fulfilled", fulfilled,
-			"instalments_failed", failed, "stipends_computed", stipends)
+			"forfeited", res.Forfeited, "resubmitted", res.Resubmitted, "instalments_fulfilled", due.InstalmentsFulfilled,
+			"instalments_failed", due.InstalmentsFailed, "stipends_computed", stipends)
 	}
 	return errors.Join(errs...)
 }

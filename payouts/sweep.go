@@ -133,3 +133,23 @@ func (s *Store) requeueEvents(ctx context.Context) error {
 		return nil
 	})
 }
+
+// DueResult counts what RunDue did.
+type DueResult struct {
+	Sweep                SweepResult `json:"sweep"`
+	InstalmentsFulfilled int         `json:"instalments_fulfilled"`
+	InstalmentsFailed    int         `json:"instalments_failed"`
+}
+
+// RunDue runs the payouts work due now — the sweep, then the commitments' due instalments
+// (those that waited for funds tried again) — every part even when another fails, whose
+// errors are returned together. The periodic job, POST /v1/payouts/run and
+// tandem payouts run all call it.
+func (s *Store) RunDue(ctx context.Context) (DueResult, error) {
+	var res DueResult
+	var err, rerr, ierr error
+	res.Sweep, err = s.Sweep(ctx)
+	rerr = s.RetryWaitingInstalments(ctx)
+	res.InstalmentsFulfilled, res.InstalmentsFailed, ierr = s.ReleaseInstalments(ctx)
+	return res, errors.Join(err, rerr, ierr)
+}

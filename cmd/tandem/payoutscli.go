@@ -246,19 +246,12 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return tw.Flush()
 	case "run":
-		res, err := p.Sweep(ctx)
-		if err != nil {
-			return err
-		}
-		if err := p.RetryWaitingInstalments(ctx); err != nil {
-			return err
-		}
-		f, x, err := p.ReleaseInstalments(ctx)
+		res, err := p.RunDue(ctx)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "sweep: %d auto-approved, %d retried, %d forfeited, %d asked to submit again; instalments: %d fulfilled, %d failed\n",
-			res.AutoApproved, res.Retried, res.Forfeited, res.Resubmitted, f, x)
+			res.Sweep.AutoApproved, res.Sweep.Retried, res.Sweep.Forfeited, res.Sweep.Resubmitted, res.InstalmentsFulfilled, res.InstalmentsFailed)
 		return nil
 	case "reconcile":
 		return show(p.Reconcile(ctx, time.Now().AddDate(0, 0, -*days)))
