@@ -130,6 +130,9 @@ func (s *Server) routes() {
 	s.handle("GET /v1/audit", access.AuditRead, noResource, s.audit)
 	s.networkRoutes()
 	s.payoutRoutes()
+	s.exportRoutes() // exports.go: /v1/exports, the seal, the auditor's page
+	s.adminPages()   // pages_admin.go
+	s.peoplePages()  // pages_people.go: participants' and coaches' pages
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, fmt.Errorf("%w: no route for %s %s", errNotFound, r.Method, r.URL.Path))

@@ -37,6 +37,8 @@ usage:
   tandem program fund P AMOUNT           donor money into a program's fund
   tandem payouts <command>               disbursements, approvals, providers: 'tandem payouts help'
   tandem demo                            load a demo program and watch milestones pay out
+  tandem export --format csv|jsonl|hledger --out FILE   the ledger for auditors ('tandem export -h')
+  tandem verify [FILE]                   check the seal of the database or of an export file
 
 environment:
   DATABASE_URL           PostgreSQL URL (make run and make test start a private server and set it)
@@ -86,6 +88,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return payoutsCmd(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return demo(ctx, args[1:], stdout, stderr)
+	case "export":
+		return exportCmd(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return verifyCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
