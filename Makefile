@@ -13,7 +13,7 @@ PGRUN  := bin/pgrun
 STRIPE_MOCK_VERSION := v0.203.0
 STRIPEMOCK := bin/stripemock --version $(STRIPE_MOCK_VERSION) --
 
-.PHONY: run test bench build pgrun stripemock check fmt-check vet clean
+.PHONY: run test bench build pgrun stripemock testdeps check fmt-check vet clean
 
 build:
 	$(GO) build -o bin/tandem ./cmd/tandem
@@ -28,9 +28,14 @@ stripemock:
 run: build pgrun
 	$(PGRUN) --dir .tandem/pgdata --persistent --fsync --env-file .tandem/env -- bin/tandem serve --addr $(ADDR)
 
-# TANDEM_REQUIRE_STRIPE_MOCK makes the Stripe tests fail, not skip, without stripe-mock.
-test: fmt-check vet pgrun stripemock
-	TANDEM_REQUIRE_STRIPE_MOCK=1 $(PGRUN) -- $(STRIPEMOCK) $(GO) test -race -count=1 -timeout 20m ./...
+# Chromium (browser tests) and hledger (the journal export's check), installed when missing.
+testdeps:
+	@bash scripts/testdeps.sh
+
+# TANDEM_REQUIRE_* make the Stripe, browser and hledger tests fail, not skip, without their tool.
+test: fmt-check vet pgrun stripemock testdeps
+	TANDEM_REQUIRE_STRIPE_MOCK=1 TANDEM_REQUIRE_BROWSER=1 TANDEM_REQUIRE_HLEDGER=1 \
+		$(PGRUN) -- $(STRIPEMOCK) $(GO) test -race -count=1 -timeout 20m ./...
 
 # Benchmarks need durable commits to mean anything: fsync and synchronous_commit stay on.
 bench: pgrun stripemock
