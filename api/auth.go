@@ -138,6 +138,7 @@ var recordKinds = map[string]string{
 	"/v1/programs/": "program:", "/v1/people/": "person:", "/v1/participants/": "person:",
 	"/v1/connections/": "connection:", "/v1/conversations/": "conversation:",
 	"/v1/disbursements/": "disbursement:", "/v1/commitments/": "commitment:",
+	"/coach/conversations/": "conversation:", // the coach page's verify and retract forms
 }
 
 // maxRecord bounds the record name of a refusal in the audit trail.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -174,6 +175,8 @@ func (s *Server) page(pattern string, action access.Action, res resourceFunc, h 
 			return
 		}
 		p := sess.Principal
+		// Resource functions and handlers find the principal where /v1 routes put it.
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 		if r.Method == http.MethodPost {
 			if err := r.ParseForm(); err != nil {
 				s.pageError(w, r, sess, fmt.Errorf("%w: the form could not be read: %v", errMalformed, err))

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +32,11 @@ type Browser struct {
 	t   testing.TB
 	ctx context.Context // the tab's context: ends when the test ends
 	n   int             // screenshots taken, for file names
+	id  int             // which of the test's browsers, for file names
 }
+
+// browsers counts the browsers of each test, so two in one test keep apart their files.
+var browsers sync.Map // test name → *atomic.Int64
 
 // ExecPath finds Chromium: $TANDEM_CHROMIUM, else chromium, chromium-browser or
 // google-chrome on PATH. It returns "" when there is none.
@@ -80,7 +86,8 @@ func New(t testing.TB) *Browser {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("browsertest: start %s: %v", path, err)
 	}
-	b := &Browser{t: t, ctx: ctx}
+	c, _ := browsers.LoadOrStore(t.Name(), new(atomic.Int64))
+	b := &Browser{t: t, ctx: ctx, id: int(c.(*atomic.Int64).Add(1))}
 	// Registered after the browser's own cleanup, so it runs first, while the tab lives.
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -227,7 +234,7 @@ func (b *Browser) Screenshot(name string) string {
 	var png []byte
 	b.step("screenshot", func(ctx context.Context) error {
 		var err error
-		png, err = chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		return err
 	})
 	path, err := b.save(name+".png", png)
@@ -241,7 +248,7 @@ func (b *Browser) Screenshot(name string) string {
 func (b *Browser) saveFailure() {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err == nil {
 		if path, err := b.save("failure.png", png); err == nil {
 			b.t.Logf("browsertest: screenshot of the failure: %s", path)
@@ -268,7 +275,7 @@ func (b *Browser) save(name string, data []byte) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("save %s: %w", name, err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%02d-%s", b.n, name))
+	path := filepath.Join(dir, fmt.Sprintf("browser%d-%02d-%s", b.id, b.n, name))
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		return "", fmt.Errorf("save %s: %w", name, err)
 	}
