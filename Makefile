@@ -24,9 +24,10 @@ pgrun:
 stripemock:
 	@$(GO) build -o bin/stripemock ./internal/tools/stripemock
 
-# The server's data lives in .tandem/pgdata between runs (git-ignored).
+# The server's data lives in .tandem/pgdata between runs (git-ignored). On an empty database
+# it offers to load the demo program (tandem demo).
 run: build pgrun
-	$(PGRUN) --dir .tandem/pgdata --persistent --fsync --env-file .tandem/env -- bin/tandem serve --addr $(ADDR)
+	$(PGRUN) --dir .tandem/pgdata --persistent --fsync --env-file .tandem/env -- bin/tandem serve --addr $(ADDR) --offer-demo
 
 # Chromium (browser tests) and hledger (the journal export's check), installed when missing.
 testdeps:

@@ -29,7 +29,9 @@ import (
 const usage = `tandem — cash-plus-connections disbursement ledger
 
 usage:
-  tandem serve [--addr 127.0.0.1:8080]   apply migrations, start River workers, serve HTTP
+  tandem serve [--addr 127.0.0.1:8080] [--offer-demo]
+                                         apply migrations, start River workers, serve HTTP
+                                         (--offer-demo: on an empty database, offer the demo)
   tandem migrate                         apply Tandem's and River's migrations
   tandem ledger <command>                the ledger: run 'tandem ledger help'
   tandem token <command>                 API tokens: run 'tandem token help'

@@ -10,27 +10,6 @@ import (
 
 // TestDemo runs tandem demo: the participant's wallet rises as the coach verifies her
 // conversations, and the totals add up.
-func TestDemo(t *testing.T) {
-	c := setupCLI(t)
-	out := c.ok("", "demo")
-	require.Contains(t, out, "Maya has received 0.00 USD")
-	require.Contains(t, out, "Lee verifies conversation 4 → Maya has received 225.00 USD")
-	require.Contains(t, out, "Maya has received 295.00 USD")
-	require.Contains(t, out, "program demo: 7 awards, 295.00 USD awarded, fund 1705.00 USD left")
-	require.Contains(t, out, "near-peer conversion 0.3333")
-	// A second demo under the same id is refused with a hint, not half-loaded.
-	_, err := c.run("", "demo")
-	require.ErrorIs(t, err, errUsage)
-	require.Contains(t, err.Error(), "--program")
-
-	// The trial balance still balances and the awards are in the ledger.
-	tb := c.ok("", "ledger", "trial-balance", "--json")
-	require.Contains(t, tb, `"balanced": true`)
-}
-
-// TestNetworkCLI walks the README's command-line sequence: a program, people, consent, a
-// rule, conversations logged as the participant and verified as the coach, evaluation and
-// progress.
 func TestNetworkCLI(t *testing.T) {
 	c := setupCLI(t)
 	c.ok("", "migrate")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -9,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/tandemledger/tandem/api"
@@ -28,12 +31,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	tlsKey := fs.String("tls-key", "", "the certificate's private key (PEM)")
 	behindProxy := fs.Bool("behind-tls-proxy", false, "TLS is terminated by a proxy in front: mark cookies Secure and allow a non-loopback --addr")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of text")
+	offer := fs.Bool("offer-demo", false, "on an empty database, offer to load the demo program (make run)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+	level := new(slog.LevelVar) // raised while the demo loads (--offer-demo)
+	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	if *logJSON {
-		handler = slog.NewJSONHandler(stderr, nil)
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
 	}
 	logger := slog.New(handler)
 
@@ -111,6 +116,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		served <- srv.Serve(ln)
 	}()
 
+	if *offer {
+		// The server's own River workers make the demo's awards and payouts.
+		err := offerDemo(ctx, a, demoOffer{In: os.Stdin, Terminal: stdinIsTerminal(), Out: stderr, SignIn: base + "/sign-in", Level: level})
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("the demo was not loaded; serving what the database holds", "error", err)
+		}
+	}
 	select {
 	case err = <-served:
 	case <-ctx.Done():
@@ -146,4 +158,91 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// demoOffer is what offerDemo needs: where the answer comes from, whether a person is there
+// to give it, and where to write.
+type demoOffer struct {
+	In       io.Reader
+	Terminal bool
+	Out      io.Writer
+	SignIn   string
+	// Level, when set, is raised to warnings while the demo loads, so that its narration is
+	// not buried under a log line per award.
+	Level *slog.LevelVar
+}
+
+// demoHint tells how to load the demo by hand.
+const demoHint = "To load the demo program (40 participants, 4 months of conversations), run in another terminal: " +
+	"`. .tandem/env && bin/tandem demo` (make run), or `tandem demo` with this server's DATABASE_URL."
+
+// offerDemo offers the demo when the database holds no program (serve --offer-demo): at a
+// terminal it asks, and loads it in this process on yes (the default); otherwise it prints
+// how to load it. A database with a program is left alone, silently.
+func offerDemo(ctx context.Context, a *app.App, o demoOffer) error {
+	programs, err := a.Network.Programs(ctx)
+	if err != nil {
+		return fmt.Errorf("look for programs: %w", err)
+	}
+	if len(programs) > 0 {
+		return nil
+	}
+	if !o.Terminal {
+		fmt.Fprintln(o.Out, "The database is empty. "+demoHint)
+		return nil
+	}
+	fmt.Fprint(o.Out, "The database is empty. Load the demo program (40 participants, 4 months of conversations)? [Y/n] ")
+	answer, err := readLine(ctx, o.In)
+	if err != nil {
+		fmt.Fprintln(o.Out)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		answer = "n" // no answer (end of input) is not a yes
+	}
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "", "y", "yes":
+	default:
+		fmt.Fprintln(o.Out, demoHint)
+		return nil
+	}
+	if o.Level != nil {
+		before := o.Level.Level()
+		o.Level.Set(slog.LevelWarn)
+		defer o.Level.Set(before)
+	}
+	return loadDemo(ctx, a, demoOptions{SignIn: o.SignIn, Out: o.Out})
+}
+
+// readLine reads one line from in, or gives up when ctx ends (the read is left behind).
+func readLine(ctx context.Context, in io.Reader) (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(in).ReadString('\n')
+		if err == io.EOF && line != "" {
+			err = nil
+		}
+		got <- result{line, err}
+	}()
+	select {
+	case r := <-got:
+		return r.line, r.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// stdinIsTerminal reports whether standard input is a terminal: a character device other
+// than /dev/null (which is one too).
+func stdinIsTerminal() bool {
+	fi, err := os.Stdin.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(fi, null)
 }

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/internal/app"
+	"github.com/tandemledger/tandem/internal/dbtest"
+	"github.com/tandemledger/tandem/network"
+	"github.com/tandemledger/tandem/payouts"
+)
+
+// TestDemoLoadsALivingProgram runs tandem demo on a fresh database and reads back, through
+// the stores, what a newcomer is promised: 40 participants, coaches who were participants of
+// the earlier cohort, awards released and paid, a payout that failed and was paid after a new
+// destination, one failed, one awaiting approval, one rejected, a held stipend, a balanced
+// ledger, and tokens that sign in.
+func TestDemoLoadsALivingProgram(t *testing.T) {
+	pool, url := dbtest.NewWithURL(t, dbtest.Options{MaxConns: 4})
+	t.Setenv("DATABASE_URL", url)
+	ctx := context.Background()
+	var out, errOut bytes.Buffer
+	require.NoError(t, run(ctx, []string{"demo"}, strings.NewReader(""), &out, &errOut), errOut.String())
+	text := out.String()
+	t.Log(text)
+	for _, want := range []string{"40 participants enrolled", "conversations logged over", "awards released:",
+		"Sign in at http://127.0.0.1:8080/sign-in", "These are demo tokens", ": balanced"} {
+		require.Contains(t, text, want)
+	}
+
+	a, err := app.New(pool, app.Config{}) // not started: reads only
+	require.NoError(t, err)
+	t.Cleanup(a.Ledger.Close)
+	n, pay := a.Network, a.Payouts
+	pl := planDemo(time.Now())
+	pid, earlier := defaultDemoProgram, fmt.Sprintf("%s-%d", defaultDemoProgram, pl.start.Year()-1)
+
+	participants, err := n.People(ctx, network.PeopleFilter{Program: pid, Role: "participant", Limit: 1000})
+	require.NoError(t, err)
+	require.Len(t, participants, 40)
+	minors := 0
+	for _, p := range participants {
+		require.NotNil(t, p.Consent, p.ID)
+		require.True(t, p.Consent.Given, p.ID)
+		if p.BirthDate != nil && p.BirthDate.AddDate(18, 0, 0).After(p.Consent.SignedOn.Time) {
+			require.True(t, p.Consent.Guardian, "%s is a minor: a guardian signs", p.ID)
+			minors++
+		}
+	}
+	require.Positive(t, minors, "some participants are minors, with a guardian's consent")
+
+	// The coaches were participants of the earlier cohort, which has ended.
+	prev, err := n.Program(ctx, earlier)
+	require.NoError(t, err)
+	require.True(t, prev.EndsOn.Before(time.Now()))
+	for _, c := range demoCoaches {
+		enrolments, err := n.Enrolments(ctx, c.key)
+		require.NoError(t, err)
+		require.True(t, slices.ContainsFunc(enrolments, func(e network.Enrolment) bool { return e.ProgramID == earlier }), c.key)
+		coached, err := n.People(ctx, network.PeopleFilter{Program: pid, Coach: c.key})
+		require.NoError(t, err)
+		require.Len(t, coached, 10, c.key)
+	}
+	pm, err := n.ProgramMetrics(ctx, earlier)
+	require.NoError(t, err)
+	require.Equal(t, len(demoCoaches), pm.BecameCoaches)
+	require.True(t, pm.NearPeerConversion != nil && pm.NearPeerConversion.IsPositive())
+
+	// Awards released and paid; Maya is one talk short of her mentor award.
+	m, err := n.ProgramMetrics(ctx, pid)
+	require.NoError(t, err)
+	require.Greater(t, m.AwardsPosted, 100)
+	require.Zero(t, m.AwardsWaiting)
+	require.Greater(t, m.ConnectionsByRole["mentor"], 0)
+	require.Greater(t, m.ConnectionsByRole["professional"], 0)
+	require.GreaterOrEqual(t, len(m.ConversationsByMonth), 3, "conversations over several months")
+	prog, err := n.Progress(ctx, storyMaya)
+	require.NoError(t, err)
+	require.Len(t, prog.Programs, 1)
+	i := slices.IndexFunc(prog.Programs[0].Rules, func(p network.Progress) bool { return p.RuleID == "mentor-4" })
+	require.False(t, prog.Programs[0].Rules[i].Met)
+	require.Equal(t, "3", prog.Programs[0].Rules[i].Count.String())
+	unverified, err := n.Conversations(ctx, network.ConversationFilter{Participant: storyMaya, Status: "unverified"})
+	require.NoError(t, err)
+	require.NotEmpty(t, unverified, "her fourth talk waits for her coach")
+
+	// Payouts: every award paid; the stories of the grants.
+	byState := map[string][]payouts.Disbursement{}
+	ds, err := pay.List(ctx, payouts.Filter{Program: pid, Limit: 1000})
+	require.NoError(t, err)
+	for _, d := range ds {
+		byState[d.State] = append(byState[d.State], d)
+	}
+	require.Greater(t, len(byState[payouts.Paid]), 100)
+	require.Empty(t, byState[payouts.Submitted], "nothing left in flight")
+	require.Empty(t, byState[payouts.Approved], "nothing left unsent")
+	require.Len(t, byState[payouts.Failed], 1)
+	require.Equal(t, storyFrozen, byState[payouts.Failed][0].PersonID)
+	require.Len(t, byState[payouts.Rejected], 1)
+	require.NotEmpty(t, byState[payouts.AwaitingApproval])
+	require.True(t, slices.ContainsFunc(byState[payouts.AwaitingApproval], func(d payouts.Disbursement) bool { return d.PersonID == storyLicence }))
+	for _, d := range byState[payouts.Paid] {
+		if d.PersonID == storyRent && d.Source == "manual" {
+			full, err := pay.Get(ctx, d.ID)
+			require.NoError(t, err)
+			require.Len(t, full.Approvals, 2, "dual control")
+			require.Equal(t, "person:"+demoOps.key, full.RequestedBy)
+		}
+	}
+	retried := 0
+	for _, d := range byState[payouts.Paid] {
+		if d.PersonID != storyTransit || d.Source != "manual" {
+			continue
+		}
+		full, err := pay.Get(ctx, d.ID)
+		require.NoError(t, err)
+		require.Len(t, full.Attempts, 2)
+		require.Equal(t, "failed", full.Attempts[0].Outcome)
+		require.Equal(t, "account-closed", full.Attempts[0].Reason)
+		require.Equal(t, "paid", full.Attempts[1].Outcome)
+		retried++
+	}
+	require.Equal(t, 1, retried, "a payout failed, then was paid")
+	stipends, err := pay.Stipends(ctx, pid, storyNoW9)
+	require.NoError(t, err)
+	require.NotEmpty(t, stipends)
+	for _, st := range stipends {
+		require.Equal(t, "held", st.Status, "no W-9 on file")
+	}
+	recs, err := pay.Reconciliations(ctx, 1)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.Empty(t, recs[0].Differences)
+
+	// The ledger balances and is sound.
+	tb, err := a.Ledger.TrialBalance(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, tb.Totals)
+	for _, total := range tb.Totals {
+		require.True(t, total.Balanced, total.Currency)
+	}
+	problems, err := a.Ledger.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+
+	// The printed tokens sign in, with the roles they were printed with.
+	secrets := regexp.MustCompile(`(?m)^\s+(admin|auditor|coach|participant)\s.*\s(tdm_[A-Za-z0-9_-]+)$`).FindAllStringSubmatch(text, -1)
+	require.Len(t, secrets, 6, text)
+	roles := map[access.Role]int{}
+	for _, s := range secrets {
+		p, err := a.Access.Authenticate(ctx, s[2])
+		require.NoError(t, err)
+		require.Equal(t, access.Role(s[1]), p.Role)
+		roles[p.Role]++
+		if p.Role != access.Auditor {
+			require.NotEmpty(t, p.PersonID, "admins, coaches and participants act as people")
+		}
+	}
+	require.Equal(t, map[access.Role]int{access.Admin: 3, access.Auditor: 1, access.Coach: 1, access.Participant: 1}, roles)
+
+	// Loading it again is refused, with the way to load a second copy.
+	err = run(ctx, []string{"demo"}, strings.NewReader(""), &out, &errOut)
+	require.ErrorIs(t, err, errUsage)
+	require.Contains(t, err.Error(), "--program")
+}
+
+// TestDemoPlanIsDeterministic: the same day gives the same story, and the story keeps the
+// promises the narration makes.
+func TestDemoPlanIsDeterministic(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 27, 4, 30, 0, 0, time.UTC)
+	a, b := planDemo(now), planDemo(now)
+	require.Equal(t, len(a.convs), len(b.convs))
+	for i := range a.convs {
+		require.Equal(t, a.convs[i], b.convs[i])
+	}
+	require.Equal(t, a.participants, b.participants)
+	require.Len(t, a.participants, 40)
+	require.Equal(t, time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC), a.start)
+	for _, c := range a.convs {
+		conn := a.conns[c.conn]
+		require.False(t, c.at.After(now), "no conversation in the future")
+		require.False(t, c.at.Before(conn.started), "no conversation before its connection")
+		require.False(t, c.at.Before(a.start), "within the program's term")
+	}
+	require.Len(t, a.fairConns, 8)
+	keys := map[string]bool{}
+	for _, p := range a.participants {
+		require.False(t, keys[p.key], "ids are unique: %s", p.key)
+		keys[p.key] = true
+	}
+	for _, k := range []string{storyMaya, storyRent, storyLaptop, storyLicence, storyTransit, storyFrozen, storyDupe} {
+		require.True(t, keys[k], k)
+	}
+}
+
+// TestOfferDemo: serve --offer-demo offers the demo only on an empty database; without a
+// terminal it prints how to load it, and a "no" loads nothing.
+func TestOfferDemo(t *testing.T) {
+	pool := dbtest.New(t)
+	a, err := app.New(pool, app.Config{})
+	require.NoError(t, err)
+	t.Cleanup(a.Ledger.Close)
+	ctx := context.Background()
+
+	var out bytes.Buffer
+	require.NoError(t, offerDemo(ctx, a, demoOffer{In: strings.NewReader("y\n"), Terminal: false, Out: &out}))
+	require.Contains(t, out.String(), "The database is empty")
+	require.Contains(t, out.String(), "bin/tandem demo")
+	require.NotContains(t, out.String(), "[Y/n]", "no question without a terminal")
+
+	for _, answer := range []string{"n\n", "no\n", ""} {
+		out.Reset()
+		require.NoError(t, offerDemo(ctx, a, demoOffer{In: strings.NewReader(answer), Terminal: true, Out: &out}))
+		require.Contains(t, out.String(), "[Y/n]")
+		require.Contains(t, out.String(), "bin/tandem demo", "answer %q", answer)
+	}
+	programs, err := a.Network.Programs(ctx)
+	require.NoError(t, err)
+	require.Empty(t, programs, "nothing was loaded")
+
+	_, err = a.Network.CreateProgram(ctx, network.By{Principal: cliActor()}, network.NewProgram{ID: "p1", Name: "Pilot", Currency: "USD",
+		StartsOn: "2026-01-01", EndsOn: "2026-12-31"})
+	require.NoError(t, err)
+	for _, terminal := range []bool{false, true} {
+		out.Reset()
+		require.NoError(t, offerDemo(ctx, a, demoOffer{In: strings.NewReader("y\n"), Terminal: terminal, Out: &out}))
+		require.Empty(t, out.String(), "a database with a program is left alone")
+	}
+}
+
+func TestMoney(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"0": "0.00", "5": "5.00", "999.5": "999.50", "1000": "1,000.00",
+		"20000.00": "20,000.00", "1234567.891": "1,234,567.89", "-4000": "-4,000.00"} {
+		require.Equal(t, want, money(in), in)
+	}
+}
