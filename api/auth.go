@@ -139,6 +139,7 @@ var recordKinds = map[string]string{
 	"/v1/connections/": "connection:", "/v1/conversations/": "conversation:",
 	"/v1/disbursements/": "disbursement:", "/v1/commitments/": "commitment:",
 	"/coach/conversations/": "conversation:", // the coach page's verify and retract forms
+	"/admin/disbursements/": "disbursement:", "/admin/programs/": "program:",
 }
 
 // maxRecord bounds the record name of a refusal in the audit trail.

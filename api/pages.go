@@ -125,7 +125,9 @@ func navFor(p *access.Principal, current string) []navLink {
 		links = []navLink{{Href: "/admin/approvals", Label: "Approvals"}, {Href: "/admin/failed", Label: "Failed payouts"},
 			{Href: "/admin/reconciliation", Label: "Reconciliation"}, {Href: "/admin/programs", Label: "Programs"}}
 	case access.Auditor:
-		links = []navLink{{Href: "/audit", Label: "Exports and seal"}, {Href: "/admin/programs", Label: "Programs"}}
+		links = []navLink{{Href: "/audit", Label: "Exports and seal"}, {Href: "/admin/approvals", Label: "Approvals"},
+			{Href: "/admin/failed", Label: "Failed payouts"}, {Href: "/admin/reconciliation", Label: "Reconciliation"},
+			{Href: "/admin/programs", Label: "Programs"}}
 	case access.Coach:
 		links = []navLink{{Href: "/coach", Label: "My participants"}, {Href: "/me", Label: "My home"}}
 	case access.Participant:
