@@ -75,6 +75,12 @@ const (
 	ReconciliationRead Action = "payouts.reconciliation.read"
 	ReconciliationRun  Action = "payouts.reconciliation.run"
 	PayoutsRun         Action = "payouts.run"
+	// Exports and the seal (DESIGN.md §3, §9): auditors and admins export the ledger, read
+	// the seal's status and verify it; participants and coaches may not (an export holds
+	// everyone's money). Verifying records its result but changes nothing in the ledger.
+	LedgerExport Action = "ledger.export"
+	SealRead     Action = "ledger.seal.read"
+	SealVerify   Action = "ledger.seal.verify"
 )
 
 var readActions = map[Action]bool{
@@ -83,7 +89,7 @@ var readActions = map[Action]bool{
 	ProgramList: true, ProgramRead: true, ProgramMetrics: true, PersonList: true, PersonRead: true, ConnectionList: true,
 	ConversationList: true, RuleRead: true, ProgressRead: true, AwardList: true, DisbursementList: true,
 	DisbursementRead: true, PayoutPolicyRead: true, CommitmentList: true, StipendList: true, TaxReportRead: true,
-	ReconciliationRead: true,
+	ReconciliationRead: true, LedgerExport: true, SealRead: true, SealVerify: true,
 }
 
 // publicReads are program-level reads open to every role: what a program is and its rules.

@@ -162,6 +162,10 @@ var routeActions = map[string]access.Action{
 	"GET /v1/ledger/trial-balance":         access.LedgerTrialBalance,
 	"GET /v1/ledger/check":                 access.LedgerCheck,
 	"GET /v1/audit":                        access.AuditRead,
+	// Exports and the seal (exports.go): auditors and admins; walked here.
+	"GET /v1/exports":     access.LedgerExport,
+	"GET /v1/seal":        access.SealRead,
+	"GET /v1/seal/verify": access.SealVerify,
 
 	// The network's routes: their callers are walked in network_test.go, with fixtures of
 	// programs, participants and coaches (TestEveryNetworkRouteEveryRole).
@@ -220,9 +224,10 @@ var routeActions = map[string]access.Action{
 }
 
 // walkedHere says whether TestEveryRouteEveryRole walks a route's callers itself: the
-// ledger's and the audit trail's, whose records are wallets and entries.
+// ledger's and the audit trail's, whose records are wallets and entries, and the exports'
+// and the seal's, which are the whole ledger's.
 func walkedHere(path string) bool {
-	return strings.HasPrefix(path, "/v1/ledger/") || path == "/v1/audit"
+	return strings.HasPrefix(path, "/v1/ledger/") || path == "/v1/audit" || path == "/v1/exports" || strings.HasPrefix(path, "/v1/seal")
 }
 
 // allowedBesidesAdmins says who, other than admins (who may take every action here), may
@@ -248,6 +253,9 @@ var policyByAction = map[access.Action]allowedBesidesAdmins{
 	access.LedgerTrialBalance:  {auditor: true, owner: false},
 	access.LedgerCheck:         {auditor: true, owner: false},
 	access.AuditRead:           {auditor: true, owner: false},
+	access.LedgerExport:        {auditor: true, owner: false},
+	access.SealRead:            {auditor: true, owner: false},
+	access.SealVerify:          {auditor: true, owner: false},
 	// Network actions: auditors read; owners as access.Authorize says (walked in network_test.go).
 	access.ProgramCreate: {}, access.ProgramList: {auditor: true}, access.ProgramRead: {auditor: true},
 	access.ProgramFund: {}, access.ProgramMetrics: {auditor: true}, access.EnrolmentWrite: {},

@@ -37,6 +37,9 @@ type Config struct {
 	Logger *slog.Logger
 	// CheckInterval is how often the ledger self-check runs (default 1 hour).
 	CheckInterval time.Duration
+	// SealInterval is how often the seal job extends the hash chain over new entries
+	// (default 1 minute).
+	SealInterval time.Duration
 	// MaxWorkers for the default queue (default 20).
 	MaxWorkers int
 }
@@ -51,9 +54,15 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	if cfg.MaxWorkers <= 0 {
 		cfg.MaxWorkers = 20
 	}
+	if cfg.SealInterval <= 0 {
+		cfg.SealInterval = time.Minute
+	}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &LedgerCheckWorker{Ledger: cfg.Ledger, Logger: cfg.Logger}); err != nil {
 		return nil, fmt.Errorf("register ledger check worker: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &SealLedgerWorker{Ledger: cfg.Ledger, Logger: cfg.Logger}); err != nil {
+		return nil, fmt.Errorf("register seal_ledger worker: %w", err)
 	}
 	if cfg.Network != nil {
 		if err := river.AddWorkerSafely(workers, &EvaluateMilestonesWorker{Network: cfg.Network, Logger: cfg.Logger}); err != nil {
@@ -86,6 +95,9 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		river.NewPeriodicJob(river.PeriodicInterval(cfg.CheckInterval),
 			func() (river.JobArgs, *river.InsertOpts) { return LedgerCheckArgs{}, nil },
 			&river.PeriodicJobOpts{ID: "ledger_check", RunOnStart: true}),
+		river.NewPeriodicJob(river.PeriodicInterval(cfg.SealInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return SealLedgerArgs{}, nil },
+			&river.PeriodicJobOpts{ID: "seal_ledger", RunOnStart: true}),
 	}
 	if cfg.Network != nil {
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),

@@ -13,6 +13,12 @@
 # of 2,000 payouts), pgbench again (the machine is noisy: both tps figures are shown and the
 # ratios use their mean), then a summary table against the targets.
 #
+# The ledger's benchmarks include the exports, (k), and the seal, (l) (BenchmarkExport): a
+# ledger of 1,000,000 postings is exported by the real bin/tandem binary (built first, passed
+# in TANDEM_BIN) as CSV and as JSON Lines, and the process's peak resident memory is read
+# from getrusage (maxrss), which shows the export streams; the in-process export of each
+# format, a verification of the database and the sealing of 10,000 new entries follow.
+#
 # Environment knobs:
 #   BENCHTIME     go test -benchtime (default 10s)
 #   BENCH         go test -bench pattern (default .: every ledger and network benchmark;
@@ -22,7 +28,11 @@
 #                      BenchmarkPayouts*; empty: no payout step). The Stripe ones need
 #                      STRIPE_MOCK_URL (make bench runs stripe-mock) and are skipped without it
 #   PAYOUTS_BENCHTIME  go test -benchtime of the payout step (default 1x: one round each)
+#   BENCH_EXPORT_POSTINGS  postings in the export benchmark's ledger (default 1000000)
 #   PGBENCH_TIME  seconds per pgbench run (default 10)
+#   DASHBOARD_BENCH      go test -bench pattern of the dashboard step (default BenchmarkDashboard;
+#                        empty: no dashboard step): ./api's render of a program's dashboard
+#   DASHBOARD_BENCHTIME  its -benchtime (default 200x: 200 renders, for a p99 worth the name)
 #   BENCH_STRICT  1: exit 1 when a figure misses its target (default: report only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +42,8 @@ BENCH=${BENCH:-.}
 PAYOUTS_BENCH=${PAYOUTS_BENCH-Payouts}
 PAYOUTS_BENCHTIME=${PAYOUTS_BENCHTIME:-1x}
 PGBENCH_TIME=${PGBENCH_TIME:-10}
+DASHBOARD_BENCH=${DASHBOARD_BENCH-BenchmarkDashboard}
+DASHBOARD_BENCHTIME=${DASHBOARD_BENCHTIME:-200x}
 PGBENCH_CLIENTS=16
 PGBENCH_SCALE=16
 BENCH_DB=pgbench
@@ -111,6 +123,9 @@ tps1=$(run_pgbench before)
 export PGBENCH_TPS=$tps1
 
 # --- Go benchmarks ----------------------------------------------------------------------------
+# The export benchmark runs the real binary: build it from this tree.
+go build -o bin/tandem ./cmd/tandem || die "go build ./cmd/tandem failed"
+export TANDEM_BIN=$PWD/bin/tandem
 log "go benchmarks: -bench '$BENCH' -benchtime $BENCHTIME (set-up lines start with 'bench:'; several minutes)"
 go_status=0
 go test -p 1 -run '^$' -bench "$BENCH" -skip '^BenchmarkPayouts' -benchtime "$BENCHTIME" -timeout 30m ./ledger/ ./internal/app/ 2>&1 |
@@ -123,6 +138,16 @@ if [[ -n $PAYOUTS_BENCH ]]; then
 	go test -run '^$' -bench "$PAYOUTS_BENCH" -benchtime "$PAYOUTS_BENCHTIME" -timeout 60m ./internal/app/ 2>&1 |
 		tee -a "$tmp/go.log" || payouts_status=$?
 	[[ $payouts_status == 0 ]] || { log "payout benchmarks failed (status $payouts_status); the summary shows what finished"; go_status=$payouts_status; }
+fi
+
+# The program dashboard (GET /admin/programs/{id}) of a program of 10,000 participants, one
+# render at a time; its fixture is built first (a minute or two under fsync).
+if [[ -n $DASHBOARD_BENCH ]]; then
+	log "dashboard benchmark: -bench '$DASHBOARD_BENCH' -benchtime $DASHBOARD_BENCHTIME (the fixture of 10,000 participants first)"
+	dashboard_status=0
+	go test -run '^$' -bench "$DASHBOARD_BENCH" -benchtime "$DASHBOARD_BENCHTIME" -timeout 30m ./api/ 2>&1 |
+		tee -a "$tmp/go.log" || dashboard_status=$?
+	[[ $dashboard_status == 0 ]] || { log "dashboard benchmark failed (status $dashboard_status); the summary shows what finished"; go_status=$dashboard_status; }
 fi
 
 tps2=$(run_pgbench after)
@@ -204,6 +229,39 @@ awk -v tps1="$tps1" -v tps2="$tps2" -v strict="${BENCH_STRICT:-0}" '
 		row("    approval to paid p50 / p99", sprintf("%.0f / %.0f ms", get(name, "paid-p50-ms"), get(name, "paid-p99-ms")), "", "", "")
 		row("    seen by poller p50 / p99", sprintf("%.0f / %.0f ms", get(name, "seen-p50-ms"), get(name, "seen-p99-ms")), "", "", "")
 	}
+	# The dashboard: render time of one page, one at a time (p50, p99), and pages per second.
+	function dashboard_row(fig, name, limit,    p) {
+		if (!has(name, "p99-ms")) { row(fig, "n/a (not run)", sprintf("p99 < %g ms", limit), "-", "n/a"); return }
+		p = get(name, "p99-ms")
+		row(fig, sprintf("p99 %.0f ms (p50 %.0f)", p, get(name, "p50-ms")), sprintf("p99 < %g ms", limit), "-", verdict(p < limit))
+		row("    renders (1 client)", sprintf("%.1f pages/s", get(name, "pages/s")), "", "", "")
+	}
+	# Exports of the export benchmark ledger by the tandem binary: postings/s against the
+	# target for CSV, and the peak resident memory of the process against 100 MiB; then the
+	# in-process exports, verify and the seal (report only).
+	function export_rows(    c, j, name, r, p) {
+		c = "BenchmarkExport/binary/csv"; j = "BenchmarkExport/binary/jsonl"
+		if (!has(c, "postings/s")) {
+			row("(k) export CSV (bin/tandem)", "n/a (not run)", ">= 200000 postings/s", "-", "n/a")
+		} else {
+			r = get(c, "postings/s"); p = get(c, "peak-rss-MiB")
+			row("(k) export CSV (bin/tandem)", sprintf("%.0f postings/s", r), ">= 200000 postings/s", "-", verdict(r >= 200000))
+			row("    peak RSS, file size", sprintf("%.1f MiB, %.0f MB", p, get(c, "file-MB")), "< 100 MiB", "", verdict(p < 100))
+		}
+		if (has(j, "postings/s")) {
+			r = get(j, "postings/s"); p = get(j, "peak-rss-MiB")
+			row("(k) export JSONL (bin/tandem)", sprintf("%.0f postings/s", r), "(report only)", "-", "-")
+			row("    peak RSS, file size", sprintf("%.1f MiB, %.0f MB", p, get(j, "file-MB")), "< 100 MiB", "", verdict(p < 100))
+		}
+		name = "BenchmarkExport/inprocess/"
+		if (has(name "csv", "postings/s"))
+			row("    in process csv/jsonl/hledger", sprintf("%.0f/%.0f/%.0f postings/s", get(name "csv", "postings/s"),
+				get(name "jsonl", "postings/s"), get(name "hledger", "postings/s")), "", "", "")
+		if (has("BenchmarkExport/verify", "entries/s"))
+			row("(l) verify the database", sprintf("%.0f entries/s", get("BenchmarkExport/verify", "entries/s")), "(report only)", "-", "-")
+		if (has("BenchmarkExport/seal10k", "entries/s"))
+			row("(l) seal 10,000 new entries", sprintf("%.0f entries/s", get("BenchmarkExport/seal10k", "entries/s")), "(report only)", "-", "-")
+	}
 	END {
 		tps = (tps1 + tps2) / 2
 		a = "BenchmarkPostRandomPairs/clients=16"; b = "BenchmarkPostHotAccount/clients=16"
@@ -230,6 +288,8 @@ awk -v tps1="$tps1" -v tps2="$tps2" -v strict="${BENCH_STRICT:-0}" '
 		payout_rows("(h) payouts, sandbox", "sandbox", ">= 500/s (River, 20 workers)", 500)
 		payout_rows("(i) payouts, stripe-mock", "stripe", "(report only)", 0)
 		approve_rows("(j) approval, one at a time", "BenchmarkPayoutsApprove/sandbox/approvals=200")
+		dashboard_row("dashboard, 10,000 participants", "BenchmarkDashboard/participants=10000", 200)
+		export_rows()
 		printf "\n%d figure(s) missed their target.\n", misses
 		exit (strict == 1 && misses > 0) ? 3 : 0
 	}

@@ -31,6 +31,8 @@ type Config struct {
 	CheckInterval time.Duration
 	// SweepInterval is how often the payouts sweep runs (default 1 minute).
 	SweepInterval time.Duration
+	// SealInterval is how often the seal job chains new entries (default 1 minute).
+	SealInterval time.Duration
 	// Now is the network's and payouts' clock (tests).
 	Now func() time.Time
 	// Payouts configures the payout provider; the zero value is the sandbox.
@@ -113,7 +115,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*App, error) {
 		return nil, err
 	}
 	client, err := jobs.NewClient(jobs.Config{Pool: pool, Ledger: l, Network: n, Payouts: p, Logger: cfg.Logger,
-		MaxWorkers: cfg.Workers, CheckInterval: cfg.CheckInterval, SweepInterval: cfg.SweepInterval, Now: cfg.Now})
+		MaxWorkers: cfg.Workers, CheckInterval: cfg.CheckInterval, SweepInterval: cfg.SweepInterval,
+		SealInterval: cfg.SealInterval, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
