@@ -2,8 +2,11 @@ package api_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
@@ -28,6 +31,38 @@ const unlabelled = `[...document.querySelectorAll('input:not([type=hidden]), sel
 // overflows says whether the page is wider than the window (a phone would scroll sideways).
 const overflows = `document.documentElement.scrollWidth > window.innerWidth`
 
+// focusOutline is the outline colour, as [r, g, b], of the page's style rule for the focus
+// of elements matching sel (e.g. "input:focus"), as the browser parsed it. (A headless tab
+// has no window focus, so :focus never matches there: the rule is read instead.)
+func focusOutline(t *testing.T, b *browsertest.Browser, sel string) []float64 {
+	t.Helper()
+	return evaluate[[]float64](t, b, fmt.Sprintf(`(() => {
+		for (const sheet of document.styleSheets) for (const r of sheet.cssRules)
+			if (r.selectorText && r.selectorText.split(",").map(s => s.trim()).includes(%q) && r.style.outlineColor) {
+				const probe = document.createElement("div");
+				probe.style.color = r.style.outlineColor; document.body.append(probe);
+				const rgb = getComputedStyle(probe).color.match(/\d+(\.\d+)?/g).slice(0, 3).map(Number);
+				probe.remove(); return rgb;
+			}
+		throw new Error("no outline colour for %s");
+	})()`, sel, sel))
+}
+
+// contrastOnWhite is the WCAG contrast ratio of an sRGB colour against white.
+func contrastOnWhite(rgb []float64) float64 {
+	lum := 0.0
+	for i, w := range []float64{0.2126, 0.7152, 0.0722} {
+		c := rgb[i] / 255
+		if c <= 0.03928 {
+			c /= 12.92
+		} else {
+			c = math.Pow((c+0.055)/1.055, 2.4)
+		}
+		lum += w * c
+	}
+	return 1.05 / (lum + 0.05)
+}
+
 // TestParticipantLogsConversationInBrowser is the participant's story in a real Chromium:
 // ana has a mentor rule of 4 verified conversations and 2 of them; she signs in, sees "2 of
 // 4", logs a third with the form and sees it awaiting verification. Progress counts verified
@@ -45,6 +80,11 @@ func TestParticipantLogsConversationInBrowser(t *testing.T) {
 	require.Equal(t, 200, ana.Visit(base+"/me"))
 	require.Contains(t, ana.Text("#rule-p1-mentor-4-words"), "2 of 4 verified mentor conversations within 60 days")
 	require.Empty(t, evaluate[[]string](t, ana, unlabelled))
+	// The focus outline stands out from the white page (WCAG 1.4.11: at least 3:1).
+	for _, sel := range []string{"a:focus", "button:focus", "input:focus", "select:focus", "textarea:focus"} {
+		rgb := focusOutline(t, ana, sel)
+		require.GreaterOrEqual(t, contrastOnWhite(rgb), 3.0, "focus outline of %s: rgb%v", sel, rgb)
+	}
 	if keep {
 		ana.Screenshot("home-desktop")
 	}
@@ -70,6 +110,10 @@ func TestParticipantLogsConversationInBrowser(t *testing.T) {
 	require.Equal(t, 200, cy.Visit(base+"/coach"))
 	require.Contains(t, cy.Text("#queue-list"), "Phone call")
 	require.Empty(t, evaluate[[]string](t, cy, unlabelled))
+	// Each retract toggle names its conversation: a screen reader's list of controls does
+	// not read "Retract…, Retract…".
+	require.Equal(t, []string{"Retract Ana's conversation with Mo on " + time.Now().UTC().Format("2 Jan 2006") + "…"},
+		evaluate[[]string](t, cy, `[...document.querySelectorAll('summary')].map(s => s.getAttribute('aria-label') || s.textContent)`))
 	if keep {
 		cy.Screenshot("coach-desktop")
 		cy.Viewport(390, 844)

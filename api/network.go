@@ -492,32 +492,46 @@ func (s *Server) retireRule(r *http.Request, b reasonBody) (any, error) {
 func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
 	p, err := s.network.Progress(r.Context(), r.PathValue("id"))
 	if err == nil && !sensitive(r) {
-		p = redactProgress(p)
+		var banded map[string]map[string]bool
+		if banded, err = s.network.BandRules(r.Context(), r.PathValue("id")); err == nil {
+			p = redactProgress(p, banded)
+		}
 	}
 	s.reply(w, r, p, err)
 }
 
+// Progress of a rule that reveals bands, as participants and coaches see it.
+const notYetReached = "not yet reached"
+
 // redactProgress removes what would reveal other people's bands (DESIGN.md §5: admins and
 // auditors only) from a participant's or coach's view: with one banded connection, economic
-// connectedness is 0 or 2 and names that person's band. Economic connectedness rules show
-// met or not, and their awards no evidence.
-func redactProgress(p network.ParticipantProgress) network.ParticipantProgress {
+// connectedness is 0 or 2 and names that person's band, and a rule that counts by band
+// ("other_band", "cross_class", economic connectedness) moves when only someone else's band
+// changes. banded names those rules by program and rule id (network.Store.BandRules). Such a
+// rule shows no count, target or due awards: it is met once an award was made under it,
+// else "not yet reached"; and its awards carry no evidence (which connections counted).
+func redactProgress(p network.ParticipantProgress, banded map[string]map[string]bool) network.ParticipantProgress {
 	for i := range p.Programs {
 		pp := &p.Programs[i]
 		pp.Metrics.EconomicConnectedness = decimal.Zero
 		pp.Metrics.CrossClassShare = nil
 		pp.Metrics.Redacted = true
-		for j := range pp.Rules {
-			if pr := &pp.Rules[j]; pr.Kind == network.CountEconomicConnectedess {
-				pr.Count, pr.Target, pr.Due = decimal.Zero, decimal.Zero, nil
-				if !pr.Met {
-					pr.Missing = "more connections across class lines"
-				}
+		hidden := func(rule string) bool { return banded[pp.Program.ID][rule] }
+		awarded := map[string]bool{}
+		for j := range pp.Awards {
+			a := &pp.Awards[j]
+			awarded[a.RuleID] = true
+			if hidden(a.RuleID) || strings.HasPrefix(string(a.Evidence), `["ec=`) {
+				a.Evidence = json.RawMessage(`[]`)
 			}
 		}
-		for j := range pp.Awards {
-			if strings.HasPrefix(string(pp.Awards[j].Evidence), `["ec=`) {
-				pp.Awards[j].Evidence = json.RawMessage(`[]`)
+		for j := range pp.Rules {
+			if pr := &pp.Rules[j]; hidden(pr.RuleID) || pr.Kind == network.CountEconomicConnectedess {
+				pr.Count, pr.Target, pr.Due = decimal.Zero, decimal.Zero, nil
+				pr.Met, pr.Missing = awarded[pr.RuleID], ""
+				if !pr.Met {
+					pr.Missing = notYetReached
+				}
 			}
 		}
 	}

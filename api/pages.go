@@ -39,9 +39,9 @@ var layout = template.Must(template.New("layout").Funcs(pageFuncs).Parse(`<!doct
 <style>
 *{box-sizing:border-box}
 body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fff}
-a{color:#0b57b0}a:focus,button:focus,input:focus,select:focus,textarea:focus{outline:3px solid #f5a623;outline-offset:2px}
+a{color:#0b57b0}a:focus,button:focus,input:focus,select:focus,textarea:focus{outline:3px solid #b35c00;outline-offset:2px}
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff;padding:.5rem}
-header{background:#12355b;color:#fff;padding:.5rem 1rem}header a{color:#fff}
+header{background:#12355b;color:#fff;padding:.5rem 1rem}header a{color:#fff}header a:focus,header button:focus{outline-color:#f5a623}
 nav ul{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:.25rem 1rem}
 main{max-width:64rem;margin:0 auto;padding:1rem}
 label{display:block;margin:.5rem 0 .2rem;font-weight:600}

@@ -124,6 +124,8 @@ type homeData struct {
 	PersonID      string
 	Coach         bool
 	Wallets       []walletView
+	EmptyWallet   string // "0.00 USD": the figure of a wallet nothing was paid into yet
+	Pending       []payView
 	OnItsWay      []payView
 	NeedsAction   []payView
 	History       []payView
@@ -140,12 +142,21 @@ type homeData struct {
 
 type choice struct{ Value, Label string }
 
+// walletView is a wallet's card: its balance, and which part of it is not the person's yet.
 type walletView struct {
-	Label, Balance, Held string
+	Label, Balance string
+	// Awaiting is the part credited for disbursements no admin approved yet; Room the part
+	// waiting for room under the program's caps ("" when none).
+	Awaiting, Room string
+	// Note says what the rest is: held for the person, some of it being paid out now.
+	Note string
 }
 
+// payView is a disbursement in words. Next says when it is tried again; Fix links to the
+// payout destination form (the person can fix it there).
 type payView struct {
-	Amount, What, Words, Todo, Detail, When string
+	Amount, What, Words, Next, Todo, Detail, When string
+	Fix                                           bool
 }
 
 type programView struct {
@@ -232,7 +243,11 @@ func (s *Server) renderHome(w http.ResponseWriter, r *http.Request, sess access.
 	if err != nil {
 		return err
 	}
-	progress = redactProgress(progress)
+	banded, err := s.network.BandRules(ctx, p.PersonID)
+	if err != nil {
+		return err
+	}
+	progress = redactProgress(progress, banded)
 	rules, err := s.network.RulesInForce(ctx, p.PersonID)
 	if err != nil {
 		return err
@@ -283,24 +298,25 @@ func (s *Server) renderHome(w http.ResponseWriter, r *http.Request, sess access.
 		if err != nil {
 			return err
 		}
-		wv := walletView{Label: c.label, Balance: inCurrency(a.Balance.Posted, a.Currency)}
-		if held := a.Balance.Posted.Sub(a.Balance.Available); held.IsPositive() {
-			wv.Held = inCurrency(held, a.Currency)
-		}
-		d.Wallets = append(d.Wallets, wv)
+		d.Wallets = append(d.Wallets, walletOf(c.label, a, pay.AwaitingApproval[c.code], pay.AwaitingRoom[c.code]))
 	}
 
-	programNames, err := s.programNames(r)
+	programs, err := s.network.Programs(ctx)
 	if err != nil {
 		return err
 	}
+	programNames := map[string]string{}
+	for _, pr := range programs {
+		programNames[pr.ID] = pr.Name
+	}
+	d.EmptyWallet = inCurrency(decimal.Zero, walletCurrency(progress, programs))
 	ruleTitles := map[string]string{} // award id → the rule's title
 	for _, pp := range progress.Programs {
 		pv := programView{ID: pp.Program.ID, Name: pp.Program.Name, Consent: pp.Consent}
 		titles := map[string]string{}
 		for _, pr := range pp.Rules {
 			titles[pr.RuleID] = pr.Title
-			pv.Rules = append(pv.Rules, ruleOf(pp, pr, rules[pp.Program.ID][pr.RuleID]))
+			pv.Rules = append(pv.Rules, ruleOf(pp, pr, rules[pp.Program.ID][pr.RuleID], banded[pp.Program.ID][pr.RuleID]))
 		}
 		for _, a := range pp.Awards {
 			ruleTitles[a.ID] = titles[a.RuleID]
@@ -308,8 +324,10 @@ func (s *Server) renderHome(w http.ResponseWriter, r *http.Request, sess access.
 		d.Programs = append(d.Programs, pv)
 	}
 	for _, l := range pay.Lines {
-		v, group := payOf(l, programNames, ruleTitles, pay.Destination)
+		v, group := payOf(l, programNames, ruleTitles, pay.Destination, time.Now())
 		switch group {
+		case "pending":
+			d.Pending = append(d.Pending, v)
 		case "on its way":
 			d.OnItsWay = append(d.OnItsWay, v)
 		case "action":
@@ -361,6 +379,46 @@ func (s *Server) programNames(r *http.Request) (map[string]string, error) {
 	return out, nil
 }
 
+// walletOf is a wallet's card. The balance counts money credited for disbursements that still
+// await an admin's approval (taken back if rejected): the card says how much, so that only
+// the rest reads as the person's.
+func walletOf(label string, a ledger.Account, awaiting, room decimal.Decimal) walletView {
+	wv := walletView{Label: label, Balance: inCurrency(a.Balance.Posted, a.Currency)}
+	if awaiting.IsPositive() {
+		wv.Awaiting = inCurrency(awaiting, a.Currency)
+	}
+	if room.IsPositive() {
+		wv.Room = inCurrency(room, a.Currency)
+	}
+	switch yours := a.Balance.Posted.Sub(awaiting).Sub(room); {
+	case yours.IsPositive():
+		wv.Note = inCurrency(yours, a.Currency) + " is held for you until it is paid out"
+		if held := a.Balance.Posted.Sub(a.Balance.Available); held.IsPositive() {
+			wv.Note += "; " + inCurrency(held, a.Currency) + " of it is being paid out now"
+		}
+		wv.Note += "."
+	case a.Balance.Posted.IsZero():
+		wv.Note = "Nothing is in it right now."
+	}
+	return wv
+}
+
+// walletCurrency is the currency of a wallet nothing was paid into yet: that of the programs
+// the person is enrolled in, else (a coach) of the programs there are, else USD.
+func walletCurrency(p network.ParticipantProgress, programs []network.Program) string {
+	for _, pp := range p.Programs {
+		if pp.Program.Currency != "" {
+			return pp.Program.Currency
+		}
+	}
+	for _, pr := range programs {
+		if pr.Currency != "" {
+			return pr.Currency
+		}
+	}
+	return "USD"
+}
+
 func nameOr(names map[string]string, id string) string {
 	if n := names[id]; n != "" {
 		return n
@@ -369,8 +427,10 @@ func nameOr(names map[string]string, id string) string {
 }
 
 // ruleOf puts a rule's progress in words: "2 of 4 verified mentor conversations within 60
-// days", and for each award made "Reached on 12 Oct 2026 — 50.00 USD".
-func ruleOf(pp network.ProgramProgress, pr network.Progress, rule network.Rule) ruleView {
+// days", and for each award made "Reached on 12 Oct 2026 — 50.00 USD". A rule that counts by
+// band (hidden: see redactProgress) shows its awards only, or "Not yet reached.": no count,
+// no progress bar, nothing that moves with someone else's band.
+func ruleOf(pp network.ProgramProgress, pr network.Progress, rule network.Rule, hidden bool) ruleView {
 	v := ruleView{Anchor: "rule-" + pp.Program.ID + "-" + pr.RuleID, Title: pr.Title, Met: pr.Met}
 	noun := network.Noun(rule)
 	window := ""
@@ -379,13 +439,12 @@ func ruleOf(pp network.ProgramProgress, pr network.Progress, rule network.Rule) 
 	}
 	count, target := pr.Count, pr.Target
 	switch {
-	case pr.Kind == network.CountEconomicConnectedess:
-		// Redacted for participants and coaches: met or not, with what is missing.
-		if pr.Met {
-			v.Words = "Reached."
-		} else {
-			v.Words = "Not reached yet: " + pr.Missing + "."
+	case hidden || pr.Kind == network.CountEconomicConnectedess:
+		// Redacted for participants and coaches: the awards below, if any, and nothing else.
+		if !slices.ContainsFunc(pp.Awards, func(a network.Award) bool { return a.RuleID == pr.RuleID }) {
+			v.Words = "Not yet reached."
 		}
+		count, target = decimal.Zero, decimal.Zero
 	case rule.Repeat == network.RepeatMonthly:
 		v.Value, v.Max = count.String(), target.String()
 		v.Words = fmt.Sprintf("%s of %s %s in %s", count, target, noun, time.Now().UTC().Format("January 2006"))
@@ -431,9 +490,11 @@ func ruleOf(pp network.ProgramProgress, pr network.Progress, rule network.Rule) 
 	return v
 }
 
-// payOf puts a disbursement in words, and says which list it belongs to: on its way,
-// needing the person's action, or history.
-func payOf(l payouts.Line, programs, rules map[string]string, dest string) (payView, string) {
+// payOf puts a disbursement in words, and says which list it belongs to: pending (not
+// approved yet, or waiting for funds), on its way, needing the person's action, or history.
+// Participants read it: no provider codes or machine times as the main text, and no
+// administrator's internal reason.
+func payOf(l payouts.Line, programs, rules map[string]string, dest string, now time.Time) (payView, string) {
 	v := payView{Amount: inCurrency(l.Amount, l.Currency), When: l.UpdatedAt.UTC().Format("2 Jan 2006")}
 	switch l.Source {
 	case "award":
@@ -460,11 +521,18 @@ func payOf(l payouts.Line, programs, rules map[string]string, dest string) (payV
 	}
 	switch l.State {
 	case payouts.AwaitingApproval:
-		v.Words = "waiting for an admin's approval"
-		if l.ApprovalsNeeded > 1 {
+		switch {
+		case l.ApprovalsNeeded > 1:
 			v.Words = "waiting for the approval of two admins"
+		case l.ApprovalsNeeded == 1:
+			v.Words = "waiting for an admin's approval"
+		default:
+			v.Words = "waiting until the program's monthly or yearly limit per person has room for it"
 		}
-		return v, "on its way"
+		return v, "pending"
+	case payouts.InsufficientFunds:
+		v.Words = "waiting for the program to be funded"
+		return v, "pending"
 	case payouts.Approved:
 		v.Words = "approved, being sent to " + to
 		if to == "" {
@@ -474,36 +542,65 @@ func payOf(l payouts.Line, programs, rules map[string]string, dest string) (payV
 	case payouts.Submitted:
 		v.Words = "sent to " + to + ", waiting for the payment provider to confirm"
 		return v, "on its way"
-	case payouts.InsufficientFunds:
-		v.Words = "waiting for the program to be funded"
-		return v, "on its way"
 	case payouts.Failed:
-		why := l.Failure
-		if why == "" {
-			why = l.Why
-		}
-		v.Words = "the payout to " + to + " failed: " + why
-		v.Todo = "Update your payout destination below: the payout is sent there again at once. " +
-			"Left unfixed, it goes back to the program's fund after the program's remediation window."
-		v.Detail = l.Why
+		failedOf(&v, l, to, now)
 		return v, "action"
 	case payouts.Returned:
-		v.Words = "the payment provider returned it; the money is back in your wallet"
-		v.Todo = "Update your payout destination below, then ask your program to send it again."
-		v.Detail = l.Why
+		v.Words = "the payment provider sent it back; the money is back in your wallet"
+		v.Todo = "Check your payout destination below, then ask your program to send it again."
+		v.Fix = true
 		return v, "action"
 	case payouts.Paid:
 		v.Words = "paid to " + to + " on " + v.When
 	case payouts.Rejected:
-		v.Words = "not paid: rejected (" + l.Why + ")"
+		v.Words = "not paid. An administrator declined this payment; ask your program for the reason"
 	case payouts.Canceled:
-		v.Words = "not paid: canceled (" + l.Why + ")"
+		v.Words = "not paid. An administrator canceled this payment; ask your program for the reason"
 	case payouts.Forfeited:
 		v.Words = "not paid: the failed payout was not fixed in time and went back to the program's fund"
 	default:
 		v.Words = strings.ReplaceAll(l.State, "_", " ")
 	}
 	return v, "history"
+}
+
+// humanTime writes a moment for people: "3 May 2026 at 14:30 UTC".
+func humanTime(t time.Time) string { return t.UTC().Format("2 Jan 2006 at 15:04") + " UTC" }
+
+// failedOf says what happened to a failed payout, whose side it is on, when it is tried
+// again, what the person can do and when the money goes back to the fund.
+func failedOf(v *payView, l payouts.Line, to string, now time.Time) {
+	switch l.Cause {
+	case payouts.CauseNoDestination:
+		v.Words = "it could not be sent: you have no payout account on file"
+		v.Todo = "Add your payout account below: the payment is sent there at once."
+		v.Fix = true
+	case payouts.CauseDestination:
+		v.Words = "the payment to " + to + " did not go through: the receiving account did not accept it"
+		v.Todo = "If your payout account has changed or was closed, update it below: the payment is sent there again at once."
+		v.Fix = true
+		if l.Failure != "" {
+			v.Detail = "the payment provider gave this reason: “" + l.Failure + "”."
+		}
+	default:
+		v.Words = "it could not be sent because of a problem on the program's side, not with your payout account"
+		v.Todo = "There is nothing for you to fix; ask your program if it is not paid soon."
+	}
+	switch {
+	case l.NextRetryAt != nil && l.NextRetryAt.After(now):
+		v.Next = "We will try again automatically on " + humanTime(*l.NextRetryAt) + "."
+	case l.NextRetryAt != nil:
+		v.Next = "We are trying again automatically now."
+	default:
+		v.Next = "No more automatic tries are left."
+	}
+	if l.ForfeitAt != nil {
+		if l.NextRetryAt != nil {
+			v.Todo += " The money stays yours at least until " + humanTime(*l.ForfeitAt) + "; left unpaid, it then goes back to the program's fund."
+		} else {
+			v.Todo += " If it is not paid by " + humanTime(*l.ForfeitAt) + ", the money goes back to the program's fund."
+		}
+	}
 }
 
 func conversationOf(c network.Conversation, names map[string]string) conversationView {
@@ -658,12 +755,18 @@ var homeContent = newPage(`{{with .Data}}<p>Hello, {{.Name}}.{{if .Coach}} Your 
 
 <section aria-labelledby="money"><h2 id="money">Your money</h2>
 <div class="cards">
-{{range .Wallets}}<div class="card"><div>{{.Label}}</div><div class="figure">{{.Balance}}</div><div class="muted">Held for you until it is paid out{{if .Held}}; {{.Held}} of it is being paid out now{{end}}.</div></div>
-{{else}}<div class="card"><div>Your wallet</div><div class="figure">0.00</div><div class="muted">Nothing has been paid into it yet.</div></div>{{end}}
+{{range .Wallets}}<div class="card"><div>{{.Label}}</div><div class="figure">{{.Balance}}</div>
+{{- if .Awaiting}}<div><strong>{{.Awaiting}} of it awaits an admin's approval</strong>: it is yours once approved, and goes back to the program if declined.</div>{{end}}
+{{- if .Room}}<div><strong>{{.Room}} of it waits for room under the program's monthly or yearly limit per person</strong>.</div>{{end}}
+{{- if .Note}}<div class="muted">{{.Note}}</div>{{end}}</div>
+{{else}}<div class="card"><div>Your wallet</div><div class="figure">{{.EmptyWallet}}</div><div class="muted">Nothing has been paid into it yet.</div></div>{{end}}
 </div>
 {{if .NeedsAction}}<h3>Needs your action</h3>
 <ul>{{range .NeedsAction}}<li><p class="error"><strong>{{.Amount}}</strong> — {{.What}}: {{.Words}}.</p>
-<p>What to do: {{.Todo}} <a href="#destination">Go to your payout destination</a>.</p>{{if .Detail}}<p class="muted">Details: {{.Detail}}</p>{{end}}</li>{{end}}</ul>{{end}}
+{{if .Next}}<p>{{.Next}}</p>{{end}}<p>What to do: {{.Todo}}{{if .Fix}} <a href="#destination">Go to your payout destination</a>.{{end}}</p>{{if .Detail}}<p class="muted">Details: {{.Detail}}</p>{{end}}</li>{{end}}</ul>{{end}}
+{{if .Pending}}<h3>Pending</h3>
+<p class="muted">Not approved or not funded yet: not on its way until it is.</p>
+<ul>{{range .Pending}}<li><strong>{{.Amount}}</strong> — {{.Words}}. <span class="muted">{{.What}}</span></li>{{end}}</ul>{{end}}
 <h3>On its way to you</h3>
 {{if .OnItsWay}}<ul>{{range .OnItsWay}}<li><strong>{{.Amount}}</strong> — {{.Words}}. <span class="muted">{{.What}}</span></li>{{end}}</ul>
 {{else}}<p>Nothing is on its way right now.</p>{{end}}
@@ -678,7 +781,7 @@ var homeContent = newPage(`{{with .Data}}<p>Hello, {{.Name}}.{{if .Coach}} Your 
 {{range .Rules}}<div class="card">
 <h4 id="{{.Anchor}}">{{.Title}}</h4>
 {{if .Max}}<progress value="{{.Value}}" max="{{.Max}}" aria-labelledby="{{.Anchor}}" aria-describedby="{{.Anchor}}-words">{{.Value}} of {{.Max}}</progress>{{end}}
-<p id="{{.Anchor}}-words">{{.Words}}</p>
+{{if .Words}}<p id="{{.Anchor}}-words">{{.Words}}</p>{{end}}
 {{range .Reached}}<p><strong>{{.}}</strong></p>{{end}}
 </div>
 {{else}}<p>This program has no milestones yet.</p>{{end}}
@@ -744,8 +847,12 @@ var homeContent = newPage(`{{with .Data}}<p>Hello, {{.Name}}.{{if .Coach}} Your 
 
 type coachData struct {
 	Roster    []rosterView
-	Queue     []queueView
+	Queue     []queueView // conversations the coach may verify
 	QueueFull bool
+	// Party are the conversations the coach took part in: another coach or an admin
+	// verifies them (four eyes).
+	Party     []queueView
+	PartyFull bool
 	Stipends  []stipendView
 }
 
@@ -756,7 +863,7 @@ type rosterView struct {
 type queueView struct {
 	ID, Participant, With, When, Channel, Resources, ReportedBy, Label string
 	Minutes                                                            int
-	Party                                                              bool
+	CSRF                                                               string // for its forms
 }
 
 type stipendView struct {
@@ -783,7 +890,7 @@ func (s *Server) renderCoach(w http.ResponseWriter, r *http.Request, sess access
 	if err != nil {
 		return err
 	}
-	queue, err := s.network.Conversations(ctx, network.ConversationFilter{Coach: p.PersonID, Status: "unverified", Limit: queueLimit})
+	queue, party, err := s.network.CoachQueue(ctx, p.PersonID, queueLimit)
 	if err != nil {
 		return err
 	}
@@ -796,14 +903,14 @@ func (s *Server) renderCoach(w http.ResponseWriter, r *http.Request, sess access
 		return err
 	}
 	var ids []string
-	for _, c := range queue {
+	for _, c := range slices.Concat(queue, party) {
 		ids = append(ids, c.ParticipantID, c.OtherID, strings.TrimPrefix(c.ReportedBy, "person:"))
 	}
 	names, err := s.network.Names(ctx, ids)
 	if err != nil {
 		return err
 	}
-	d := coachData{QueueFull: len(queue) == queueLimit}
+	d := coachData{QueueFull: len(queue) == queueLimit, PartyFull: len(party) == queueLimit}
 	for _, l := range roster {
 		rv := rosterView{Name: l.ParticipantName, Program: l.ProgramName,
 			Milestones:    fmt.Sprintf("%d of %d", l.Reached, l.Rules),
@@ -819,15 +926,10 @@ func (s *Server) renderCoach(w http.ResponseWriter, r *http.Request, sess access
 		d.Roster = append(d.Roster, rv)
 	}
 	for _, c := range queue {
-		cv := conversationOf(c, names)
-		q := queueView{ID: c.ID, Participant: nameOr(names, c.ParticipantID), With: cv.With, When: cv.When, Channel: cv.Channel,
-			Resources: cv.Resources, Minutes: c.Minutes, Party: c.ParticipantID == p.PersonID || c.OtherID == p.PersonID}
-		q.ReportedBy = c.ReportedBy
-		if who, ok := strings.CutPrefix(c.ReportedBy, "person:"); ok {
-			q.ReportedBy = nameOr(names, who)
-		}
-		q.Label = fmt.Sprintf("%s's conversation with %s on %s", q.Participant, nameOr(names, c.OtherID), c.OccurredAt.UTC().Format("2 Jan 2006"))
-		d.Queue = append(d.Queue, q)
+		d.Queue = append(d.Queue, queueOf(c, names, sess.CSRF))
+	}
+	for _, c := range party {
+		d.Party = append(d.Party, queueOf(c, names, sess.CSRF))
 	}
 	for _, st := range stipends {
 		sv := stipendView{Program: nameOr(programs, st.Program), Month: st.Month, Sessions: st.Sessions, Rate: st.Rate + " " + st.Currency,
@@ -849,6 +951,28 @@ func (s *Server) renderCoach(w http.ResponseWriter, r *http.Request, sess access
 	s.renderPage(w, r, status, coachContent, pageData{Title: "Your participants", Flash: flash, Error: errMsg, CSRF: sess.CSRF,
 		Principal: &sess.Principal, Nav: navFor(&sess.Principal, "/coach"), Data: d})
 	return nil
+}
+
+// queueOf is a conversation on the coach's queue.
+func queueOf(c network.Conversation, names map[string]string, csrf string) queueView {
+	cv := conversationOf(c, names)
+	q := queueView{ID: c.ID, Participant: nameOr(names, c.ParticipantID), With: cv.With, When: cv.When, Channel: cv.Channel,
+		Resources: cv.Resources, Minutes: c.Minutes, ReportedBy: reporterOf(c.ReportedBy, names), CSRF: csrf}
+	q.Label = fmt.Sprintf("%s's conversation with %s on %s", q.Participant, nameOr(names, c.OtherID), c.OccurredAt.UTC().Format("2 Jan 2006"))
+	return q
+}
+
+// reporterOf names who reported a conversation: a person by name; a token without a person
+// (only admins write with one) or the command line as an administrator; a job as an
+// automatic import. Token and job ids mean nothing to a coach.
+func reporterOf(by string, names map[string]string) string {
+	if who, ok := strings.CutPrefix(by, "person:"); ok {
+		return nameOr(names, who)
+	}
+	if strings.HasPrefix(by, "job:") {
+		return "an automatic import"
+	}
+	return "an administrator"
 }
 
 // coachReview verifies or retracts a conversation from the coach's page, through the same
@@ -875,19 +999,26 @@ func (s *Server) coachReview(action string) pageFunc {
 	}
 }
 
-var coachContent = newPage(`{{with .Data}}
+var coachContent = newPage(`{{define "queued"}}<p><strong>{{.Participant}}</strong> with {{.With}}<br>{{.When}} UTC · {{.Channel}}, {{.Minutes}} min<br>Brought: {{.Resources}}<br><span class="muted">Reported by {{.ReportedBy}}</span></p>{{end}}
+{{- define "retract"}}<details><summary aria-label="Retract {{.Label}}…">Retract…</summary><form method="post" action="/coach/conversations/{{.ID}}/retract">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<label for="reason-{{.ID}}">Why retract {{.Label}}?</label>
+<input id="reason-{{.ID}}" name="reason" type="text" required maxlength="500">
+<button class="secondary">Retract</button></form></details>{{end}}
+{{- with .Data}}
 <section aria-labelledby="queue"><h2 id="queue">Conversations awaiting your verification</h2>
 {{if .Queue}}<p class="muted">Verify a conversation once you know it happened; retract one reported in error.{{if .QueueFull}} The oldest {{len .Queue}} are shown; verify them to see more.{{end}}</p>
 <ul class="cards" id="queue-list" style="list-style:none;padding:0">{{range .Queue}}<li class="card">
-<p><strong>{{.Participant}}</strong> with {{.With}}<br>{{.When}} UTC · {{.Channel}}, {{.Minutes}} min<br>Brought: {{.Resources}}<br><span class="muted">Reported by {{.ReportedBy}}</span></p>
-{{if .Party}}<p class="muted">You were in this conversation: another coach or an admin verifies it.</p>{{else}}<form method="post" action="/coach/conversations/{{.ID}}/verify">
-<input type="hidden" name="csrf" value="{{$.CSRF}}"><button aria-label="Verify {{.Label}}">Verify</button></form>{{end}}
-<details><summary>Retract…</summary><form method="post" action="/coach/conversations/{{.ID}}/retract">
-<input type="hidden" name="csrf" value="{{$.CSRF}}">
-<label for="reason-{{.ID}}">Why retract {{.Label}}?</label>
-<input id="reason-{{.ID}}" name="reason" type="text" required maxlength="500">
-<button class="secondary">Retract</button></form></details></li>{{end}}</ul>
+{{template "queued" .}}
+<form method="post" action="/coach/conversations/{{.ID}}/verify">
+<input type="hidden" name="csrf" value="{{$.CSRF}}"><button aria-label="Verify {{.Label}}">Verify</button></form>
+{{template "retract" .}}</li>{{end}}</ul>
 {{else}}<p>No conversations are waiting for your verification.</p>{{end}}
+{{if .Party}}<h3 id="party">Conversations you took part in</h3>
+<p class="muted">You were in these conversations: another coach or an admin verifies them.{{if .PartyFull}} The oldest {{len .Party}} are shown.{{end}}</p>
+<ul class="cards" id="party-list" style="list-style:none;padding:0">{{range .Party}}<li class="card">
+{{template "queued" .}}
+{{template "retract" .}}</li>{{end}}</ul>{{end}}
 </section>
 
 <section aria-labelledby="roster"><h2 id="roster">Participants assigned to you</h2>

@@ -231,6 +231,9 @@ func TestHomePageShowsOnlyOwnData(t *testing.T) {
 	require.Contains(t, p.body, "0 of 4 verified mentor conversations")
 	require.Contains(t, p.body, "No consent is on file for you")
 	require.Contains(t, p.body, "You have no active connections yet")
+	// Nothing was ever paid to him: his wallet is empty, in the program's currency.
+	require.Contains(t, p.body, `<div class="figure">0.00 USD</div>`)
+	require.Contains(t, p.body, "Nothing is in it right now.")
 	for _, other := range []string{"Ana", "Mo (mentor)", "Cy"} {
 		require.NotContains(t, p.body, other)
 	}
@@ -281,8 +284,8 @@ func TestFailedPayoutAndDestinationPage(t *testing.T) {
 	f.waitDisbursement(t, d["id"].(string), "failed")
 	home = getPage(t, ana, base+"/me")
 	require.Contains(t, home.body, "<h3>Needs your action</h3>")
-	require.Contains(t, home.body, "<strong>40.00 USD</strong> — Grant: grant page-grant (Pilot): the payout to fail:closed failed: closed.")
-	require.Contains(t, home.body, "What to do: Update your payout destination below")
+	require.Contains(t, home.body, "<strong>40.00 USD</strong> — Grant: grant page-grant (Pilot): the payment to fail:closed did not go through")
+	require.Contains(t, home.body, "What to do: If your payout account has changed or was closed, update it below")
 
 	// A new destination sends it again, and it is paid.
 	p = postForm(t, ana, base+"/me/destination", url.Values{"csrf": {csrfOf(t, home)}, "account": {"ana-bank-2"}})
@@ -341,8 +344,11 @@ func TestCoachPage(t *testing.T) {
 		"with Cy (near-peer coach), awaiting verification",
 		// The queue: Mo's can be verified, Cy's own may not be by him.
 		`action="/coach/conversations/` + mo + `/verify"`, `action="/coach/conversations/` + withCy + `/retract"`,
-		"You were in this conversation: another coach or an admin verifies it.",
+		`<h3 id="party">Conversations you took part in</h3>`,
+		"You were in these conversations: another coach or an admin verifies them.",
 		`<label for="reason-` + mo + `">Why retract Ana&#39;s conversation with Mo on`,
+		// Each retract toggle says which conversation it retracts.
+		`<summary aria-label="Retract Ana&#39;s conversation with Mo on`, `<summary aria-label="Retract Ana&#39;s conversation with Cy on`,
 		// The stipend, held for the W-9.
 		"<th scope=\"row\">" + month.Format("January 2006") + "</th><td>Pilot</td><td class=\"amount\">1</td><td class=\"amount\">15.00 USD</td>",
 		"<strong>Held: no W-9 on file; paid once it is</strong>",
@@ -386,5 +392,285 @@ func TestCoachPage(t *testing.T) {
 	home := getPage(t, cy, base+"/me")
 	require.Equal(t, http.StatusOK, home.status, home.body)
 	require.Contains(t, home.body, "Hello, Cy.")
+	// Nothing was paid to him yet, and he has no wallet: the empty one shows its currency.
+	require.Contains(t, home.body, `<div class="card"><div>Your wallet</div><div class="figure">0.00 USD</div>`)
 	require.Contains(t, home.body, `<a href="/coach">your coach page</a>`)
+}
+
+// ruleSection is what /me shows of one rule: its title, progress bar and words.
+func ruleSection(t *testing.T, body, anchor string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?s)<h4 id="` + anchor + `">.*?</div>`).FindString(body)
+	require.NotEmpty(t, m, "rule %s on the page: %s", anchor, body)
+	return m
+}
+
+// section is the part of a page from the element matching start to the first end after it.
+func section(t *testing.T, body, start, end string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?s)` + regexp.QuoteMeta(start) + `.*?` + regexp.QuoteMeta(end)).FindString(body)
+	require.NotEmpty(t, m, "%s on the page: %s", start, body)
+	return m
+}
+
+// humanUTC is how the pages write a moment for people.
+func humanUTC(at time.Time) string { return at.UTC().Format("2 Jan 2006 at 15:04") + " UTC" }
+
+// TestHomeHidesCountsThatRevealOthersBands: a band is sensitive, for admins and auditors
+// only (DESIGN.md §5). A rule that counts by the other person's band ("other_band") or by
+// class lines ("cross_class") would change ana's page, and her /v1 progress, when only her
+// mentor's band changes: she would learn Mo's band. Such rules show no count and no
+// progress bar to her or her coach, only "Not yet reached." (or the awards made); admins
+// still see the count.
+func TestHomeHidesCountsThatRevealOthersBands(t *testing.T) {
+	t.Parallel()
+	f := setupPeople(t)
+	base := f.srv.URL
+	for _, rule := range []string{
+		`{"id":"bridge-2","title":"Two new connections you talked with","count":"connections",
+			"where":{"other_band":"high","with_conversation":true},"at_least":2,"award":{"amount":"40.00","kind":"microgrant"},"repeat":"once"}`,
+		`{"id":"cross-3","title":"Three conversations across class lines","count":"conversations",
+			"where":{"cross_class":true},"at_least":3,"award":{"amount":"30.00","kind":"microgrant"},"repeat":"once"}`,
+	} {
+		requireStatus(t, f.do(t, "POST", "/v1/rules", ruleBody("p1", rule)), http.StatusCreated)
+	}
+	requireStatus(t, f.do(t, "POST", "/v1/people/ana/band", `{"band":"low","reason":"intake form"}`), http.StatusOK)
+	ana := f.signedIn(t, f.ana)
+
+	// progressRule is a rule's progress in /v1/participants/ana/progress as secret reads it.
+	progressRule := func(secret, rule string) map[string]any {
+		t.Helper()
+		r := f.as(t, secret, "GET", "/v1/participants/ana/progress", "")
+		requireStatus(t, r, http.StatusOK)
+		for _, pp := range r.body["programs"].([]any) {
+			for _, x := range pp.(map[string]any)["rules"].([]any) {
+				if m := x.(map[string]any); m["rule_id"] == rule {
+					return m
+				}
+			}
+		}
+		t.Fatalf("rule %s not in %s", rule, r.raw)
+		return nil
+	}
+	seen := map[string]map[string]any{}
+	for _, band := range []string{"high", "low"} {
+		requireStatus(t, f.do(t, "POST", "/v1/people/mo/band", fmt.Sprintf(`{"band":%q,"reason":"intake form"}`, band)), http.StatusOK)
+		home := getPage(t, ana, base+"/me")
+		require.Equal(t, http.StatusOK, home.status, home.body)
+		for _, rule := range []string{"bridge-2", "cross-3"} {
+			sec := ruleSection(t, home.body, "rule-p1-"+rule)
+			require.NotContains(t, sec, "<progress", "no progress bar for %s", rule)
+			require.Contains(t, sec, "Not yet reached.")
+			for _, who := range []string{"ana", "cy"} {
+				secret := map[string]string{"ana": f.ana, "cy": f.cy}[who]
+				pr := progressRule(secret, rule)
+				require.Equal(t, "0", pr["count"], "%s reads %s's count", who, rule)
+				require.Equal(t, "0", pr["target"])
+				require.Equal(t, false, pr["met"])
+				require.Equal(t, "not yet reached", pr["missing"])
+				require.Nil(t, pr["due"])
+				seen[band+"/"+who+"/"+rule] = pr
+			}
+			seen[band+"/page/"+rule] = map[string]any{"section": sec}
+		}
+		if band == "high" {
+			// The rules do count by Mo's band: an admin sees it.
+			require.Equal(t, "1", progressRule(f.token, "bridge-2")["count"])
+			require.Equal(t, "2", progressRule(f.token, "cross-3")["count"])
+		}
+	}
+	for key, v := range seen {
+		if rest, ok := strings.CutPrefix(key, "high/"); ok {
+			require.Equal(t, v, seen["low/"+rest], "%s must not depend on Mo's band", rest)
+		}
+	}
+	// The mentor rule, which does not count by band, keeps its count and bar.
+	home := getPage(t, ana, base+"/me")
+	require.Contains(t, ruleSection(t, home.body, "rule-p1-mentor-4"), `<progress value="2" max="4"`)
+
+	// Reached: its award shows, and nothing more; the award's evidence (which connections
+	// counted, so which people are high-band) stays with admins.
+	requireStatus(t, f.do(t, "POST", "/v1/people/mo/band", `{"band":"high","reason":"intake form"}`), http.StatusOK)
+	requireStatus(t, f.do(t, "POST", "/v1/rules", ruleBody("p1", `{"id":"bridge-1","title":"A new connection you talked with",
+		"count":"connections","where":{"other_band":"high","with_conversation":true},"at_least":1,
+		"award":{"amount":"15.00","kind":"microgrant"},"repeat":"once"}`)), http.StatusCreated)
+	waitFor(t, "the bridge-1 award", func() bool {
+		return strings.Contains(f.do(t, "GET", "/v1/awards?participant=ana", "").raw, `"bridge-1"`)
+	})
+	home = getPage(t, ana, base+"/me")
+	sec := ruleSection(t, home.body, "rule-p1-bridge-1")
+	require.Regexp(t, `<p><strong>Reached on \d+ \w+ \d{4} — 15.00 USD</strong></p>`, sec)
+	require.NotContains(t, sec, "<progress")
+	require.NotContains(t, sec, "of 1")
+	pr := progressRule(f.ana, "bridge-1")
+	require.Equal(t, true, pr["met"])
+	require.Equal(t, "0", pr["count"])
+	awardEvidence := func(secret string) string {
+		t.Helper()
+		r := f.as(t, secret, "GET", "/v1/participants/ana/progress", "")
+		requireStatus(t, r, http.StatusOK)
+		for _, a := range r.body["programs"].([]any)[0].(map[string]any)["awards"].([]any) {
+			if a := a.(map[string]any); a["rule_id"] == "bridge-1" {
+				return fmt.Sprint(a["evidence"])
+			}
+		}
+		t.Fatalf("no bridge-1 award in %s", r.raw)
+		return ""
+	}
+	require.Equal(t, "[]", awardEvidence(f.ana))
+	require.Equal(t, "[]", awardEvidence(f.cy))
+	require.Contains(t, awardEvidence(f.token), f.conn, "an admin sees which connection counted")
+}
+
+// TestWalletSeparatesMoneyAwaitingApproval: a grant above the auto-approve limit is
+// credited to the wallet while it waits for an admin (and taken back if rejected). The card
+// says which part of the balance awaits approval instead of "held for you"; the grant is
+// listed as pending, not as on its way. Declined, it says so in fixed words: the admin's
+// reason is internal.
+func TestWalletSeparatesMoneyAwaitingApproval(t *testing.T) {
+	t.Parallel()
+	f := setupPeople(t)
+	base := f.srv.URL
+	ana := f.signedIn(t, f.ana)
+	d := f.grant(t, f.requesterToken(t), "ana", "150.00", "review-unapproved")
+
+	home := getPage(t, ana, base+"/me")
+	require.Equal(t, http.StatusOK, home.status, home.body)
+	card := section(t, home.body, `<div class="card"><div>Your wallet</div>`, `</div></div>`)
+	require.Contains(t, card, `<div class="figure">150.00 USD</div>`)
+	require.Contains(t, card, "150.00 USD of it awaits an admin's approval")
+	require.NotContains(t, card, "held for you", "no part of it is approved")
+	pending := section(t, home.body, "<h3>Pending</h3>", "</ul>")
+	require.Contains(t, pending, "<strong>150.00 USD</strong> — waiting for an admin&#39;s approval.")
+	require.Contains(t, section(t, home.body, "<h3>On its way to you</h3>", "</p>"), "Nothing is on its way right now.")
+
+	// Rejected with an internal reason: the page says an administrator declined it.
+	internal := "duplicate of paper cheque 4411, flagged by finance"
+	requireStatus(t, f.do(t, "POST", "/v1/disbursements/"+d["id"].(string)+"/reject", fmt.Sprintf(`{"reason":%q}`, internal)), http.StatusOK)
+	// Canceled after approval, likewise.
+	d2 := f.grant(t, f.requesterToken(t), "ana", "20.00", "review-cancel")
+	f.waitDisbursement(t, d2["id"].(string), "paid")
+	d3 := f.grant(t, f.requesterToken(t), "ana", "120.00", "review-cancel-2")
+	requireStatus(t, f.do(t, "POST", "/v1/disbursements/"+d3["id"].(string)+"/cancel", `{"reason":"internal: program paused for audit"}`), http.StatusOK)
+
+	home = getPage(t, ana, base+"/me")
+	history := section(t, home.body, "<h3>Paid and closed</h3>", "</ul>")
+	require.Contains(t, history, "<strong>150.00 USD</strong> — not paid. An administrator declined this payment; ask your program for the reason.")
+	require.Contains(t, history, "<strong>120.00 USD</strong> — not paid. An administrator canceled this payment; ask your program for the reason.")
+	require.NotContains(t, home.body, "cheque")
+	require.NotContains(t, home.body, "audit")
+	require.NotContains(t, home.body, "<h3>Pending</h3>")
+	card = section(t, home.body, `<div class="card"><div>Your wallet</div>`, `</div></div>`)
+	require.Contains(t, card, `<div class="figure">0.00 USD</div>`)
+	require.Contains(t, card, "Nothing is in it right now.")
+}
+
+// TestFailedPayoutSaysWhenItIsTriedAgain: a failed payout says in words when it is tried
+// again automatically and until when the money stays the person's (the program's
+// remediation window), not the transition's machine text ("automatic retry 1 of 2 at
+// 2026-…T…Z"); the provider's reason is a secondary detail.
+func TestFailedPayoutSaysWhenItIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	f := setupPeople(t)
+	base := f.srv.URL
+	ctx := context.Background()
+	ana := f.signedIn(t, f.ana)
+	requireStatus(t, f.as(t, f.ana, "POST", "/v1/people/ana/payout-destination", `{"account":"fail:closed"}`), http.StatusOK)
+	failedAt := func(id string) time.Time {
+		t.Helper()
+		var at time.Time
+		require.NoError(t, f.pool.QueryRow(ctx, `SELECT max(at) FROM payouts_transitions WHERE disbursement_id = $1 AND to_state = 'failed'`, id).Scan(&at))
+		return at
+	}
+	rfc3339 := regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d`)
+
+	// The default policy: two automatic retries, the first an hour later; 30 days to fix it.
+	a := f.grant(t, f.requesterToken(t), "ana", "40.00", "retry-a")["id"].(string)
+	f.waitDisbursement(t, a, "failed")
+	at := failedAt(a)
+	home := getPage(t, ana, base+"/me")
+	action := section(t, home.body, "<h3>Needs your action</h3>", "</ul>")
+	require.Contains(t, action, "the payment to fail:closed did not go through")
+	require.Contains(t, action, "<p>We will try again automatically on "+humanUTC(at.Add(time.Hour))+".</p>")
+	require.Contains(t, action, "The money stays yours at least until "+humanUTC(at.AddDate(0, 0, 30)))
+	require.Contains(t, action, `Details: the payment provider gave this reason: “closed”.`)
+	require.NotRegexp(t, rfc3339, action)
+	require.NotContains(t, action, "attempt 1")
+
+	// No automatic retry left, a 10-day window: the date it goes back to the fund.
+	requireStatus(t, f.do(t, "POST", "/v1/programs/p1/payout-policy", `{"auto_retries":0,"remediation_days":10}`), http.StatusOK)
+	b := f.grant(t, f.requesterToken(t), "ana", "30.00", "retry-b")["id"].(string)
+	f.waitDisbursement(t, b, "failed")
+	home = getPage(t, ana, base+"/me")
+	line := section(t, home.body, "<li><p class=\"error\"><strong>30.00 USD</strong>", "</li>")
+	require.Contains(t, line, "<p>No more automatic tries are left.</p>")
+	require.Contains(t, line, "If it is not paid by "+humanUTC(failedAt(b).AddDate(0, 0, 10))+", the money goes back to the program&#39;s fund.")
+	require.NotRegexp(t, rfc3339, line)
+}
+
+// TestCoachQueueListsWhatTheCoachMayVerify: the queue of conversations to verify is bounded
+// (100); conversations the coach took part in, which they may not verify, must not fill it
+// and hide those they can. They are listed apart. Reporters read as people do: no token or
+// job ids.
+func TestCoachQueueListsWhatTheCoachMayVerify(t *testing.T) {
+	t.Parallel()
+	f := setupPeople(t)
+	base := f.srv.URL
+	r := f.do(t, "POST", "/v1/connections", fmt.Sprintf(`{"participant_id":"ana","other_id":"cy","role":"near_peer_coach",
+		"origin":"matched","started_on":%q}`, f.day(-80)))
+	requireStatus(t, r, http.StatusCreated)
+	coachConn := r.body["id"].(string)
+	// 100 sessions with Cy, imported first (the oldest), then two conversations with Mo: one
+	// logged by an admin, one by an import job.
+	var batch []string
+	for i := range 100 {
+		batch = append(batch, fmt.Sprintf(`{"connection_id":%q,"occurred_at":%q,"channel":"video","minutes":30,"idempotency_key":"cy-%d"}`,
+			coachConn, f.now.Add(-time.Duration(i+1)*time.Hour).Format(time.RFC3339), i))
+	}
+	requireStatus(t, f.do(t, "POST", "/v1/conversations/batch", `{"conversations":[`+strings.Join(batch, ",")+`]}`), http.StatusCreated)
+	r = f.do(t, "POST", "/v1/conversations", f.conversationBody(f.conn, 1, "by-admin", ""))
+	requireStatus(t, r, http.StatusCreated)
+	byAdmin := r.body["id"].(string)
+	var byJob string
+	require.NoError(t, f.pool.QueryRow(context.Background(), `INSERT INTO network_conversations (id, connection_id, occurred_at, channel, minutes, reported_by)
+		VALUES (gen_random_uuid(), $1, now() - interval '2 days', 'message', 15, 'job:import-messages') RETURNING id::text`, f.conn).Scan(&byJob))
+
+	cy := f.signedIn(t, f.cy)
+	p := getPage(t, cy, base+"/coach")
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	queue := section(t, p.body, `<ul class="cards" id="queue-list"`, "</ul>")
+	require.Contains(t, queue, `action="/coach/conversations/`+byAdmin+`/verify"`)
+	require.Contains(t, queue, `action="/coach/conversations/`+byJob+`/verify"`)
+	require.Equal(t, 2, strings.Count(queue, `<li class="card">`), queue)
+	require.Contains(t, queue, "Reported by an administrator")
+	require.Contains(t, queue, "Reported by an automatic import")
+	require.NotContains(t, p.body, "Reported by token:")
+	require.NotContains(t, p.body, "Reported by job:")
+	party := section(t, p.body, `<h3 id="party">`, "</ul>")
+	require.Contains(t, party, "another coach or an admin verifies them. The oldest 100 are shown.")
+	require.Equal(t, 100, strings.Count(party, `<li class="card">`))
+	require.NotContains(t, party, "/verify")
+}
+
+// TestRosterCountsOnlyRulesInForce: a coach's roster says "milestones reached of rules in
+// force"; an award under a rule turned off since must not count ("1 of 0", "2 of 1").
+func TestRosterCountsOnlyRulesInForce(t *testing.T) {
+	t.Parallel()
+	f := setupPeople(t)
+	base := f.srv.URL
+	requireStatus(t, f.do(t, "POST", "/v1/rules", ruleBody("p1", `{"id":"first-1","title":"Your first mentor conversation",
+		"count":"conversations","where":{"role":"mentor"},"at_least":1,"award":{"amount":"5.00","kind":"microgrant"},"repeat":"once"}`)), http.StatusCreated)
+	id := f.logConversation(t, 1, "first")
+	requireStatus(t, f.as(t, f.cy, "POST", "/v1/conversations/"+id+"/verify", `{}`), http.StatusOK)
+	waitFor(t, "the first-1 award", func() bool {
+		r := f.do(t, "GET", "/v1/awards?participant=ana", "")
+		return strings.Contains(r.raw, `"first-1"`)
+	})
+	cy := f.signedIn(t, f.cy)
+	p := getPage(t, cy, base+"/coach")
+	require.Contains(t, p.body, `<th scope="row">Ana</th><td>Pilot</td><td>1 of 2</td>`)
+
+	requireStatus(t, f.do(t, "POST", "/v1/rules/p1/first-1/retire", `{"reason":"the pilot's first month is over"}`), http.StatusOK)
+	p = getPage(t, cy, base+"/coach")
+	require.Contains(t, p.body, `<th scope="row">Ana</th><td>Pilot</td><td>0 of 1</td>`)
 }

@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -49,7 +50,8 @@ type RosterLine struct {
 	ProgramID       string
 	ProgramName     string
 	// Rules is the number of milestone rules in force in the program; Reached the number of
-	// them the participant was awarded at least once (paid or waiting for funds).
+	// them the participant was awarded at least once (paid or waiting for funds). Awards
+	// under rules turned off since are not counted: Reached never exceeds Rules.
 	Rules, Reached int
 	// Verified and Awaiting count the participant's conversations in every program:
 	// Awaiting are those not verified (yet).
@@ -72,7 +74,10 @@ func (s *Store) Roster(ctx context.Context, coach string) ([]RosterLine, error) 
 	rows, err := s.db.Query(ctx, `SELECT e.person_id, p.name, e.program_id, pr.name,
 		(SELECT count(*) FROM (SELECT DISTINCT ON (rule_id) active FROM network_rules WHERE program_id = e.program_id
 		                       ORDER BY rule_id, version DESC) r WHERE r.active),
-		(SELECT count(DISTINCT rule_id) FROM network_awards a WHERE a.program_id = e.program_id AND a.participant_id = e.person_id),
+		(SELECT count(DISTINCT a.rule_id) FROM network_awards a
+		 JOIN (SELECT DISTINCT ON (rule_id) rule_id, active FROM network_rules WHERE program_id = e.program_id
+		       ORDER BY rule_id, version DESC) r ON r.rule_id = a.rule_id AND r.active
+		 WHERE a.program_id = e.program_id AND a.participant_id = e.person_id),
 		coalesce(cv.verified, 0), coalesce(cv.awaiting, 0),
 		lc.occurred_at, coalesce(lc.other_name, ''), coalesce(lc.role, ''), coalesce(lc.status, '')
 		FROM network_enrolments e
@@ -152,4 +157,71 @@ func (s *Store) RulesInForce(ctx context.Context, participant string) (map[strin
 func Noun(r Rule) string {
 	_, noun := countItems(Facts{}, r)
 	return noun
+}
+
+// RevealsBand reports whether r's progress depends on the socio-economic band of the people a
+// participant is connected with (or on the participant's own): economic connectedness, or a
+// count narrowed by cross_class or other_band. Bands are for admins and auditors only
+// (DESIGN.md §5), so participants and coaches see no count of such a rule, only its awards.
+func RevealsBand(r Rule) bool {
+	return r.Count == CountEconomicConnectedess || r.Where.CrossClass || r.Where.OtherBand != ""
+}
+
+// BandRules returns, by program and rule id, the rules of the programs participant is
+// enrolled in that reveal bands (RevealsBand) in any of their versions, retired ones
+// included: an award made under an old version carries that version's evidence. A stored
+// definition that cannot be read counts as revealing.
+func (s *Store) BandRules(ctx context.Context, participant string) (map[string]map[string]bool, error) {
+	rows, err := s.db.Query(ctx, `SELECT program_id, rule_id, definition FROM network_rules
+		WHERE program_id IN (SELECT program_id FROM network_enrolments WHERE person_id = $1)`, participant)
+	if err != nil {
+		return nil, fmt.Errorf("band rules of %s: %w", participant, err)
+	}
+	out := map[string]map[string]bool{}
+	var program, id string
+	var def []byte
+	_, err = pgx.ForEachRow(rows, []any{&program, &id, &def}, func() error {
+		var r Rule
+		if json.Unmarshal(def, &struct {
+			Count *string `json:"count"`
+			Where *Where  `json:"where"`
+		}{&r.Count, &r.Where}) == nil && !RevealsBand(r) {
+			return nil
+		}
+		if out[program] == nil {
+			out[program] = map[string]bool{}
+		}
+		out[program][id] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("band rules of %s: %w", participant, err)
+	}
+	return out, nil
+}
+
+// CoachQueue lists the conversations of coach's participants that await verification,
+// oldest first (by when they were logged), in two lists of at most limit each (default 100,
+// at most 1000): those coach may verify, and those coach took part in, which another coach
+// or an admin verifies (four eyes). Each list is bounded on its own, so that conversations
+// the coach cannot verify never push out those they can.
+func (s *Store) CoachQueue(ctx context.Context, coach string, limit int) (verify, party []Conversation, err error) {
+	list := func(asParty bool) ([]Conversation, error) {
+		rows, err := s.db.Query(ctx, `SELECT * FROM (`+conversationQuery+`
+			WHERE c.participant_id IN (SELECT person_id FROM network_enrolments WHERE coach_id = $1)
+			  AND (c.participant_id = $1 OR c.other_id = $1) = $2) x
+			WHERE x.status = 'unverified'
+			ORDER BY x.id LIMIT $3`, coach, asParty, clamp(limit, 100, 1000))
+		if err != nil {
+			return nil, fmt.Errorf("conversations awaiting coach %s: %w", coach, err)
+		}
+		return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Conversation, error) { return scanConversation(r) })
+	}
+	if verify, err = list(false); err != nil {
+		return nil, nil, err
+	}
+	if party, err = list(true); err != nil {
+		return nil, nil, err
+	}
+	return verify, party, nil
 }

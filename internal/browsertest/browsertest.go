@@ -4,10 +4,12 @@
 // Every Browser has its own profile, so cookies and sessions never leak between tests.
 // When a test fails, the page it was on is saved as a screenshot and as HTML under
 // .tandem/screenshots/<test name>/ at the repository root (git-ignored), so a failure in CI
-// can be looked at afterwards.
+// can be looked at afterwards. The folder is emptied when the test starts its first browser,
+// so it only ever holds files of the latest run.
 package browsertest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,8 +37,9 @@ type Browser struct {
 	id  int             // which of the test's browsers, for file names
 }
 
-// browsers counts the browsers of each test, so two in one test keep apart their files.
-var browsers sync.Map // test name → *atomic.Int64
+// browsers counts the browsers of each test (each run of it: -count, subtests), so two in
+// one test keep apart their files and only the first empties the test's folder.
+var browsers sync.Map // testing.TB → *atomic.Int64
 
 // ExecPath finds Chromium: $TANDEM_CHROMIUM, else chromium, chromium-browser or
 // google-chrome on PATH. It returns "" when there is none.
@@ -86,8 +89,19 @@ func New(t testing.TB) *Browser {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("browsertest: start %s: %v", path, err)
 	}
-	c, _ := browsers.LoadOrStore(t.Name(), new(atomic.Int64))
+	c, loaded := browsers.LoadOrStore(t, new(atomic.Int64))
+	if !loaded {
+		t.Cleanup(func() { browsers.Delete(t) })
+	}
 	b := &Browser{t: t, ctx: ctx, id: int(c.(*atomic.Int64).Add(1))}
+	if b.id == 1 {
+		// The first browser of this run: the files of an earlier run of the test go.
+		if dir, err := screenshotDir(t); err == nil {
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatalf("browsertest: clear %s: %v", dir, err)
+			}
+		}
+	}
 	// Registered after the browser's own cleanup, so it runs first, while the tab lives.
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -145,12 +159,42 @@ func (b *Browser) Fill(sel, value string) {
 	})
 }
 
-// Check ticks the checkbox or radio button matched by the CSS selector.
+// Check ticks the checkbox or radio button matched by the CSS selector as a person does: by
+// clicking it, or its label when the box itself is not visible (a styled control). One
+// already ticked is left alone; one the click did not tick (covered, disabled) fails the test.
 func (b *Browser) Check(sel string) {
 	b.t.Helper()
 	b.step("check "+sel, func(ctx context.Context) error {
-		_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(
-			`(() => { const e = document.querySelector(%q); if (!e) throw new Error("no element"); e.checked = true; return true })()`, sel)))
+		state := func() (checked, visible bool, err error) {
+			v, err := chromedp.Run(ctx, chromedp.Evaluate[[]bool](fmt.Sprintf(`(() => {
+				const e = document.querySelector(%q);
+				if (!e) throw new Error("no element");
+				const r = e.getBoundingClientRect();
+				return [e.checked, r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== "hidden"];
+			})()`, sel)))
+			if err != nil {
+				return false, false, err
+			}
+			return v[0], v[1], nil
+		}
+		checked, visible, err := state()
+		if err != nil || checked {
+			return err
+		}
+		target := chromedp.Click(chromedp.CSS(sel))
+		if !visible {
+			labelled, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`document.querySelector(%q).labels?.length > 0`, sel)))
+			if err != nil || !labelled {
+				return cmp.Or(err, errors.New("it is not visible and has no label to click"))
+			}
+			target = chromedp.Click(chromedp.JSPath(fmt.Sprintf(`document.querySelector(%q).labels[0]`, sel)))
+		}
+		if err := chromedp.Do(ctx, target); err != nil {
+			return err
+		}
+		if checked, _, err = state(); err == nil && !checked {
+			err = errors.New("clicking it did not tick it (is it covered or disabled?)")
+		}
 		return err
 	})
 }
@@ -264,6 +308,19 @@ func (b *Browser) saveFailure() {
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
+// screenshotDir is t's folder of screenshots: <repository>/.tandem/screenshots/<test name>.
+func screenshotDir(t testing.TB) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	return screenshotDirIn(root, t), nil
+}
+
+func screenshotDirIn(root string, t testing.TB) string {
+	return filepath.Join(root, ".tandem", "screenshots", unsafeName.ReplaceAllString(t.Name(), "_"))
+}
+
 // save writes a file under <repository>/.tandem/screenshots/<test name>/.
 func (b *Browser) save(name string, data []byte) (string, error) {
 	root, err := repoRoot()
@@ -271,7 +328,7 @@ func (b *Browser) save(name string, data []byte) (string, error) {
 		return "", err
 	}
 	b.n++
-	dir := filepath.Join(root, ".tandem", "screenshots", unsafeName.ReplaceAllString(b.t.Name(), "_"))
+	dir := screenshotDirIn(root, b.t)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("save %s: %w", name, err)
 	}
