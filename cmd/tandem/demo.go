@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
 	"github.com/tandemledger/tandem/access"
@@ -90,11 +91,13 @@ type demoOptions struct {
 	StartWorkers func(context.Context) error
 }
 
-// demoToken is a token the demo made, with the principal it authenticates as.
+// demoToken is one of the demo's people at the keyboard: the principal the demo acts as
+// and, once the program is loaded, the token printed for them.
 type demoToken struct {
 	role   access.Role
 	label  string
-	secret string
+	id     string // the token's id, once made
+	secret string // "" until makeTokens
 	by     network.By
 }
 
@@ -120,32 +123,76 @@ func (r *demoRun) id(key string) string { return r.prefix + key }
 
 func (r *demoRun) say(format string, args ...any) { fmt.Fprintf(r.out, format+"\n", args...) }
 
+// newDemoRun plans the demo into program pid (whose id must be valid) for the day of now.
+// The admins act as the command line acting for them (as tandem payouts --as admin:PERSON
+// records it) until makeTokens, at the very end, gives them tokens.
+func newDemoRun(a *app.App, pid string, now time.Time, out io.Writer) *demoRun {
+	r := &demoRun{a: a, pl: planDemo(now), pid: pid, out: out}
+	if pid != defaultDemoProgram {
+		r.prefix = pid + "-"
+	}
+	r.earlier = fmt.Sprintf("%s-%d", pid, r.pl.start.Year()-1)
+	admin := func(p demoPerson) *demoToken {
+		id := r.id(p.key)
+		by := network.By{Principal: access.Principal{Name: cliActor().Name + " as admin:" + id, Role: access.Admin, PersonID: id}, RequestID: "demo:" + pid}
+		return &demoToken{role: access.Admin, label: p.name + ", " + p.about, by: by}
+	}
+	r.lead, r.ops, r.finance = admin(r.pl.lead), admin(r.pl.ops), admin(r.pl.finance)
+	return r
+}
+
+// demoStep is a part of the load: what it writes, for the account of a load that fails.
+type demoStep struct {
+	name  string
+	wrote string
+	run   func(context.Context) error
+}
+
+func (r *demoRun) steps() []demoStep {
+	return []demoStep{
+		{"recording the earlier cohort", fmt.Sprintf("program %s with its %d participants (4 now coach), their consent, bands and payout accounts",
+			r.earlier, len(r.pl.coaches)+len(r.pl.alumni)), r.earlierCohort},
+		{"creating the program", fmt.Sprintf("program %s, its %s USD funding (a ledger entry), payout policy and %d rules", r.pid, money(demoFunding), len(demoRules)), r.program},
+		{"recording the people", fmt.Sprintf("%d mentors and professionals and %d participants, with consent, bands, enrolments and payout accounts",
+			len(r.pl.mentors)+len(r.pl.pros), len(r.pl.participants)), r.people},
+		{"recording the history", "connections, conversations, reviews and ratings; the awards they earned and their payouts", r.history},
+		{"recording the career fair", "the career fair's connections and conversations, and their awards", r.careerFair},
+		{"making the grants", "grants (paid, rejected, waiting) and failing payouts", r.grants},
+		{"paying the stipends", "the coaches' stipend rate and stipends, some approved and paid", r.stipends},
+		{"reconciling", "a reconciliation with the sandbox", r.finish},
+		{"making the tokens", "", r.makeTokens},
+		{"recording that it finished", "", func(ctx context.Context) error { return r.mark(ctx, demoFinished, "") }},
+	}
+}
+
 // loadDemo records the demo program through the stores the API and the command line use —
-// tokens, people, consent, connections, conversations, reviews, ratings, rules, funding,
-// grants, approvals, payouts, stipends, reconciliation — and waits for the River workers of
-// a to make the awards and payouts. It refuses a program that exists.
+// people, consent, connections, conversations, reviews, ratings, rules, funding, grants,
+// approvals, payouts, stipends, reconciliation — waits for the River workers of a to make the
+// awards and payouts, and makes the tokens last. It checks every id it will write before it
+// writes anything, and refuses a program the demo was loaded into. The audit trail records
+// the load's start, and its end or where it failed (record demo:<program>), so that a later
+// run can tell a loaded demo from one that stopped part-way.
 func loadDemo(ctx context.Context, a *app.App, opt demoOptions) error {
 	began := time.Now()
 	pid := cmp.Or(opt.Program, defaultDemoProgram)
 	if !demoProgramID.MatchString(pid) {
 		return fmt.Errorf("%w: --program %q: 1–50 lower-case letters, digits and dashes (the earlier cohort's id adds a year)", errUsage, pid)
 	}
-	r := &demoRun{a: a, pl: planDemo(began), pid: pid, out: opt.Out, startWorkers: opt.StartWorkers}
-	if pid != defaultDemoProgram {
-		r.prefix = pid + "-"
-	}
-	r.earlier = fmt.Sprintf("%s-%d", pid, r.pl.start.Year()-1)
-	if err := r.refuseExisting(ctx); err != nil {
-		return err
-	}
 	if name := a.Payouts.Provider().Name(); name != "sandbox" {
 		return fmt.Errorf("%w: the demo pays its people through the sandbox, and the payout provider is %s: unset STRIPE_SECRET_KEY to load it", errUsage, name)
 	}
-	steps := []func(context.Context) error{r.makeTokens, r.earlierCohort, r.program, r.people, r.history, r.careerFair,
-		r.grants, r.stipends, r.finish}
-	for _, step := range steps {
-		if err := step(ctx); err != nil {
-			return fmt.Errorf("demo: %w", err)
+	r := newDemoRun(a, pid, began, opt.Out)
+	r.startWorkers = opt.StartWorkers
+	if err := r.check(ctx); err != nil {
+		return err
+	}
+	if err := r.mark(ctx, demoStarted, ""); err != nil {
+		return err
+	}
+	steps := r.steps()
+	for i, st := range steps {
+		if err := st.run(ctx); err != nil {
+			return r.failed(ctx, steps[:i+1], err)
 		}
 	}
 	r.say("\nLoaded in %.1f s.", time.Since(began).Seconds())
@@ -153,60 +200,253 @@ func loadDemo(ctx context.Context, a *app.App, opt demoOptions) error {
 	return nil
 }
 
-// refuseExisting refuses to load the demo twice into the same ids.
-func (r *demoRun) refuseExisting(ctx context.Context) error {
-	for _, p := range []string{r.pid, r.earlier} {
-		_, err := r.a.Network.Program(ctx, p)
-		if err == nil {
-			return fmt.Errorf("%w: program %q exists already: the demo is loaded; run tandem demo --program <another id> for a second copy", errUsage, p)
-		}
-		if !errors.Is(err, network.ErrNotFound) {
-			return err
-		}
-	}
-	if _, err := r.a.Network.Person(ctx, r.id(storyMaya)); err == nil {
-		return fmt.Errorf("%w: person %q exists already: run tandem demo --program <another id>", errUsage, r.id(storyMaya))
-	} else if !errors.Is(err, network.ErrNotFound) {
-		return err
-	}
-	return nil
+// The audit trail's lines about a demo load (record demo:<program>).
+const (
+	demoStarted  = "demo.load.start"
+	demoFailed   = "demo.load.fail"
+	demoFinished = "demo.load.finish"
+)
+
+func demoRecord(pid string) string { return "demo:" + pid }
+
+// mark records a step of the load in the audit trail.
+func (r *demoRun) mark(ctx context.Context, action, detail string) error {
+	return access.Apply(ctx, r.a.Pool, cliActor(), "demo:"+r.pid, func(pgx.Tx) (access.Event, error) {
+		return access.Event{Action: action, Record: demoRecord(r.pid), Detail: detail,
+			After: map[string]any{"program": r.pid, "earlier_program": r.earlier, "seed": demoSeed, "day": r.pl.now.Format(time.DateOnly)}}, nil
+	})
 }
 
-// makeTokens creates the demo's tokens, as tandem token create does, and authenticates the
-// admins' as the API would: what they do is recorded under their names and persons.
-func (r *demoRun) makeTokens(ctx context.Context) error {
-	newToken := func(role access.Role, label, name, person string) (*demoToken, error) {
-		tok, secret, err := r.a.Access.CreateToken(ctx, cliActor(), access.NewToken{Name: name + " (demo)", Role: role, PersonID: person, TTL: demoTokenTTL})
+// failed tells what a load that failed wrote and how to recover, records where it failed
+// (even when ctx was cancelled: Ctrl-C), revokes the tokens made, and returns the error.
+// done are the steps begun, the last the one that failed.
+func (r *demoRun) failed(ctx context.Context, done []demoStep, cause error) error {
+	at, why := done[len(done)-1].name, cause.Error()
+	if ctx.Err() != nil {
+		why = "interrupted: " + context.Cause(ctx).Error() // Ctrl-C, or the server stopped
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	revoked := 0
+	for _, t := range r.tokens {
+		if _, err := r.a.Access.RevokeToken(mctx, cliActor(), t.id); err == nil {
+			revoked++
+		}
+	}
+	r.tokens = nil
+	merr := r.mark(mctx, demoFailed, "while "+at+": "+why)
+	r.say("\nThe demo stopped while %s: %s", at, why)
+	r.say("What it wrote stays (the ledger and the audit trail are append-only):")
+	for i, st := range done {
+		if st.wrote == "" {
+			continue
+		}
+		if i == len(done)-1 {
+			r.say("  part of: %s", st.wrote)
+		} else {
+			r.say("  %s", st.wrote)
+		}
+	}
+	if revoked > 0 {
+		r.say("The %d tokens it had made are revoked; no token of this demo signs in.", revoked)
+	} else {
+		r.say("It made no token: tokens come last, once everything else is loaded.")
+	}
+	again, err := freeDemoID(mctx, r.a, r.pid)
+	if err != nil {
+		again = "<another id>"
+	}
+	r.say("To load the demo: tandem demo --program %s (it prefixes every id), or start from a fresh database (make run: remove .tandem/pgdata).", again)
+	if merr != nil {
+		r.say("(The audit trail could not record where it stopped: %v)", merr)
+	}
+	return fmt.Errorf("demo: failed while %s: %w", at, cause)
+}
+
+// demoStatus is what the audit trail says of the demo in a program.
+type demoStatus int
+
+const (
+	demoAbsent  demoStatus = iota // never started there
+	demoLoaded                    // loaded to the end
+	demoPartial                   // started, and failed or stopped part-way (or is loading now)
+)
+
+// demoState reads the audit trail's lines about the demo loaded into program pid; for a
+// partial load, how it ended.
+func demoState(ctx context.Context, a *app.App, pid string) (demoStatus, string, error) {
+	lines, err := a.Access.Audit(ctx, access.AuditFilter{Record: demoRecord(pid), Limit: 1000})
+	if err != nil {
+		return demoAbsent, "", err
+	}
+	if len(lines) == 0 {
+		return demoAbsent, "", nil
+	}
+	switch last := lines[len(lines)-1]; last.Action {
+	case demoFinished:
+		return demoLoaded, "", nil
+	case demoFailed:
+		return demoPartial, "failed " + last.Detail, nil
+	default:
+		return demoPartial, "started at " + last.At.Format(time.DateTime) + " and did not finish: interrupted, or loading now", nil
+	}
+}
+
+// check refuses, before anything is written, a program the demo was loaded into and any
+// id the demo would write that is taken: its programs, people and idempotency keys.
+func (r *demoRun) check(ctx context.Context) error {
+	again := func() string {
+		id, err := freeDemoID(ctx, r.a, r.pid)
 		if err != nil {
+			return "<another id>"
+		}
+		return id
+	}
+	st, how, err := demoState(ctx, r.a, r.pid)
+	switch {
+	case err != nil:
+		return err
+	case st == demoLoaded:
+		return fmt.Errorf("%w: program %q: the demo is loaded (its tokens were printed then; tandem token create makes more); run tandem demo --program %s for a second copy",
+			errUsage, r.pid, again())
+	case st == demoPartial:
+		return fmt.Errorf("%w: program %q: the demo is partially loaded (%s); what it wrote stays: use --program %s, or a fresh database",
+			errUsage, r.pid, how, again())
+	}
+	taken, err := r.taken(ctx)
+	if err != nil || len(taken) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w: the demo would write ids that are taken (%s): use --program %s (it prefixes every id), or a fresh database",
+		errUsage, strings.Join(taken, ", "), again())
+}
+
+// taken lists the ids of programs, people and idempotency keys the demo would write that
+// exist already.
+func (r *demoRun) taken(ctx context.Context) ([]string, error) {
+	var out []string
+	for _, p := range []string{r.earlier, r.pid} {
+		if _, err := r.a.Network.Program(ctx, p); err == nil {
+			out = append(out, "program "+p)
+		} else if !errors.Is(err, network.ErrNotFound) {
 			return nil, err
 		}
-		p, err := r.a.Access.Authenticate(ctx, secret)
-		if err != nil {
-			return nil, fmt.Errorf("token %s does not authenticate: %w", tok.ID, err)
-		}
-		t := &demoToken{role: role, label: label, secret: secret, by: network.By{Principal: p, RequestID: "demo:" + r.pid}}
-		r.tokens = append(r.tokens, t)
-		return t, nil
 	}
-	var err error
-	for _, x := range []struct {
-		t **demoToken
-		p demoPerson
-	}{{&r.lead, r.pl.lead}, {&r.ops, r.pl.ops}, {&r.finance, r.pl.finance}} {
-		label := x.p.name + ", " + x.p.about
-		if *x.t, err = newToken(access.Admin, label, label, r.id(x.p.key)); err != nil {
+	var people []string
+	for _, group := range [][]demoPerson{r.pl.coaches, r.pl.alumni, r.pl.mentors, r.pl.pros} {
+		for _, p := range group {
+			people = append(people, r.id(p.key))
+		}
+	}
+	for _, p := range r.pl.participants {
+		people = append(people, r.id(p.key))
+	}
+	names, err := r.a.Network.Names(ctx, people)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range slices.Sorted(maps.Keys(names)) {
+		out = append(out, "person "+id)
+	}
+	keys := []string{r.fundKey()}
+	for _, key := range []string{storyRent, storyLaptop, storyLicence, storyTransit, storyFrozen} {
+		keys = append(keys, "grant:"+r.pid+":"+r.grantKey(key))
+	}
+	for k := range r.pl.convs {
+		keys = append(keys, r.convKey(k))
+	}
+	for k := range r.pl.fairConvs {
+		keys = append(keys, r.fairKey(k))
+	}
+	rows, err := r.a.Pool.Query(ctx, `SELECT k FROM unnest($1::text[]) AS k
+		WHERE EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = k)
+		   OR EXISTS (SELECT 1 FROM network_conversations WHERE idempotency_key = k)
+		ORDER BY k`, keys)
+	if err != nil {
+		return nil, fmt.Errorf("look for the demo's idempotency keys: %w", err)
+	}
+	used, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("look for the demo's idempotency keys: %w", err)
+	}
+	for _, k := range used {
+		out = append(out, "idempotency key "+k)
+	}
+	if len(out) > 6 {
+		out = append(out[:5], fmt.Sprintf("%d more", len(out)-5))
+	}
+	return out, nil
+}
+
+// The demo's idempotency keys.
+func (r *demoRun) fundKey() string            { return "demo:" + r.pid + ":riverside-community-foundation" }
+func (r *demoRun) grantKey(key string) string { return "demo:" + r.pid + ":" + key }
+func (r *demoRun) convKey(k int) string       { return fmt.Sprintf("demo:%s:conversation:%d", r.pid, k) }
+func (r *demoRun) fairKey(k int) string       { return fmt.Sprintf("demo:%s:fair:%d", r.pid, k) }
+
+// freeDemoID is a program id for another copy of the demo: pid (without a -N suffix) with
+// the first -2, -3, … whose ids are all free.
+func freeDemoID(ctx context.Context, a *app.App, pid string) (string, error) {
+	base := pid
+	if m := demoCopySuffix.FindStringSubmatch(pid); m != nil {
+		base = m[1]
+	}
+	now := time.Now()
+	for n := 2; n < 100; n++ {
+		id := fmt.Sprintf("%s-%d", base, n)
+		if !demoProgramID.MatchString(id) {
+			break
+		}
+		r := newDemoRun(a, id, now, io.Discard)
+		if st, _, err := demoState(ctx, a, id); err != nil || st != demoAbsent {
+			if err != nil {
+				return "", err
+			}
+			continue
+		}
+		taken, err := r.taken(ctx)
+		if err != nil {
+			return "", err
+		}
+		if len(taken) == 0 {
+			return id, nil
+		}
+	}
+	return "", fmt.Errorf("no free program id like %s-2", base)
+}
+
+var demoCopySuffix = regexp.MustCompile(`^(.+)-[0-9]{1,2}$`)
+
+// makeTokens creates the demo's tokens, as tandem token create does, once the program is
+// loaded, and checks that each authenticates. A token made before a later failure is
+// revoked by failed.
+func (r *demoRun) makeTokens(ctx context.Context) error {
+	newToken := func(t *demoToken, name, person string) error {
+		tok, secret, err := r.a.Access.CreateToken(ctx, cliActor(), access.NewToken{Name: name + " (demo)", Role: t.role, PersonID: person, TTL: demoTokenTTL})
+		if err != nil {
+			return err
+		}
+		t.id = tok.ID
+		r.tokens = append(r.tokens, t)
+		if _, err := r.a.Access.Authenticate(ctx, secret); err != nil {
+			return fmt.Errorf("token %s does not authenticate: %w", tok.ID, err)
+		}
+		t.secret = secret
+		return nil
+	}
+	for _, t := range []*demoToken{r.lead, r.ops, r.finance} {
+		if err := newToken(t, t.label, t.by.PersonID); err != nil {
 			return err
 		}
 	}
-	if _, err = newToken(access.Auditor, "Riverside Community Foundation auditor", "Riverside Community Foundation auditor", ""); err != nil {
+	if err := newToken(&demoToken{role: access.Auditor, label: "Riverside Community Foundation auditor"}, "Riverside Community Foundation auditor", ""); err != nil {
+		return err
+	}
+	if err := newToken(&demoToken{role: access.Coach, label: "Lee Okafor, Maya's coach"}, "Lee Okafor", r.id(storyCoach)); err != nil {
 		return err
 	}
 	maya := r.pl.participants[r.pl.participantIndex(storyMaya)]
-	if _, err = newToken(access.Coach, "Lee Okafor, Maya's coach", "Lee Okafor", r.id(storyCoach)); err != nil {
-		return err
-	}
-	_, err = newToken(access.Participant, maya.name, maya.name, r.id(maya.key))
-	return err
+	return newToken(&demoToken{role: access.Participant, label: maya.name}, maya.name, r.id(maya.key))
 }
 
 // earlierCohort records last year's cohort: its participants, four of whom now coach.
@@ -291,7 +531,7 @@ func (r *demoRun) program(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := n.Fund(ctx, r.finance.by, p.ID, demoFunding, "demo:"+p.ID+":riverside-community-foundation"); err != nil {
+	if _, err := n.Fund(ctx, r.finance.by, p.ID, demoFunding, r.fundKey()); err != nil {
 		return err
 	}
 	retries := payouts.DefaultAutoRetries
@@ -461,7 +701,7 @@ func (r *demoRun) recordParticipant(ctx context.Context, i int, convIDs []string
 		if c.reporter == byCoach {
 			by = coach
 		}
-		cv, err := r.converse(ctx, c, r.connIDs[c.conn], by, allowed, fmt.Sprintf("demo:%s:conversation:%d", r.pid, k))
+		cv, err := r.converse(ctx, c, r.connIDs[c.conn], by, allowed, r.convKey(k))
 		if err != nil {
 			return err
 		}
@@ -579,7 +819,7 @@ func (r *demoRun) careerFair(ctx context.Context) error {
 	}
 	for k, c := range r.pl.fairConvs {
 		coach, allowed := r.actorsOf(r.pl.fairConns[c.conn].participant)
-		if _, err := r.converse(ctx, c, r.fairIDs[c.conn], coach, allowed, fmt.Sprintf("demo:%s:fair:%d", r.pid, k)); err != nil {
+		if _, err := r.converse(ctx, c, r.fairIDs[c.conn], coach, allowed, r.fairKey(k)); err != nil {
 			return err
 		}
 	}
@@ -655,7 +895,7 @@ func (r *demoRun) grants(ctx context.Context) error {
 	}
 	grant := func(by *demoToken, key, amount, reason string) (payouts.Disbursement, error) {
 		return pay.Create(ctx, by.by, payouts.NewDisbursement{Program: r.pid, Person: r.id(key), Amount: amount, Reason: reason,
-			IdempotencyKey: "demo:" + r.pid + ":" + key})
+			IdempotencyKey: r.grantKey(key)})
 	}
 	// Above the dual-control threshold: requested by one admin, approved by two others.
 	rent, err := grant(r.ops, storyRent, "600.00", "emergency grant: rent gap after his mother's hours were cut")
@@ -917,16 +1157,17 @@ func (r *demoRun) sayProgress(prog network.ParticipantProgress) error {
 
 // printTokens prints the sign-in block.
 func (r *demoRun) printTokens(signIn string) {
-	r.say("\nSign in at %s with one of these tokens (valid %d days):", signIn, int(demoTokenTTL.Hours()/24))
+	r.say("\nSign in at %s with one of these demo tokens (valid %d days):", signIn, int(demoTokenTTL.Hours()/24))
 	tw := tabwriter.NewWriter(r.out, 2, 4, 2, ' ', 0)
 	for _, t := range r.tokens {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", t.role, t.label, t.secret)
 	}
 	_ = tw.Flush()
 	r.say(`
-Things to try: as Lee, verify Maya's latest mentor talk (her 4th) and watch 50.00 reach her
-wallet; as Eli, approve last month's coach stipends (Dana set the rate, so she may not); as
-Dana, approve Carlos's licence fees; as the auditor, export the ledger.
+Things to try: as Lee, verify Maya's latest mentor talk (her 4th): as Maya, a 50.00 USD
+award for mentor-4 then appears on her page and is paid to her account; as Eli, approve last
+month's coach stipends (Dana set the rate, so she may not); as Dana, approve Carlos's licence
+fees; as the auditor, export the ledger.
 These are demo tokens: anyone who can read this output can use them. Revoke them
 (tandem token list, tandem token revoke ID) before this database holds real data.`)
 }

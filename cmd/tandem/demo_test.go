@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,30 +21,75 @@ import (
 	"github.com/tandemledger/tandem/payouts"
 )
 
-// TestDemoLoadsALivingProgram runs tandem demo on a fresh database and reads back, through
-// the stores, what a newcomer is promised: 40 participants, coaches who were participants of
-// the earlier cohort, awards released and paid, a payout that failed and was paid after a new
+// TestDemoLoadsALivingProgram interrupts a first load part-way (Ctrl-C), as a newcomer
+// might, checks that the newcomer is told what was written and how to recover, recovers as
+// told (tandem demo --program <the id it gives>), and reads back, through the stores, what
+// the newcomer is promised: 40 participants, coaches who were participants of the earlier
+// cohort, awards released and paid, a payout that failed and was paid after a new
 // destination, one failed, one awaiting approval, one rejected, a held stipend, a balanced
 // ledger, and tokens that sign in.
 func TestDemoLoadsALivingProgram(t *testing.T) {
 	pool, url := dbtest.NewWithURL(t, dbtest.Options{MaxConns: 4})
 	t.Setenv("DATABASE_URL", url)
 	ctx := context.Background()
-	var out, errOut bytes.Buffer
-	require.NoError(t, run(ctx, []string{"demo"}, strings.NewReader(""), &out, &errOut), errOut.String())
-	text := out.String()
-	t.Log(text)
-	for _, want := range []string{"40 participants enrolled", "conversations logged over", "awards released:",
-		"Sign in at http://127.0.0.1:8080/sign-in", "These are demo tokens", ": balanced"} {
-		require.Contains(t, text, want)
-	}
-
 	a, err := app.New(pool, app.Config{}) // not started: reads only
 	require.NoError(t, err)
 	t.Cleanup(a.Ledger.Close)
 	n, pay := a.Network, a.Payouts
+
+	// Ctrl-C once the program is funded: both programs and the funding are written.
+	ictx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	var errOut bytes.Buffer
+	stopped := &cancelOn{text: "funded with", cancel: interrupt}
+	err = run(ictx, []string{"demo"}, strings.NewReader(""), stopped, &errOut)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Contains(t, err.Error(), "failed while creating the program")
+	said := stopped.String()
+	for _, want := range []string{"The demo stopped while creating the program", "What it wrote stays", "program riverside-2025 with its 12 participants",
+		"part of: program riverside, its 20,000.00 USD funding",
+		"It made no token", "tandem demo --program riverside-2", "fresh database"} {
+		require.Contains(t, said, want)
+	}
+	require.NotContains(t, said, "tdm_")
+	tokens, err := a.Access.Tokens(ctx)
+	require.NoError(t, err)
+	require.Empty(t, tokens, "tokens come last: an interrupted demo made none")
+	st, how, err := demoState(ctx, a, defaultDemoProgram)
+	require.NoError(t, err)
+	require.Equal(t, demoPartial, st)
+	require.Equal(t, "failed while creating the program: interrupted: context canceled", how)
+
+	// A rerun says the demo is partially loaded, where it failed, and which id to use.
+	var out bytes.Buffer
+	err = run(ctx, []string{"demo"}, strings.NewReader(""), &out, &errOut)
+	require.ErrorIs(t, err, errUsage)
+	require.Contains(t, err.Error(), "partially loaded (failed while creating the program: ")
+	require.NotContains(t, err.Error(), "the demo is loaded")
+	again := regexp.MustCompile(`--program ([a-z0-9-]+)`).FindStringSubmatch(err.Error())
+	require.NotNil(t, again, err.Error())
+	pid := again[1]
+	require.Equal(t, "riverside-2", pid)
+
+	// serve --offer-demo offers it again, into that id.
+	var offered bytes.Buffer
+	require.NoError(t, offerDemo(ctx, a, demoOffer{In: strings.NewReader("n\n"), Terminal: true, Out: &offered}))
+	require.Contains(t, offered.String(), "did not finish loading (program riverside: failed while creating the program")
+	require.Contains(t, offered.String(), "Load it as program riverside-2")
+	require.Contains(t, offered.String(), "bin/tandem demo --program riverside-2")
+
+	// The newcomer recovers as told.
+	out.Reset()
+	require.NoError(t, run(ctx, []string{"demo", "--program", pid}, strings.NewReader(""), &out, &errOut), errOut.String())
+	text := out.String()
+	t.Log(text)
+	for _, want := range []string{"40 participants enrolled", "conversations logged over", "awards released:",
+		"Sign in at http://127.0.0.1:8080/sign-in with one of these demo tokens", "These are demo tokens", ": balanced"} {
+		require.Contains(t, text, want)
+	}
+	id := func(key string) string { return pid + "-" + key }
 	pl := planDemo(time.Now())
-	pid, earlier := defaultDemoProgram, fmt.Sprintf("%s-%d", defaultDemoProgram, pl.start.Year()-1)
+	earlier := fmt.Sprintf("%s-%d", pid, pl.start.Year()-1)
 
 	participants, err := n.People(ctx, network.PeopleFilter{Program: pid, Role: "participant", Limit: 1000})
 	require.NoError(t, err)
@@ -63,10 +110,10 @@ func TestDemoLoadsALivingProgram(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, prev.EndsOn.Before(time.Now()))
 	for _, c := range demoCoaches {
-		enrolments, err := n.Enrolments(ctx, c.key)
+		enrolments, err := n.Enrolments(ctx, id(c.key))
 		require.NoError(t, err)
 		require.True(t, slices.ContainsFunc(enrolments, func(e network.Enrolment) bool { return e.ProgramID == earlier }), c.key)
-		coached, err := n.People(ctx, network.PeopleFilter{Program: pid, Coach: c.key})
+		coached, err := n.People(ctx, network.PeopleFilter{Program: pid, Coach: id(c.key)})
 		require.NoError(t, err)
 		require.Len(t, coached, 10, c.key)
 	}
@@ -83,13 +130,13 @@ func TestDemoLoadsALivingProgram(t *testing.T) {
 	require.Greater(t, m.ConnectionsByRole["mentor"], 0)
 	require.Greater(t, m.ConnectionsByRole["professional"], 0)
 	require.GreaterOrEqual(t, len(m.ConversationsByMonth), 3, "conversations over several months")
-	prog, err := n.Progress(ctx, storyMaya)
+	prog, err := n.Progress(ctx, id(storyMaya))
 	require.NoError(t, err)
 	require.Len(t, prog.Programs, 1)
 	i := slices.IndexFunc(prog.Programs[0].Rules, func(p network.Progress) bool { return p.RuleID == "mentor-4" })
 	require.False(t, prog.Programs[0].Rules[i].Met)
 	require.Equal(t, "3", prog.Programs[0].Rules[i].Count.String())
-	unverified, err := n.Conversations(ctx, network.ConversationFilter{Participant: storyMaya, Status: "unverified"})
+	unverified, err := n.Conversations(ctx, network.ConversationFilter{Participant: id(storyMaya), Status: "unverified"})
 	require.NoError(t, err)
 	require.NotEmpty(t, unverified, "her fourth talk waits for her coach")
 
@@ -104,21 +151,21 @@ func TestDemoLoadsALivingProgram(t *testing.T) {
 	require.Empty(t, byState[payouts.Submitted], "nothing left in flight")
 	require.Empty(t, byState[payouts.Approved], "nothing left unsent")
 	require.Len(t, byState[payouts.Failed], 1)
-	require.Equal(t, storyFrozen, byState[payouts.Failed][0].PersonID)
+	require.Equal(t, id(storyFrozen), byState[payouts.Failed][0].PersonID)
 	require.Len(t, byState[payouts.Rejected], 1)
 	require.NotEmpty(t, byState[payouts.AwaitingApproval])
-	require.True(t, slices.ContainsFunc(byState[payouts.AwaitingApproval], func(d payouts.Disbursement) bool { return d.PersonID == storyLicence }))
+	require.True(t, slices.ContainsFunc(byState[payouts.AwaitingApproval], func(d payouts.Disbursement) bool { return d.PersonID == id(storyLicence) }))
 	for _, d := range byState[payouts.Paid] {
-		if d.PersonID == storyRent && d.Source == "manual" {
+		if d.PersonID == id(storyRent) && d.Source == "manual" {
 			full, err := pay.Get(ctx, d.ID)
 			require.NoError(t, err)
 			require.Len(t, full.Approvals, 2, "dual control")
-			require.Equal(t, "person:"+demoOps.key, full.RequestedBy)
+			require.Equal(t, "person:"+id(demoOps.key), full.RequestedBy)
 		}
 	}
 	retried := 0
 	for _, d := range byState[payouts.Paid] {
-		if d.PersonID != storyTransit || d.Source != "manual" {
+		if d.PersonID != id(storyTransit) || d.Source != "manual" {
 			continue
 		}
 		full, err := pay.Get(ctx, d.ID)
@@ -130,7 +177,7 @@ func TestDemoLoadsALivingProgram(t *testing.T) {
 		retried++
 	}
 	require.Equal(t, 1, retried, "a payout failed, then was paid")
-	stipends, err := pay.Stipends(ctx, pid, storyNoW9)
+	stipends, err := pay.Stipends(ctx, pid, id(storyNoW9))
 	require.NoError(t, err)
 	require.NotEmpty(t, stipends)
 	for _, st := range stipends {
@@ -167,10 +214,87 @@ func TestDemoLoadsALivingProgram(t *testing.T) {
 	}
 	require.Equal(t, map[access.Role]int{access.Admin: 3, access.Auditor: 1, access.Coach: 1, access.Participant: 1}, roles)
 
-	// Loading it again is refused, with the way to load a second copy.
+	// Loading it again is refused, with the way to load a second copy; serve --offer-demo
+	// leaves a database with a loaded demo alone.
+	err = run(ctx, []string{"demo", "--program", pid}, strings.NewReader(""), &out, &errOut)
+	require.ErrorIs(t, err, errUsage)
+	require.Contains(t, err.Error(), "the demo is loaded")
+	require.Contains(t, err.Error(), "--program riverside-3")
+	offered.Reset()
+	require.NoError(t, offerDemo(ctx, a, demoOffer{In: strings.NewReader("y\n"), Terminal: true, Out: &offered}))
+	require.Empty(t, offered.String())
+}
+
+// cancelOn is the narration's writer that cancels (Ctrl-C) once it is told text.
+type cancelOn struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	text   string
+	cancel func()
+}
+
+func (w *cancelOn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if strings.Contains(string(p), w.text) {
+		w.cancel()
+	}
+	return w.buf.Write(p)
+}
+
+func (w *cancelOn) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestDemoRefusesTakenIDsBeforeWriting: when an id the demo would write is taken (here a
+// mentor it records late), the demo refuses before it writes anything — no program, no
+// funding, no token — and says which id to load it into instead.
+func TestDemoRefusesTakenIDsBeforeWriting(t *testing.T) {
+	pool, url := dbtest.NewWithURL(t, dbtest.Options{MaxConns: 4})
+	t.Setenv("DATABASE_URL", url)
+	ctx := context.Background()
+	a, err := app.New(pool, app.Config{})
+	require.NoError(t, err)
+	t.Cleanup(a.Ledger.Close)
+	_, err = a.Network.AddPerson(ctx, network.By{Principal: cliActor()}, network.NewPerson{ID: "ruth-feld", Name: "Ruth Feld", Roles: []string{"mentor"}})
+	require.NoError(t, err)
+
+	var out, errOut bytes.Buffer
 	err = run(ctx, []string{"demo"}, strings.NewReader(""), &out, &errOut)
 	require.ErrorIs(t, err, errUsage)
-	require.Contains(t, err.Error(), "--program")
+	require.Contains(t, err.Error(), "person ruth-feld")
+	require.Contains(t, err.Error(), "--program riverside-2")
+	require.NotContains(t, out.String(), "tdm_")
+	programs, err := a.Network.Programs(ctx)
+	require.NoError(t, err)
+	require.Empty(t, programs, "nothing was written")
+	tokens, err := a.Access.Tokens(ctx)
+	require.NoError(t, err)
+	require.Empty(t, tokens)
+	st, _, err := demoState(ctx, a, defaultDemoProgram)
+	require.NoError(t, err)
+	require.Equal(t, demoAbsent, st, "the demo did not start")
+
+	// serve --offer-demo offers it into the free id.
+	out.Reset()
+	require.NoError(t, offerDemo(ctx, a, demoOffer{In: strings.NewReader(""), Terminal: false, Out: &out}))
+	require.Contains(t, out.String(), "The database is empty")
+	require.Contains(t, out.String(), "bin/tandem demo --program riverside-2")
+}
+
+// TestDemoPlanSameDaySameStory: a morning and an evening run of the same day plan the same
+// participants, connections and career fair (the draws do not depend on the hour).
+func TestDemoPlanSameDaySameStory(t *testing.T) {
+	t.Parallel()
+	morning := planDemo(time.Date(2026, 11, 27, 4, 30, 0, 0, time.UTC))
+	evening := planDemo(time.Date(2026, 11, 27, 21, 0, 0, 0, time.UTC))
+	require.Equal(t, morning.participants, evening.participants)
+	require.Equal(t, morning.conns, evening.conns, "the same connections on the same day")
+	require.Equal(t, morning.convs, evening.convs, "the same conversations on the same day")
+	require.Equal(t, morning.ratings, evening.ratings)
+	require.Equal(t, morning.fairConns, evening.fairConns, "the same career fair on the same day")
 }
 
 // TestDemoPlanIsDeterministic: the same day gives the same story, and the story keeps the
@@ -237,6 +361,37 @@ func TestOfferDemo(t *testing.T) {
 		require.Empty(t, out.String(), "a database with a program is left alone")
 	}
 }
+
+// TestWhileServingStopsTheOfferWhenServeFails: an early Serve failure is noticed while the
+// demo's question waits for an answer (the offer is cancelled and waited for), and an offer
+// that ends first leaves the server serving.
+func TestWhileServingStopsTheOfferWhenServeFails(t *testing.T) {
+	t.Parallel()
+	served := make(chan error, 1)
+	broken := errors.New("accept: too many open files")
+	var offerErr error
+	go func() { served <- broken }()
+	fnErr, serveErr, stopped := whileServing(context.Background(), served, func(ctx context.Context) error {
+		_, err := readLine(ctx, blockingReader{}) // the question waits for an answer that never comes
+		offerErr = context.Cause(ctx)
+		return err
+	})
+	require.True(t, stopped)
+	require.ErrorIs(t, serveErr, broken)
+	require.ErrorIs(t, fnErr, context.Canceled)
+	require.ErrorIs(t, offerErr, broken, "the offer learns why it was cancelled")
+
+	served = make(chan error, 1)
+	fnErr, serveErr, stopped = whileServing(context.Background(), served, func(context.Context) error { return nil })
+	require.False(t, stopped)
+	require.NoError(t, fnErr)
+	require.NoError(t, serveErr)
+}
+
+// blockingReader is a terminal nobody types at.
+type blockingReader struct{}
+
+func (blockingReader) Read([]byte) (int, error) { select {} }
 
 func TestMoney(t *testing.T) {
 	t.Parallel()

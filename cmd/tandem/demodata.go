@@ -8,8 +8,9 @@ import (
 )
 
 // The demo's people and the plan of what happens to them. Everything here is data: the plan
-// is drawn from a seeded generator relative to the day the demo runs, so two runs on the same
-// day load the same program; demo.go then records it through the stores, as real use would.
+// is drawn from seeded generators relative to the day the demo runs, so two runs on the same
+// day load the same program (see planDemo); demo.go then records it through the stores, as
+// real use would.
 
 // demoSeed seeds the demo's generator: change it and the demo tells another story.
 const demoSeed = 2026
@@ -233,10 +234,14 @@ func slug(name string) string {
 // firstName is the first word of a name.
 func firstName(name string) string { f, _, _ := strings.Cut(name, " "); return f }
 
-// planDemo draws the demo's story for the program year around now.
+// planDemo draws the demo's story for the program year around now. Every draw depends on
+// the day only: each participant has a generator of their own, seeded with (demoSeed, their
+// index), every value is drawn whether or not it is used, and what happened is filtered
+// afterwards by the day (conversations before today; the career fair today). Two runs on
+// the same day therefore plan the same program; only the career fair's time follows the
+// clock (it ended a little before the demo runs).
 func planDemo(now time.Time) *demoPlan {
 	now = now.UTC()
-	rng := rand.New(rand.NewPCG(demoSeed, 11))
 	thisMonth := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	pl := &demoPlan{now: now, start: thisMonth.AddDate(0, -3, 0), coaches: demoCoaches, alumni: demoAlumni,
 		mentors: demoMentors, pros: demoPros, proOf: map[int]int{},
@@ -244,10 +249,13 @@ func planDemo(now time.Time) *demoPlan {
 	pl.consentOn = pl.start.AddDate(0, 0, -5)
 	today := now.Truncate(24 * time.Hour)
 	day := func(d int) time.Time { return pl.start.AddDate(0, 0, d) }
-	// at is a moment of day between 9:00 and 20:00; ok is false when it is not yet past.
+	// rng is the generator in use: the cohort's, then each participant's, then the fair's.
+	rng := demoRand(0)
+	// at is a moment of day between 9:00 and 20:00; ok is false unless its day has ended
+	// (today's conversations are left out, whatever the hour).
 	at := func(d time.Time) (time.Time, bool) {
 		t := d.Truncate(24 * time.Hour).Add(9*time.Hour + time.Duration(rng.IntN(11*60))*time.Minute)
-		return t, t.Before(now.Add(-30 * time.Minute))
+		return t, t.Before(today)
 	}
 	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
 	chance := func(p float64) bool { return rng.Float64() < p }
@@ -292,6 +300,7 @@ func planDemo(now time.Time) *demoPlan {
 	conv := func(c demoConv) { pl.convs = append(pl.convs, c) }
 	mentorLoad := map[int]int{}
 	for i, p := range pl.participants {
+		rng = demoRand(1 + i)
 		coach := pl.coaches[p.coach]
 		// The near-peer coach: matched in the first week.
 		cc := conn(demoConn{participant: i, other: coach.key, role: "near_peer_coach", origin: "matched", started: day(rng.IntN(7))})
@@ -304,19 +313,19 @@ func planDemo(now time.Time) *demoPlan {
 					d = pl.conns[cc].started.AddDate(0, 0, 1)
 				}
 				t, ok := at(d)
-				if !ok {
-					continue
-				}
 				var res []string
 				if chance(0.2) {
 					res = []string{pick("advice", "information", "scholarship_lead")}
 				}
+				checked, channel, minutes := chance(0.97), pick("in_person", "in_person", "video"), 30+5*rng.IntN(7)
+				if !ok {
+					continue
+				}
 				review := byNobody
-				if t.Before(now.AddDate(0, 0, -7)) && chance(0.97) {
+				if t.Before(today.AddDate(0, 0, -7)) && checked {
 					review = byLead // the coach is on the connection: the program lead verifies
 				}
-				conv(demoConv{conn: cc, at: t, channel: pick("in_person", "in_person", "video"), minutes: 30 + 5*rng.IntN(7),
-					resources: res, reporter: byCoach, review: review})
+				conv(demoConv{conn: cc, at: t, channel: channel, minutes: minutes, resources: res, reporter: byCoach, review: review})
 			}
 		}
 		// Peers: another participant of the same coach, and sometimes an alumnus.
@@ -328,19 +337,19 @@ func planDemo(now time.Time) *demoPlan {
 			pc := conn(demoConn{participant: i, other: other, role: "peer", origin: "self_reported", started: day(rng.IntN(30)), byCoach: true})
 			for k := range 1 + rng.IntN(1+p.tier) {
 				t, ok := at(pl.conns[pc].started.AddDate(0, 0, 2+k*15+rng.IntN(10)))
-				if !ok {
-					continue
-				}
 				var res []string
 				if chance(0.25) {
 					res = []string{"information"}
 				}
+				checked, channel, minutes := chance(0.6), pick("message", "message", "in_person", "phone"), 15+5*rng.IntN(6)
+				if !ok {
+					continue
+				}
 				review := byNobody
-				if t.Before(now.AddDate(0, 0, -5)) && chance(0.6) {
+				if t.Before(today.AddDate(0, 0, -5)) && checked {
 					review = byCoach
 				}
-				conv(demoConv{conn: pc, at: t, channel: pick("message", "message", "in_person", "phone"), minutes: 15 + 5*rng.IntN(6),
-					resources: res, reporter: byParticipant, review: review})
+				conv(demoConv{conn: pc, at: t, channel: channel, minutes: minutes, resources: res, reporter: byParticipant, review: review})
 			}
 		}
 		// The mentor: matched on a shared interest in the first weeks, at most 3 mentees each.
@@ -363,11 +372,8 @@ func planDemo(now time.Time) *demoPlan {
 			}
 		} else {
 			gap := [][2]int{{28, 16}, {18, 8}, {12, 6}}[p.tier] // days between talks: at least, plus up to
-			for d := started.AddDate(0, 0, 2+rng.IntN(5)); ; d = d.AddDate(0, 0, gap[0]+rng.IntN(gap[1])) {
-				t, ok := at(d)
-				if !ok {
-					break
-				}
+			for d := started.AddDate(0, 0, 2+rng.IntN(5)); d.Before(today); d = d.AddDate(0, 0, gap[0]+rng.IntN(gap[1])) {
+				t, _ := at(d)
 				talks = append(talks, t)
 			}
 		}
@@ -377,15 +383,15 @@ func planDemo(now time.Time) *demoPlan {
 			if chance(0.3) {
 				res = []string{pick("advice", "advice", "information", "introduction", "referral", "scholarship_lead")}
 			}
+			checked, channel, minutes := chance(verifyP), pick("video", "in_person", "phone"), 30+15*rng.IntN(3)
 			review := byNobody
-			if t.Before(now.AddDate(0, 0, -5)) && (p.key == storyMaya || chance(verifyP)) {
+			if t.Before(today.AddDate(0, 0, -5)) && (p.key == storyMaya || checked) {
 				review = byCoach
 			}
 			if p.key == storyMaya && k == 1 {
 				res = []string{"advice"}
 			}
-			conv(demoConv{conn: mc, at: t, channel: pick("video", "in_person", "phone"), minutes: 30 + 15*rng.IntN(3),
-				resources: res, reporter: byParticipant, review: review})
+			conv(demoConv{conn: mc, at: t, channel: channel, minutes: minutes, resources: res, reporter: byParticipant, review: review})
 		}
 		if p.key == storyDupe && len(talks) > 0 {
 			conv(demoConv{conn: mc, at: talks[len(talks)-1].Add(time.Minute), channel: "video", minutes: 45, reporter: byParticipant,
@@ -409,17 +415,19 @@ func planDemo(now time.Time) *demoPlan {
 			pc := conn(demoConn{participant: i, other: pl.pros[pi].key, role: "professional", origin: "matched", started: started, byCoach: true})
 			for k := range 1 + rng.IntN(2) {
 				t, ok := at(started.AddDate(0, 0, k*(7+rng.IntN(14))))
+				res := []string{pick("introduction", "referral", "internship", "job_offer", "scholarship_lead")}
+				channel, minutes := pick("in_person", "video"), 30+15*rng.IntN(2)
 				if !ok {
 					continue
 				}
-				res := []string{pick("introduction", "referral", "internship", "job_offer", "scholarship_lead")}
-				conv(demoConv{conn: pc, at: t, channel: pick("in_person", "video"), minutes: 30 + 15*rng.IntN(2), resources: res,
+				conv(demoConv{conn: pc, at: t, channel: channel, minutes: minutes, resources: res,
 					reporter: byCoach, verified: true, note: "met with " + firstName(pl.pros[pi].name)})
 			}
 		}
 	}
 	// Today's career fair: eight participants without a professional meet one; the coach who
 	// brought them logs it. A new high-band connection raises their economic connectedness.
+	rng = demoRand(1 + len(pl.participants))
 	for i, p := range pl.participants {
 		if _, ok := pl.proOf[i]; ok || len(pl.fairConns) == 8 || p.tier == tierLow {
 			continue
@@ -433,13 +441,17 @@ func planDemo(now time.Time) *demoPlan {
 			started: today, byCoach: true})
 		t := now.Add(-time.Duration(10+rng.IntN(110)) * time.Minute)
 		if t.Before(today) {
-			t = today.Add(time.Minute)
+			t = today // a demo run just after midnight: the fair was today, and not in the future
 		}
 		pl.fairConvs = append(pl.fairConvs, demoConv{conn: len(pl.fairConns) - 1, at: t, channel: "in_person", minutes: 20,
 			resources: []string{"introduction"}, reporter: byCoach, verified: true, note: demoFairLabel})
 	}
 	return pl
 }
+
+// demoRand is the demo's generator number stream: 0 for the cohort, 1+i for participant i,
+// and one more for the career fair.
+func demoRand(stream int) *rand.Rand { return rand.New(rand.NewPCG(demoSeed, uint64(stream))) }
 
 func (pl *demoPlan) participantKey(i int) string { return pl.participants[i].key }
 

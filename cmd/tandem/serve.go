@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/tandemledger/tandem/internal/app"
 	"github.com/tandemledger/tandem/jobs"
 	"github.com/tandemledger/tandem/migrations"
+	"github.com/tandemledger/tandem/network"
 )
 
 // shutdownGrace is how long in-flight requests and jobs get to finish on SIGINT/SIGTERM.
@@ -35,10 +38,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	level := new(slog.LevelVar) // raised while the demo loads (--offer-demo)
-	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
 	if *logJSON {
-		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+		handler = slog.NewJSONHandler(stderr, nil)
 	}
 	logger := slog.New(handler)
 
@@ -116,17 +118,28 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		served <- srv.Serve(ln)
 	}()
 
+	stopped := false // Serve returned
 	if *offer {
-		// The server's own River workers make the demo's awards and payouts.
-		err := offerDemo(ctx, a, demoOffer{In: os.Stdin, Terminal: stdinIsTerminal(), Out: stderr, SignIn: base + "/sign-in", Level: level})
-		if err != nil && ctx.Err() == nil {
-			logger.Warn("the demo was not loaded; serving what the database holds", "error", err)
+		// The server's own River workers make the demo's awards and payouts. The question,
+		// the narration and the demo's tokens go to standard output (the terminal), apart
+		// from the server's log, which keeps its level.
+		var derr error
+		derr, err, stopped = whileServing(ctx, served, func(ctx context.Context) error {
+			return offerDemo(ctx, a, demoOffer{In: os.Stdin, Terminal: stdinIsTerminal(), Out: os.Stdout, SignIn: base + "/sign-in"})
+		})
+		switch {
+		case stopped:
+			logger.Error("the server stopped while the demo was offered", "error", err)
+		case derr != nil && ctx.Err() == nil:
+			logger.Warn("the demo was not loaded; serving what the database holds", "error", derr)
 		}
 	}
-	select {
-	case err = <-served:
-	case <-ctx.Done():
-		logger.Info("shutting down: finishing in-flight requests and jobs", "grace", shutdownGrace)
+	if !stopped {
+		select {
+		case err = <-served:
+		case <-ctx.Done():
+			logger.Info("shutting down: finishing in-flight requests and jobs", "grace", shutdownGrace)
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -147,6 +160,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
+// whileServing runs fn (the demo's offer) while the server serves. If Serve returns first
+// (an early failure), fn's context is cancelled — a question waiting for an answer is given
+// up, a demo loading stops and says what it wrote — and fn is waited for: stopped is then
+// true and serveErr is Serve's error.
+func whileServing(ctx context.Context, served <-chan error, fn func(context.Context) error) (fnErr, serveErr error, stopped bool) {
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan error, 1)
+	go func() { done <- fn(fctx) }()
+	select {
+	case fnErr = <-done:
+		return fnErr, nil, false
+	case serveErr = <-served:
+		cancel(fmt.Errorf("the server stopped: %w", serveErr))
+		return <-done, serveErr, true
+	}
+}
+
 // isLoopback reports whether addr listens on loopback only.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
@@ -165,33 +196,55 @@ func isLoopback(addr string) bool {
 type demoOffer struct {
 	In       io.Reader
 	Terminal bool
-	Out      io.Writer
+	Out      io.Writer // the question, the narration and the tokens: the terminal, not the log
 	SignIn   string
-	// Level, when set, is raised to warnings while the demo loads, so that its narration is
-	// not buried under a log line per award.
-	Level *slog.LevelVar
 }
 
-// demoHint tells how to load the demo by hand.
-const demoHint = "To load the demo program (40 participants, 4 months of conversations), run in another terminal: " +
-	"`. .tandem/env && bin/tandem demo` (make run), or `tandem demo` with this server's DATABASE_URL."
+// demoHint tells how to load the demo by hand into program id.
+func demoHint(id string) string {
+	flag := ""
+	if id != defaultDemoProgram {
+		flag = " --program " + id
+	}
+	return "To load the demo program (40 participants, 4 months of conversations), run in another terminal: " +
+		"`. .tandem/env && bin/tandem demo" + flag + "` (make run), or `tandem demo" + flag + "` with this server's DATABASE_URL."
+}
 
-// offerDemo offers the demo when the database holds no program (serve --offer-demo): at a
-// terminal it asks, and loads it in this process on yes (the default); otherwise it prints
-// how to load it. A database with a program is left alone, silently.
+// offerDemo offers the demo when the database holds no program (serve --offer-demo), or
+// only what demos that did not finish loading left (then into a program id of its own):
+// at a terminal it asks, and loads it in this process on yes (the default); otherwise it
+// prints how to load it. A database with any other program is left alone, silently.
 func offerDemo(ctx context.Context, a *app.App, o demoOffer) error {
 	programs, err := a.Network.Programs(ctx)
 	if err != nil {
 		return fmt.Errorf("look for programs: %w", err)
 	}
+	state := "The database is empty."
 	if len(programs) > 0 {
-		return nil
+		partial, err := unfinishedDemos(ctx, a, programs)
+		if err != nil || partial == "" {
+			return err
+		}
+		state = "The demo did not finish loading (" + partial + "); what it wrote stays."
+	}
+	// The demo's own id, unless a demo that did not finish (or someone) holds its ids.
+	id := defaultDemoProgram
+	if err := newDemoRun(a, id, time.Now(), io.Discard).check(ctx); errors.Is(err, errUsage) {
+		if id, err = freeDemoID(ctx, a, id); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
 	}
 	if !o.Terminal {
-		fmt.Fprintln(o.Out, "The database is empty. "+demoHint)
+		fmt.Fprintln(o.Out, state+" "+demoHint(id))
 		return nil
 	}
-	fmt.Fprint(o.Out, "The database is empty. Load the demo program (40 participants, 4 months of conversations)? [Y/n] ")
+	if id == defaultDemoProgram {
+		fmt.Fprint(o.Out, state+" Load the demo program (40 participants, 4 months of conversations)? [Y/n] ")
+	} else {
+		fmt.Fprintf(o.Out, "%s Load it as program %s (40 participants, 4 months of conversations)? [Y/n] ", state, id)
+	}
 	answer, err := readLine(ctx, o.In)
 	if err != nil {
 		fmt.Fprintln(o.Out)
@@ -203,16 +256,56 @@ func offerDemo(ctx context.Context, a *app.App, o demoOffer) error {
 	switch strings.ToLower(strings.TrimSpace(answer)) {
 	case "", "y", "yes":
 	default:
-		fmt.Fprintln(o.Out, demoHint)
+		fmt.Fprintln(o.Out, demoHint(id))
 		return nil
 	}
-	if o.Level != nil {
-		before := o.Level.Level()
-		o.Level.Set(slog.LevelWarn)
-		defer o.Level.Set(before)
-	}
-	return loadDemo(ctx, a, demoOptions{SignIn: o.SignIn, Out: o.Out})
+	return loadDemo(ctx, a, demoOptions{Program: id, SignIn: o.SignIn, Out: o.Out})
 }
+
+// unfinishedDemos describes the demo loads that did not finish when they are all the
+// programs hold (a demo's program and its earlier cohort's, <id>-<year>); "" when any
+// program is something else: a loaded demo, or real use.
+func unfinishedDemos(ctx context.Context, a *app.App, programs []network.Program) (string, error) {
+	states := map[string]string{} // demo program → how its load ended; "" when not unfinished
+	state := func(pid string) (string, error) {
+		how, ok := states[pid]
+		if !ok {
+			st, h, err := demoState(ctx, a, pid)
+			if err != nil {
+				return "", err
+			}
+			if st == demoPartial {
+				how = h
+			}
+			states[pid] = how
+		}
+		return how, nil
+	}
+	var parts []string
+	for _, p := range programs {
+		pid := p.ID
+		how, err := state(pid)
+		if err != nil {
+			return "", err
+		}
+		if m := earlierCohortID.FindStringSubmatch(p.ID); how == "" && m != nil {
+			pid = m[1]
+			if how, err = state(pid); err != nil {
+				return "", err
+			}
+		}
+		if how == "" {
+			return "", nil
+		}
+		if part := "program " + pid + ": " + how; !slices.Contains(parts, part) {
+			parts = append(parts, part)
+		}
+	}
+	return strings.Join(parts, "; "), nil
+}
+
+// earlierCohortID is the id of a demo's earlier cohort: the demo's program id and a year.
+var earlierCohortID = regexp.MustCompile(`^(.+)-[0-9]{4}$`)
 
 // readLine reads one line from in, or gives up when ctx ends (the read is left behind).
 func readLine(ctx context.Context, in io.Reader) (string, error) {
