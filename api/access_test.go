@@ -766,7 +766,7 @@ func signIn(t *testing.T, c *http.Client, base, secret string) string {
 	require.Equal(t, 200, form.status, form.body)
 	p := postForm(t, c, base+"/sign-in", url.Values{"token": {secret}, "csrf": {csrfOf(t, form)}})
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
-	require.Equal(t, "/", p.location)
+	require.Contains(t, []string{"/admin/approvals", "/audit", "/coach", "/me"}, p.location, "signing in lands on the role's page")
 	require.NotNil(t, p.cookies["tandem_session"])
 	return p.cookies["tandem_session"].Value
 }
@@ -797,7 +797,7 @@ func TestSignInFlow(t *testing.T) {
 	last := f.lastAuditID(t)
 	p := postForm(t, c, base+"/sign-in", url.Values{"token": {ana}, "csrf": {signinCookie.Value}})
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
-	require.Equal(t, "/", p.location)
+	require.Equal(t, "/me", p.location)
 	sessCookie := p.cookies["tandem_session"]
 	requireStrictCookie(t, sessCookie, false)
 	require.NotEmpty(t, sessCookie.Value)
@@ -828,7 +828,7 @@ func TestSignInFlow(t *testing.T) {
 	// Signed in, /sign-in goes home.
 	p = getPage(t, c, base+"/sign-in")
 	require.Equal(t, http.StatusSeeOther, p.status)
-	require.Equal(t, "/", p.location)
+	require.Equal(t, "/me", p.location)
 
 	// Another browser's session and CSRF token.
 	_, ben := f.mint(t, access.NewToken{Name: "ben", Role: access.Participant, PersonID: "ben"})

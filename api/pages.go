@@ -277,8 +277,8 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) signInForm(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.pageSession(r); ok {
-		http.Redirect(w, r, "/", http.StatusSeeOther)
+	if sess, ok := s.pageSession(r); ok {
+		http.Redirect(w, r, homeFor(sess.Principal), http.StatusSeeOther)
 		return
 	}
 	s.signInPage(w, r, http.StatusOK, "")
@@ -320,7 +320,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setCookie(w, r, signInCookie, "", time.Unix(0, 0))
 	s.setCookie(w, r, sessionCookie, sess.ID, sess.ExpiresAt)
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	http.Redirect(w, r, homeFor(sess.Principal), http.StatusSeeOther)
 }
 
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
