@@ -271,6 +271,7 @@ func plainError(err error) string {
 // disbursementRow is a disbursement as the admin pages show it, with the forms the reader may use.
 type disbursementRow struct {
 	ID, Href                string
+	ReturnTo, CSRF          string // where its forms send the browser back, and the session's CSRF token
 	Amount                  string // 250.00 USD
 	Person, PersonID        string
 	Program, ProgramID      string
@@ -438,7 +439,21 @@ func (s *Server) listRows(ctx context.Context, p access.Principal, f payouts.Que
 	return rows, nil
 }
 
-var approvalsContent = newPage(adminStyle + `
+// decideForms are the approve and reject forms of a disbursement row, on the approvals queue
+// and on the disbursement's own page.
+const decideForms = `{{define "decide"}}{{if .CanApprove}}<form method="post" action="/admin/disbursements/{{.ID}}/approve">
+<input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}">
+<label for="note-{{.ID}}">Note with your approval (optional)</label>
+<input id="note-{{.ID}}" name="note" type="text" maxlength="500">
+<button>{{.ApproveLabel}}</button></form>
+{{else if .ApproveNote}}<p class="muted">{{.ApproveNote}}</p>{{end}}
+{{if .CanReject}}<form method="post" action="/admin/disbursements/{{.ID}}/reject">
+<input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}">
+<label for="reason-{{.ID}}">Reason for rejecting (required)</label>
+<input id="reason-{{.ID}}" name="reason" type="text" maxlength="500" required>
+<button class="secondary">{{.RejectLabel}}</button></form>{{end}}{{end}}`
+
+var approvalsContent = newPage(adminStyle + decideForms + `
 <form method="get" action="/admin/approvals" aria-label="Filter disbursements">
 <div class="filter-grid">
 <div><label for="f-program">Program</label><select id="f-program" name="program">{{range .Data.Programs}}<option value="{{.Value}}"{{if .Selected}} selected{{end}}>{{.Label}}</option>{{end}}</select></div>
@@ -462,17 +477,7 @@ var approvalsContent = newPage(adminStyle + `
 <dt>Reason</dt><dd>{{.Reason}}</dd>
 </dl>
 {{if or .CanApprove .CanReject .ApproveNote}}<div class="actions">
-{{if .CanApprove}}<form method="post" action="/admin/disbursements/{{.ID}}/approve">
-<input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="return_to" value="{{$.Data.Return}}">
-<label for="note-{{.ID}}">Note with your approval (optional)</label>
-<input id="note-{{.ID}}" name="note" type="text" maxlength="500">
-<button>{{.ApproveLabel}}</button></form>
-{{else if .ApproveNote}}<p class="muted">{{.ApproveNote}}</p>{{end}}
-{{if .CanReject}}<form method="post" action="/admin/disbursements/{{.ID}}/reject">
-<input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="return_to" value="{{$.Data.Return}}">
-<label for="reason-{{.ID}}">Reason for rejecting (required)</label>
-<input id="reason-{{.ID}}" name="reason" type="text" maxlength="500" required>
-<button class="secondary">{{.RejectLabel}}</button></form>{{end}}
+{{template "decide" .}}
 </div>{{end}}
 </article>
 {{else}}<p>No disbursements match these filters.</p>{{end}}`)
@@ -488,6 +493,9 @@ func (s *Server) approvalsView(ctx context.Context, sess access.Session, target 
 		return nil, pageData{}, err
 	}
 	d.Return = safeReturn(target.String(), "/admin/approvals").String()
+	for i := range d.Rows {
+		d.Rows[i].ReturnTo, d.Rows[i].CSRF = d.Return, sess.CSRF
+	}
 	d.Summary = listSummary(len(d.Rows), listLimit, f)
 	return approvalsContent, pageData{Title: "Approvals", CSRF: sess.CSRF, Principal: &sess.Principal, Data: d}, nil
 }
@@ -547,7 +555,7 @@ func (s *Server) failedView(ctx context.Context, sess access.Session, target *ur
 	return failedContent, pageData{Title: "Failed payouts", CSRF: sess.CSRF, Principal: &sess.Principal, Data: d}, nil
 }
 
-var disbursementContent = newPage(adminStyle + `
+var disbursementContent = newPage(adminStyle + decideForms + `
 {{with .Data.Row}}
 <dl class="facts">
 <dt>State</dt><dd id="state">{{.StateLabel}} <span class="muted">(since {{datetime .UpdatedAt}})</span></dd>
@@ -563,17 +571,7 @@ var disbursementContent = newPage(adminStyle + `
 <dt>Id</dt><dd>{{.ID}}</dd>
 </dl>
 {{if or .CanApprove .CanReject .CanRetry .ApproveNote}}<div class="actions">
-{{if .CanApprove}}<form method="post" action="/admin/disbursements/{{.ID}}/approve">
-<input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="return_to" value="{{.Href}}">
-<label for="note-{{.ID}}">Note with your approval (optional)</label>
-<input id="note-{{.ID}}" name="note" type="text" maxlength="500">
-<button>{{.ApproveLabel}}</button></form>
-{{else if .ApproveNote}}<p class="muted">{{.ApproveNote}}</p>{{end}}
-{{if .CanReject}}<form method="post" action="/admin/disbursements/{{.ID}}/reject">
-<input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="return_to" value="{{.Href}}">
-<label for="reason-{{.ID}}">Reason for rejecting (required)</label>
-<input id="reason-{{.ID}}" name="reason" type="text" maxlength="500" required>
-<button class="secondary">{{.RejectLabel}}</button></form>{{end}}
+{{template "decide" .}}
 {{if .CanRetry}}<form method="post" action="/admin/disbursements/{{.ID}}/retry">
 <input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="return_to" value="{{.Href}}">
 <label for="retry-note-{{.ID}}">Note with the retry (optional)</label>
@@ -616,6 +614,7 @@ func (s *Server) disbursementView(ctx context.Context, sess access.Session, targ
 		return nil, pageData{}, err
 	}
 	row := s.disbursementRow(sess.Principal, items[0])
+	row.ReturnTo, row.CSRF = row.Href, sess.CSRF
 	return disbursementContent, pageData{Title: row.Amount + " to " + row.Person, CSRF: sess.CSRF, Principal: &sess.Principal,
 		Data: struct {
 			Row disbursementRow
