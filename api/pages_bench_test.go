@@ -12,6 +12,11 @@ package api_test
 // or two. Each op is one GET /admin/programs/{id} served by the handler (session, policy,
 // the dashboard's queries, the charts and the template), as an admin; p50-ms and p99-ms are
 // reported, ns/op dropped. TANDEM_BENCH_DASHBOARD_PARTICIPANTS changes the size.
+//
+// TANDEM_BENCH_DASHBOARD_DB=name keeps the fixture in database name on DATABASE_URL's server
+// (created, migrated and filled the first time; migrated and reused, not dropped, after), for
+// profiling the queries on it with psql or re-running the benchmark without the set-up. Drop
+// it by hand; a fixture kept for days has dates that age (months shift).
 
 import (
 	"context"
@@ -21,7 +26,9 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -31,6 +38,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/time/rate"
 
 	"github.com/tandemledger/tandem/access"
@@ -38,6 +46,7 @@ import (
 	"github.com/tandemledger/tandem/internal/app"
 	"github.com/tandemledger/tandem/internal/dbtest"
 	"github.com/tandemledger/tandem/ledger"
+	"github.com/tandemledger/tandem/migrations"
 	"github.com/tandemledger/tandem/network"
 	"github.com/tandemledger/tandem/payouts"
 )
@@ -108,18 +117,22 @@ func BenchmarkDashboard(b *testing.B) {
 		}
 	}
 	ctx := context.Background()
-	pool := dbtest.New(b, dbtest.Options{MaxConns: 40})
+	pool, reuse := benchDashPool(b, ctx)
 	a, err := app.New(pool, app.Config{Payouts: app.Payouts{Sandbox: payouts.SandboxConfig{Fail: failsInSandbox}}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(a.Ledger.Close)
 	start := time.Now()
-	benchDashFixture(b, ctx, a, n)
+	if reuse {
+		benchDashProgress("%s: the fixture kept in $TANDEM_BENCH_DASHBOARD_DB reused (its size is that it was built with)", b.Name())
+	} else {
+		benchDashFixture(b, ctx, a, n)
+	}
 	if _, err := pool.Exec(ctx, "ANALYZE"); err != nil {
 		b.Fatal(err)
 	}
-	benchDashProgress("%s: fixture of %d participants built in %v", b.Name(), n, time.Since(start).Round(time.Second))
+	benchDashProgress("%s: fixture of %d participants ready in %v", b.Name(), n, time.Since(start).Round(time.Second))
 	requireSameMetrics(b, a, benchDashProgram)
 
 	srv := api.New(api.Config{Pool: pool, Ledger: a.Ledger, Access: a.Access, Network: a.Network, Payouts: a.Payouts, WriteRate: rate.Inf})
@@ -163,6 +176,64 @@ func BenchmarkDashboard(b *testing.B) {
 		b.ReportMetric(float64(len(lats))/b.Elapsed().Seconds(), "pages/s")
 		b.ReportMetric(0, "ns/op")
 	})
+}
+
+// benchDashPool is a pool of 40 on a new test database, or on the kept one named by
+// TANDEM_BENCH_DASHBOARD_DB (see BenchmarkDashboard), migrated; reuse says its fixture is built.
+func benchDashPool(b *testing.B, ctx context.Context) (*pgxpool.Pool, bool) {
+	name := os.Getenv("TANDEM_BENCH_DASHBOARD_DB")
+	if name == "" {
+		return dbtest.New(b, dbtest.Options{MaxConns: 40}), false
+	}
+	if !regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`).MatchString(name) {
+		b.Fatalf("TANDEM_BENCH_DASHBOARD_DB=%q: a lower-case database name", name)
+	}
+	base, err := url.Parse(dbtest.URL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, base.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var exists bool
+	if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		b.Fatal(err)
+	}
+	if !exists {
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+			b.Fatal(err)
+		}
+	}
+	base.Path = "/" + name
+	cfg, err := pgxpool.ParseConfig(base.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns = 40
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	if _, err := migrations.Migrate(ctx, pool, nil); err != nil {
+		b.Fatal(err)
+	}
+	var built bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM payouts_disbursements WHERE program_id = $1 AND source = 'manual')`,
+		benchDashProgram).Scan(&built); err != nil {
+		b.Fatal(err)
+	}
+	if !built {
+		var program bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM network_programs WHERE id = $1)`, benchDashProgram).Scan(&program); err != nil {
+			b.Fatal(err)
+		} else if program {
+			b.Fatalf("database %s holds a fixture left half built: drop it", name)
+		}
+	}
+	return pool, built
 }
 
 // benchDashFixture builds the program of n participants (see BenchmarkDashboard).

@@ -80,31 +80,22 @@ const (
 		LEFT JOIN network_connection_ends x ON x.connection_id = c.id
 		WHERE x.retracted IS NOT TRUE
 		GROUP BY 1, 2, 3, 4, 5, 6`
-	// Conversations by month (UTC), verified and well-resourced by their latest review;
-	// retracted ones, and those of retracted connections, left out.
-	dashConversations = `SELECT to_char(m, 'YYYY-MM'), n, verified, resourced FROM (
-		SELECT date_trunc('month', v.occurred_at AT TIME ZONE 'UTC') AS m,
-			count(*)::int AS n, count(*) FILTER (WHERE r.action = 'verify')::int AS verified,
-			count(*) FILTER (WHERE r.action = 'verify' AND cardinality(v.resources) > 0)::int AS resourced
-		FROM network_conversations v
-		JOIN network_connections c ON c.id = v.connection_id
-		JOIN network_enrolments en ON en.person_id = c.participant_id AND en.program_id = $1
-		LEFT JOIN network_connection_ends x ON x.connection_id = c.id
-		LEFT JOIN (SELECT DISTINCT ON (conversation_id) conversation_id, action FROM network_reviews
-			ORDER BY conversation_id, id DESC) r ON r.conversation_id = v.id
-		WHERE x.retracted IS NOT TRUE AND r.action IS DISTINCT FROM 'retract'
-		GROUP BY 1) g ORDER BY m`
+	// Conversations by month (UTC): see conversationsByMonth.
+	dashConversations = conversationsByMonth
 	// Awards: paid and waiting, the amount paid, the participants with one, and the median
 	// time from enrolment to a participant's first milestone (the lower median, in days to
-	// one place; evidence before enrolment counts 0).
-	dashAwards = `WITH a AS (
-			SELECT participant_id, min(reached_at) AS first, count(*) FILTER (WHERE status = 'posted') AS posted,
-				count(*) FILTER (WHERE status = 'insufficient_funds') AS waiting, sum(amount) FILTER (WHERE status = 'posted') AS amount
-			FROM network_awards WHERE program_id = $1 GROUP BY participant_id)
-		SELECT coalesce(sum(a.posted), 0)::int, coalesce(sum(a.waiting), 0)::int, coalesce(sum(a.amount), 0)::text, count(en.person_id)::int,
-			(percentile_disc(0.5) WITHIN GROUP (ORDER BY round(greatest(extract(epoch FROM a.first - en.enrolled_at), 0) / 86400, 1))
-				FILTER (WHERE en.person_id IS NOT NULL))::text
-		FROM a LEFT JOIN network_enrolments en ON en.person_id = a.participant_id AND en.program_id = $1`
+	// one place; evidence before enrolment counts 0). The totals are one plain aggregate, and
+	// only the first milestone is grouped by participant (EXPLAIN: one narrow hash aggregate
+	// of 10,000 groups instead of one carrying four aggregates each, half the time).
+	dashAwards = `SELECT t.posted, t.waiting, t.amount, f.n, f.median FROM
+		(SELECT count(*) FILTER (WHERE status = 'posted')::int AS posted,
+			count(*) FILTER (WHERE status = 'insufficient_funds')::int AS waiting,
+			coalesce(sum(amount) FILTER (WHERE status = 'posted'), 0)::text AS amount
+			FROM network_awards WHERE program_id = $1) t,
+		(SELECT count(*)::int AS n,
+			(percentile_disc(0.5) WITHIN GROUP (ORDER BY round(greatest(extract(epoch FROM a.first - en.enrolled_at), 0) / 86400, 1)))::text AS median
+			FROM (SELECT participant_id, min(reached_at) AS first FROM network_awards WHERE program_id = $1 GROUP BY 1) a
+			JOIN network_enrolments en ON en.person_id = a.participant_id AND en.program_id = $1) f`
 	// Milestones reached per month (UTC), from $2 to $3 (first days of months).
 	dashMilestones = `SELECT to_char(date_trunc('month', reached_at AT TIME ZONE 'UTC'), 'YYYY-MM'), count(*)::int,
 			count(*) FILTER (WHERE status = 'posted')::int
@@ -113,6 +104,31 @@ const (
 		  AND reached_at < ($3::date + interval '1 month')::timestamp AT TIME ZONE 'UTC'
 		GROUP BY 1`
 )
+
+// conversationsByMonth counts a program's conversations ($1) by month (UTC), verified and
+// well-resourced by their latest review; retracted ones, and those of retracted connections,
+// left out. ProgramMetrics and ProgramDashboard both read it.
+//
+// Its plan (EXPLAIN ANALYZE, 10,000 participants, 20,000 connections, 39,500 conversations):
+// the program's unretracted connections are one hash (a semi-join: enrolments and ends are
+// joined to 20,000 connections, not to every conversation); each conversation's latest review
+// comes from an index-only scan of network_reviews_latest (007_dashboard.sql) in its order,
+// cut by DISTINCT ON, no sort and no heap; the conversations are read once and probed against
+// both hashes. Grouping is by the month's timestamp, formatted once a month. The latest
+// review by a lookup per conversation (LATERAL … LIMIT 1), or by a window over the joined
+// set, measured slower at this size.
+const conversationsByMonth = `SELECT to_char(m, 'YYYY-MM'), n, verified, resourced FROM (
+		SELECT date_trunc('month', v.occurred_at AT TIME ZONE 'UTC') AS m,
+			count(*)::int AS n, count(*) FILTER (WHERE r.action = 'verify')::int AS verified,
+			count(*) FILTER (WHERE r.action = 'verify' AND cardinality(v.resources) > 0)::int AS resourced
+		FROM network_conversations v
+		LEFT JOIN (SELECT DISTINCT ON (conversation_id) conversation_id, action FROM network_reviews
+			ORDER BY conversation_id, id DESC) r ON r.conversation_id = v.id
+		WHERE v.connection_id IN (SELECT c.id FROM network_connections c
+				JOIN network_enrolments en ON en.person_id = c.participant_id AND en.program_id = $1
+				WHERE NOT EXISTS (SELECT FROM network_connection_ends x WHERE x.connection_id = c.id AND x.retracted))
+			AND r.action IS DISTINCT FROM 'retract'
+		GROUP BY 1) g ORDER BY m`
 
 // readFast runs fn in a read-only transaction without JIT compilation: the dashboard's
 // queries take tens of milliseconds, less than PostgreSQL takes to compile them.

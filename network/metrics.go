@@ -145,16 +145,8 @@ func (s *Store) ProgramMetrics(ctx context.Context, program string) (ProgramMetr
 		}
 		m.CrossClassShare = ratio(cross, known, 1)
 		m.EconomicConnectedness = ratio(lowHigh, lowConns, 2)
-		rows, err = tx.Query(ctx, `SELECT to_char(date_trunc('month', v.occurred_at AT TIME ZONE 'UTC'), 'YYYY-MM'),
-				count(*)::int, count(*) FILTER (WHERE r.action = 'verify')::int,
-				count(*) FILTER (WHERE r.action = 'verify' AND cardinality(v.resources) > 0)::int
-			FROM network_conversations v
-			JOIN network_connections c ON c.id = v.connection_id
-			JOIN network_enrolments en ON en.person_id = c.participant_id AND en.program_id = $1
-			LEFT JOIN network_connection_ends x ON x.connection_id = c.id
-			LEFT JOIN LATERAL (SELECT action FROM network_reviews WHERE conversation_id = v.id ORDER BY id DESC LIMIT 1) r ON true
-			WHERE x.retracted IS NOT TRUE AND r.action IS DISTINCT FROM 'retract'
-			GROUP BY 1 ORDER BY 1`, p.ID)
+		// Every conversation's latest review in one pass (see conversationsByMonth).
+		rows, err = tx.Query(ctx, conversationsByMonth, p.ID)
 		if err != nil {
 			return err
 		}
