@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"mime"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandemledger/tandem/access"
@@ -133,8 +135,10 @@ func (s *Server) streamExport(w http.ResponseWriter, r *http.Request, opt ledger
 		}
 		s.logger.ErrorContext(r.Context(), "export failed mid-stream", "request_id", requestID(r.Context()),
 			"bytes", cw.n, "error", err)
+		s.recordExport(r, opt, sum, cw.n, err)
 		panic(http.ErrAbortHandler)
 	}
+	s.recordExport(r, opt, sum, cw.n, nil)
 	h.Set("Tandem-Export-Postings", strconv.FormatInt(sum.Postings, 10))
 	h.Set("Tandem-Export-Entries", strconv.FormatInt(sum.Entries, 10))
 	h.Set("Tandem-Export-Through-Seq", strconv.FormatInt(sum.ThroughSeq, 10))
@@ -143,6 +147,20 @@ func (s *Server) streamExport(w http.ResponseWriter, r *http.Request, opt ledger
 	s.logger.InfoContext(r.Context(), "ledger exported", "request_id", requestID(r.Context()), "by", p.Subject(),
 		"format", sum.Format, "scope", sum.Scope, "postings", sum.Postings, "bytes", sum.Bytes, "through_seq", sum.ThroughSeq)
 	return nil
+}
+
+// recordExport records an export that was sent, whole or in part, in the audit trail: an
+// export hands out everyone's money, so who took what and when is kept with the changes.
+func (s *Server) recordExport(r *http.Request, opt ledger.ExportOptions, sum ledger.ExportSummary, sent int64, failed error) {
+	if s.pool == nil {
+		return
+	}
+	p, _ := principalFrom(r.Context())
+	ev := access.Event{Actor: p, Action: string(access.LedgerExport), Record: opt.Filter.Scope(),
+		Detail: sum.AuditDetail(opt.Format, sent, failed), RequestID: requestID(r.Context())}
+	if err := access.Record(context.WithoutCancel(r.Context()), s.pool, ev); err != nil {
+		s.logger.ErrorContext(r.Context(), "audit an export", "request_id", requestID(r.Context()), "error", err)
+	}
 }
 
 func (s *Server) exportLedger(w http.ResponseWriter, r *http.Request) {
@@ -164,6 +182,27 @@ func (s *Server) sealStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// verifying lets one verification of the database run at a time in the process (one lock a
+// Server, which a process serves one of; tests run several side by side): each reads the
+// whole ledger on three connections, and a second at once adds load, not information.
+var verifying sync.Map // *Server → *sync.Mutex
+
+// errVerifying: a verification is running already.
+var errVerifying = fmt.Errorf("%w: a verification is running; try again when it has finished", errRateLimited)
+
+// verifyOnce runs a verification unless one is running (errVerifying).
+func (s *Server) verifyOnce(w http.ResponseWriter, r *http.Request, actor string) (ledger.VerifyReport, error) {
+	mu, _ := verifying.LoadOrStore(s, &sync.Mutex{})
+	lock := mu.(*sync.Mutex)
+	if !lock.TryLock() {
+		w.Header().Set("Retry-After", "10")
+		return ledger.VerifyReport{}, errVerifying
+	}
+	defer lock.Unlock()
+	longResponse(w)
+	return s.ledger.Verify(r.Context(), ledger.VerifyOptions{Actor: actor})
+}
+
 // verifyActor names who asked for a verification in its record.
 func verifyActor(p access.Principal) string {
 	return fmt.Sprintf("%s (%s, %s)", p.Subject(), p.Name, p.Role)
@@ -176,9 +215,8 @@ func (s *Server) verifySeal(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, fmt.Errorf("%w: verify takes no parameters", ledger.ErrInvalid))
 		return
 	}
-	longResponse(w)
 	p, _ := principalFrom(r.Context())
-	rep, err := s.ledger.Verify(r.Context(), ledger.VerifyOptions{Actor: verifyActor(p)})
+	rep, err := s.verifyOnce(w, r, verifyActor(p))
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -220,7 +258,7 @@ A program's export holds the entries that touch its accounts or name it, and wha
 </div>
 <button>Download the export</button>
 </form>
-<p class="muted">The same from the command line: <code>tandem export --format csv --out ledger.csv</code>; check a file with <code>tandem verify ledger.csv</code>.</p>
+<p class="muted">The same from the command line: <code>tandem export --format csv --out ledger.csv</code>; check a file with <code>tandem verify ledger.csv</code> (a filtered one with <code>tandem verify --partial FILE</code>).</p>
 </section>
 
 <section aria-labelledby="seal-h">
@@ -355,8 +393,7 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, sess access
 
 // auditVerify runs a verification and sends the browser back to the page, which shows it.
 func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request, sess access.Session) error {
-	longResponse(w)
-	rep, err := s.ledger.Verify(r.Context(), ledger.VerifyOptions{Actor: verifyActor(sess.Principal)})
+	rep, err := s.verifyOnce(w, r, verifyActor(sess.Principal))
 	if err != nil {
 		return err
 	}

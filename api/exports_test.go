@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
@@ -208,7 +209,7 @@ func TestAuditPage(t *testing.T) {
 	require.Equal(t, 4, strings.Count(d.body, "\n"))
 	d = getPage(t, c, base+"/audit/export?format=csv&program=p&from=2000-01-01")
 	require.Equal(t, http.StatusOK, d.status, d.body)
-	rep, err := ledger.VerifyExport(context.Background(), bytes.NewReader([]byte(d.body)), ledger.VerifyOptions{})
+	rep, err := ledger.VerifyExport(context.Background(), bytes.NewReader([]byte(d.body)), ledger.VerifyOptions{Partial: true})
 	require.NoError(t, err)
 	require.True(t, rep.OK())
 	require.True(t, rep.Partial)
@@ -269,4 +270,77 @@ func TestAuditPageInBrowser(t *testing.T) {
 	if os.Getenv("TANDEM_SCREENSHOTS") == "1" {
 		br.Screenshot("audit-phone")
 	}
+}
+
+// TestExportRoutesClosedToParticipantsAndCoaches: every export and seal route refuses
+// participants and coaches, and hands them nothing of the ledger.
+func TestExportRoutesClosedToParticipantsAndCoaches(t *testing.T) {
+	t.Parallel()
+	f := setupExports(t)
+	for _, tok := range []string{f.participant, f.cy} {
+		for _, path := range []string{"/v1/exports", "/v1/exports?program=p", "/v1/exports?format=hledger",
+			"/v1/seal", "/v1/seal/verify"} { // the pages: TestAuditPage
+			resp, body := f.get(t, tok, path)
+			require.Equal(t, http.StatusForbidden, resp.StatusCode, "%s: %s", path, body)
+			require.NotContains(t, body, f.award, path)
+		}
+	}
+}
+
+// TestExportIsAudited: an export hands out everyone's money: the audit trail records who
+// exported what, with the export's counts and last link, once the stream has ended.
+func TestExportIsAudited(t *testing.T) {
+	t.Parallel()
+	f := setupExports(t)
+	resp, body := f.get(t, f.auditor, "/v1/exports?format=jsonl&program=p")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	var actor, role, record, outcome, detail string
+	require.NoError(t, f.pool.QueryRow(context.Background(),
+		`SELECT actor, coalesce(role, ''), record, outcome, detail FROM audit_log WHERE action = 'ledger.export' ORDER BY id DESC LIMIT 1`).
+		Scan(&actor, &role, &record, &outcome, &detail))
+	require.Equal(t, "auditor", role)
+	require.Equal(t, "program=p", record)
+	require.Equal(t, "ok", outcome)
+	require.Contains(t, detail, "completed: format jsonl, 4 postings of 2 entries")
+	require.Contains(t, detail, "through seq "+resp.Trailer.Get("Tandem-Export-Through-Seq"))
+	require.Contains(t, detail, "last link "+resp.Trailer.Get("Tandem-Export-Last-Hash"))
+
+	// A refused export (a bad parameter) sent nothing and is no export.
+	var n int64
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE action = 'ledger.export'`).Scan(&n))
+	r := f.do(t, "GET", "/v1/exports?format=xlsx", "", "Authorization", "Bearer "+f.auditor)
+	requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+	var after int64
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE action = 'ledger.export'`).Scan(&after))
+	require.Equal(t, n, after)
+}
+
+// TestOneVerificationAtATime: while a verification runs, another is refused (429) instead of
+// reading the whole ledger a second time at once.
+func TestOneVerificationAtATime(t *testing.T) {
+	t.Parallel()
+	f := setupExports(t)
+	ctx := context.Background()
+	// Hold the verification at its last step: recording its result.
+	tx, err := f.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	_, err = tx.Exec(ctx, `LOCK TABLE ledger_seal_verifications IN SHARE MODE`)
+	require.NoError(t, err)
+	first := make(chan response, 1)
+	go func() { first <- f.do(t, "GET", "/v1/seal/verify", "", "Authorization", "Bearer "+f.auditor) }()
+	require.Eventually(t, func() bool {
+		var waiting bool
+		err := f.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO ledger_seal_verifications%')`).Scan(&waiting)
+		return err == nil && waiting
+	}, 10*time.Second, 20*time.Millisecond, "the first verification waits")
+	r := f.do(t, "GET", "/v1/seal/verify", "", "Authorization", "Bearer "+f.auditor)
+	requireProblem(t, r, http.StatusTooManyRequests, "rate-limited")
+	require.Contains(t, r.body["detail"], "a verification is running")
+	require.NoError(t, tx.Rollback(ctx))
+	r = <-first
+	require.Equal(t, http.StatusOK, r.status, r.raw)
+	r = f.do(t, "GET", "/v1/seal/verify", "", "Authorization", "Bearer "+f.auditor)
+	require.Equal(t, http.StatusOK, r.status, r.raw, "the next one runs once it has finished")
 }

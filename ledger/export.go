@@ -190,12 +190,31 @@ type ExportSummary struct {
 	Bytes    int64        `json:"bytes"`
 	// ThroughSeq: the export holds final history up to this sequence number (see settle).
 	ThroughSeq int64 `json:"through_seq"`
+	// SealedThrough is the last entry sealed when the export started (every row's
+	// sealed_through): each exported entry numbered up to it carries its links.
+	SealedThrough int64 `json:"sealed_through"`
 	// Sealed is how many of the exported entries carry their seal links; LastHash is the
 	// link of the last of them, to compare with `tandem verify` of the database.
 	Sealed   int64         `json:"sealed_entries"`
 	LastSeq  int64         `json:"last_sealed_seq,omitempty"`
 	LastHash string        `json:"last_hash,omitempty"`
 	Elapsed  time.Duration `json:"elapsed_ns"`
+}
+
+// AuditDetail is the detail of an export's audit line (action "ledger.export"): what it
+// held and whether it completed or was aborted (failed is the reason; nil when it
+// completed). sent is the bytes that left, however far the export got.
+func (s ExportSummary) AuditDetail(format ExportFormat, sent int64, failed error) string {
+	last := s.LastHash
+	if last == "" {
+		last = "none"
+	}
+	d := fmt.Sprintf("format %s, %d postings of %d entries, %d bytes, through seq %d, sealed through seq %d, last link %s",
+		format, s.Postings, s.Entries, sent, s.ThroughSeq, s.SealedThrough, last)
+	if failed != nil {
+		return "aborted: " + d + " (so far): " + failed.Error()
+	}
+	return "completed: " + d
 }
 
 // CheckExport validates opt against the database (the program exists) without exporting:
@@ -267,11 +286,17 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer, opt ExportOptions) (Ex
 				return fmt.Errorf("count postings: %w", err)
 			}
 		}
+		// In the snapshot the entries are read from, so that every entry numbered up to it
+		// is read with its links.
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM ledger_seal WHERE seq <= $1`, final).
+			Scan(&sum.SealedThrough); err != nil {
+			return fmt.Errorf("read the seal's head: %w", err)
+		}
 		switch format {
 		case FormatCSV:
-			ew = &csvExport{w: bw, scope: sum.Scope}
+			ew = &csvExport{w: bw, scope: sum.Scope, sealedThrough: sum.SealedThrough}
 		case FormatJSONL:
-			ew = &jsonlExport{w: bw, scope: sum.Scope}
+			ew = &jsonlExport{w: bw, scope: sum.Scope, sealedThrough: sum.SealedThrough}
 		case FormatHledger:
 			h := &hledgerExport{w: bw, scope: sum.Scope, through: final}
 			if err := h.prepare(ctx, tx); err != nil {
@@ -804,7 +829,34 @@ type exportWriter interface {
 // exportColumns are the CSV header and the JSON Lines keys, in order.
 var exportColumns = []string{"entry_id", "seq", "kind", "idempotency_key", "description", "effective_at", "posted_at",
 	"metadata", "target_id", "line", "account", "account_type", "phase", "side", "amount", "currency",
-	"entry_hash", "prev_hash", "export_scope"}
+	"entry_hash", "prev_hash", "export_scope", "sealed_through"}
+
+// csvTextColumns are the CSV columns of free text, which a spreadsheet could read as a
+// formula: a cell of them that starts with one of csvFormulaStart is written with a ' before
+// it (OWASP's CSV injection advice), and verify's reader takes exactly that ' away again.
+var csvTextColumns = []string{"idempotency_key", "description", "metadata", "account"}
+
+// csvFormulaStart are the first characters that make a spreadsheet read a cell as a formula,
+// and the quote itself, so that a text that starts with one keeps it (the escape is one to
+// one).
+const csvFormulaStart = "=+-@\t\r'"
+
+// appendCSVText writes a free-text field: with a leading ' when it could start a formula.
+func appendCSVText[S ~string | ~[]byte](b []byte, s S) []byte {
+	if len(s) > 0 && strings.IndexByte(csvFormulaStart, s[0]) >= 0 {
+		return appendCSVField(b, "'"+string(s))
+	}
+	return appendCSVField(b, s)
+}
+
+// unescapeCSVText undoes appendCSVText: it removes one ' that stands before a formula's first
+// character (or another '), and only that.
+func unescapeCSVText(s string) string {
+	if len(s) > 1 && s[0] == '\'' && strings.IndexByte(csvFormulaStart, s[1]) >= 0 {
+		return s[1:]
+	}
+	return s
+}
 
 // rowBufs are an export writer's buffers: the entry's columns are the same on each of its
 // rows, so they are encoded once (head: before the posting's columns, tail: after them).
@@ -814,8 +866,9 @@ type rowBufs struct{ head, tail, row []byte }
 // into nothing (with UseCRLF) or its reader drops it before a newline, and a description
 // must come back byte for byte for verify to recompute its hash.
 type csvExport struct {
-	w     *bufio.Writer
-	scope string
+	w             *bufio.Writer
+	scope         string
+	sealedThrough int64
 	rowBufs
 }
 
@@ -832,15 +885,15 @@ func (c *csvExport) entry(e *chainEntry) error {
 	h = append(h, ',')
 	h = appendCSVField(h, e.Kind)
 	h = append(h, ',')
-	h = appendCSVField(h, e.Key)
+	h = appendCSVText(h, e.Key)
 	h = append(h, ',')
-	h = appendCSVField(h, e.Description)
+	h = appendCSVText(h, e.Description)
 	h = append(h, ',')
 	h = appendTime(h, e.EffectiveAt)
 	h = append(h, ',')
 	h = appendTime(h, e.PostedAt)
 	h = append(h, ',')
-	h = appendCSVField(h, e.Metadata)
+	h = appendCSVText(h, e.Metadata)
 	h = append(h, ',')
 	h = appendCSVField(h, e.TargetID)
 	h = append(h, ',')
@@ -850,6 +903,8 @@ func (c *csvExport) entry(e *chainEntry) error {
 	t = appendHex(t, e.PrevHash)
 	t = append(t, ',')
 	t = appendCSVField(t, c.scope)
+	t = append(t, ',')
+	t = strconv.AppendInt(t, c.sealedThrough, 10)
 	t = append(t, '\r', '\n')
 	c.head, c.tail = h, t
 	for i := range e.Lines {
@@ -857,7 +912,7 @@ func (c *csvExport) entry(e *chainEntry) error {
 		r := append(c.row[:0], h...)
 		r = strconv.AppendInt(r, int64(l.Line), 10)
 		r = append(r, ',')
-		r = appendCSVField(r, l.Account)
+		r = appendCSVText(r, l.Account)
 		r = append(r, ',')
 		r = appendCSVField(r, l.AccountType)
 		r = append(r, ',')
@@ -911,8 +966,9 @@ func appendHex(b []byte, h []byte) []byte {
 
 // jsonlExport writes one JSON object a posting, keys in exportColumns order.
 type jsonlExport struct {
-	w     *bufio.Writer
-	scope string
+	w             *bufio.Writer
+	scope         string
+	sealedThrough int64
 	rowBufs
 }
 
@@ -948,6 +1004,8 @@ func (j *jsonlExport) entry(e *chainEntry) error {
 	t = appendJSONNullable(t, hex.EncodeToString(e.PrevHash))
 	t = append(t, `,"export_scope":`...)
 	t = appendJSONString(t, j.scope)
+	t = append(t, `,"sealed_through":`...)
+	t = strconv.AppendInt(t, j.sealedThrough, 10)
 	t = append(t, "}\n"...)
 	j.head, j.tail = h, t
 	for i := range e.Lines {
@@ -1131,11 +1189,20 @@ func (h *hledgerExport) entry(e *chainEntry) error {
 	b = append(b, " ("...)
 	b = strconv.AppendInt(b, e.Seq, 10)
 	b = append(b, ") "...)
-	desc := strings.Join(strings.Fields(e.Description), " ")
+	// On the transaction line a ';' would start a comment: cut the description short and
+	// read what follows as tags (a planted "seal:..."). It is written as ','; the full
+	// description, when the line cannot show it, follows in a comment as a JSON string whose
+	// commas are escaped, since a comma in a comment ends a tag's value and starts another.
+	desc := strings.ReplaceAll(strings.Join(strings.Fields(e.Description), " "), ";", ",")
+	full := desc != e.Description && e.Description != ""
 	if desc == "" {
 		desc = e.Kind + " entry"
 	}
 	b = append(b, desc...)
+	if full {
+		b = append(b, "\n    ; description: "...)
+		b = append(b, strings.ReplaceAll(string(appendJSONString(nil, e.Description)), ",", `\u002c`)...)
+	}
 	b = append(b, "\n    ; entry:"...)
 	b = append(b, e.ID...)
 	b = append(b, ", kind:"...)
@@ -1214,6 +1281,7 @@ type exportRow struct {
 	EntryHash      *string         `json:"entry_hash"`
 	PrevHash       *string         `json:"prev_hash"`
 	ExportScope    string          `json:"export_scope"`
+	SealedThrough  int64           `json:"sealed_through"`
 	// where is the row's place in the file, for messages ("line 12").
 	where string
 }
@@ -1354,6 +1422,9 @@ func (c *csvReader) next() (*exportRow, error) {
 		return nil, fmt.Errorf("%w: line %d: %d fields, the header has %d", ErrExportFile, start, len(rec), len(c.cols))
 	}
 	get := func(name string) string { return rec[c.cols[name]] }
+	for _, name := range csvTextColumns {
+		rec[c.cols[name]] = unescapeCSVText(rec[c.cols[name]])
+	}
 	nullable := func(name string) *string {
 		if v := get(name); v != "" {
 			return &v
@@ -1371,6 +1442,9 @@ func (c *csvReader) next() (*exportRow, error) {
 	}
 	if row.Line, err = strconv.Atoi(get("line")); err != nil {
 		return nil, fmt.Errorf("%w: line %d: line %q is not a number", ErrExportFile, start, truncate(get("line"), 30))
+	}
+	if row.SealedThrough, err = strconv.ParseInt(get("sealed_through"), 10, 64); err != nil {
+		return nil, fmt.Errorf("%w: line %d: sealed_through %q is not a number", ErrExportFile, start, truncate(get("sealed_through"), 30))
 	}
 	return row, nil
 }

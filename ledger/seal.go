@@ -50,11 +50,13 @@ const sealLock int64 = 0x7365616c
 //	description, effective time and posting time (RFC 3339, UTC, microseconds),
 //	metadata (JSON, keys sorted, no spaces, numbers as written), target id ("" when none),
 //	the number of postings, then for each posting in line order:
-//	line, account code, phase, side, amount (canonicalAmount), currency.
+//	line, account code, account type, phase, side, amount (canonicalAmount), currency.
 //
 // Everything in it is a column of a CSV or JSON Lines export, so verify recomputes the
-// chain from a file as it does from the database. Account types and running balances are
-// not in it: they are the account's, and ledger.Check recomputes balances from postings.
+// chain from a file as it does from the database; every column of an export that says
+// something about the money is in it (account types included: the database refuses to
+// change them, so a sealed entry's stay as sealed). Running balances are not: they are the
+// account's, and ledger.Check recomputes them from postings.
 func appendCanonical(b []byte, e *chainEntry) []byte {
 	var num [40]byte
 	b = appendNetstring(b, sealVersion)
@@ -72,6 +74,7 @@ func appendCanonical(b []byte, e *chainEntry) []byte {
 		l := &e.Lines[i]
 		b = appendNetstring(b, strconv.AppendInt(num[:0], int64(l.Line), 10))
 		b = appendNetstring(b, l.Account)
+		b = appendNetstring(b, l.AccountType)
 		b = appendNetstring(b, l.Phase)
 		b = appendNetstring(b, l.Side)
 		b = appendNetstring(b, l.Amount)
@@ -714,7 +717,9 @@ type Mismatch struct {
 	// Kind is machine-readable: altered (the entry no longer hashes to its link), missing
 	// (a sealed entry is gone), replaced (another entry holds a sealed number), inserted (an
 	// unsealed entry among sealed ones), chain (links do not follow each other), checkpoint,
-	// malformed (a row of an export file that cannot be read as an entry).
+	// malformed (a row of an export file that cannot be read as an entry), unlinked (an
+	// export file's entry without links although the file says it was sealed), scope (a file
+	// that says it is filtered, verified as a whole export).
 	Kind   string `json:"kind"`
 	Detail string `json:"detail"`
 }
@@ -744,6 +749,9 @@ type VerifyReport struct {
 	Partial bool   `json:"partial,omitempty"`
 	Linked  int64  `json:"linked,omitempty"`
 	Gaps    int64  `json:"gaps,omitempty"`
+	// SealedThrough is an export file's sealed_through: the last entry sealed when the
+	// export started. Every entry of the file numbered up to it must carry its links.
+	SealedThrough int64 `json:"sealed_through,omitempty"`
 	// Problems lists the first mismatches in sequence order; ProblemCount counts them all.
 	Problems     []Mismatch    `json:"problems"`
 	ProblemCount int64         `json:"problem_count"`
@@ -787,6 +795,12 @@ type VerifyOptions struct {
 	// Actor is recorded with a verification of the database (e.g. "cli:alice",
 	// "token:<id> (auditor)"). Empty records "unknown".
 	Actor string
+	// Partial (VerifyExport) accepts a filtered export: the auditor expects one, so gaps
+	// in the chain where the filter left entries out are counted, not reported. Without it a
+	// file must be a whole export, unbroken from the first entry; a file whose rows claim a
+	// filtered scope is a mismatch (the scope column is not sealed: relabelling a whole
+	// export must not turn a removed entry into a gap).
+	Partial bool
 	// ProgressFunc, when set, is called about every ProgressInterval (default 1s) and at
 	// the end.
 	ProgressFunc     func(VerifyProgress)
@@ -1053,22 +1067,27 @@ func short(h []byte) string {
 // VerifyExport recomputes the chain from a CSV or JSON Lines export (the format is read
 // from the content) and compares it with the links the file holds. Each sealed entry must
 // hash, from its recorded previous link, to its recorded link: an altered row names its
-// entry. In an export of everything (export_scope "all") the links must also follow each
-// other from the genesis, so a removed or reordered entry is found too; in a filtered
-// export that can only be checked between entries that follow each other in the file (the
-// report says so: Partial, Linked, Gaps). Entries without links (not sealed when exported)
-// are counted, not checked. A file that is not an export is an error wrapping
-// ErrExportFile; a row that cannot be read as an entry is a "malformed" mismatch.
+// entry. Unless opt.Partial, the file must be a whole export: its links must follow each
+// other from the genesis, so a removed or reordered entry is found too, and a file whose
+// export_scope column (which no link covers) says it is filtered is a "scope" mismatch.
+// With opt.Partial continuity can only be checked between entries that follow each other in
+// the file (the report says so: Partial, Linked, Gaps). Entries without links (not sealed
+// when exported) are counted, not checked; but one numbered up to the file's sealed_through
+// (the last entry sealed when the export started) is an "unlinked" mismatch: its links were
+// removed. A file that is not an export is an error wrapping ErrExportFile; a row that
+// cannot be read as an entry (or an entry of more than MaxPostings rows) is a "malformed"
+// mismatch.
 //
-// The file alone cannot show that nobody rewrote every link after an altered row: compare
-// HeadHash with the database's (tandem verify) or with a checkpoint kept elsewhere.
+// The file alone cannot show that nobody rewrote every link after an altered row, or cut
+// the file short and lowered sealed_through: compare HeadSeq and HeadHash with the
+// database's (tandem verify) or with a checkpoint kept elsewhere.
 func VerifyExport(ctx context.Context, r io.Reader, opt VerifyOptions) (VerifyReport, error) {
 	start := time.Now()
 	rows, format, err := newRowReader(r)
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	rep := VerifyReport{Source: string(format), Problems: []Mismatch{}}
+	rep := VerifyReport{Source: string(format), Problems: []Mismatch{}, Partial: opt.Partial}
 	prog := newProgressor(opt, 0)
 	var (
 		scratch   []byte
@@ -1089,8 +1108,14 @@ func VerifyExport(ctx context.Context, r io.Reader, opt VerifyOptions) (VerifyRe
 				Detail: fmt.Sprintf("entry %s (seq %d) comes after seq %d — rows out of order", e.ID, e.Seq, lastSeq)})
 		}
 		if e.Hash == nil {
-			unsealedN++
 			lastLink = nil
+			if e.Seq <= rep.SealedThrough {
+				rep.add(Mismatch{EntryID: e.ID, Seq: e.Seq, Kind: "unlinked",
+					Detail: fmt.Sprintf("entry %s (seq %d) has no link although the export says entries through seq %d were sealed — its links were removed from the file",
+						e.ID, e.Seq, rep.SealedThrough)})
+				return
+			}
+			unsealedN++
 			return
 		}
 		if unsealedN > 0 && !rep.Partial {
@@ -1130,6 +1155,7 @@ func VerifyExport(ctx context.Context, r io.Reader, opt VerifyOptions) (VerifyRe
 		rep.HeadSeq, rep.HeadHash = e.Seq, hex.EncodeToString(e.Hash)
 	}
 	var rowErr string // a problem with the current entry's rows
+	readFirst := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return rep, err
@@ -1141,13 +1167,26 @@ func VerifyExport(ctx context.Context, r io.Reader, opt VerifyOptions) (VerifyRe
 		if err != nil {
 			return rep, err
 		}
-		if rep.Scope == "" {
-			rep.Scope = row.ExportScope
-			rep.Partial = row.ExportScope != "all"
+		if !readFirst {
+			readFirst = true
+			rep.Scope, rep.SealedThrough = row.ExportScope, row.SealedThrough
+			if row.ExportScope != "all" && !opt.Partial {
+				rep.add(Mismatch{Kind: "scope",
+					Detail: fmt.Sprintf("the file's rows say it is a filtered export (export_scope %q): it is not verifiable as a whole export — if a filtered export is what you expect, verify it as one (tandem verify --partial), which checks continuity only between entries that follow each other in it",
+						truncate(row.ExportScope, 80))})
+			}
+		}
+		// The file-wide columns must agree on every row: no link covers them.
+		var disagree string
+		if row.ExportScope != rep.Scope || row.SealedThrough != rep.SealedThrough {
+			disagree = fmt.Sprintf("%s: export_scope or sealed_through differs from the file's first row", row.where)
 		}
 		if have && row.EntryID == e.ID && row.Seq == e.Seq {
 			if msg := sameEntry(&e, row); msg != "" && rowErr == "" {
 				rowErr = fmt.Sprintf("%s: %s", row.where, msg)
+			}
+			if disagree != "" && rowErr == "" {
+				rowErr = disagree
 			}
 			rowErr = addLine(&e, row, rowErr)
 			continue
@@ -1158,10 +1197,23 @@ func VerifyExport(ctx context.Context, r io.Reader, opt VerifyOptions) (VerifyRe
 		have, rowErr = true, ""
 		e = chainEntry{Lines: e.Lines[:0]}
 		rowErr = fillEntry(&e, row)
+		if disagree != "" {
+			rowErr = strings.TrimPrefix(rowErr+"; "+disagree, "; ")
+		}
 		rowErr = addLine(&e, row, rowErr)
 	}
 	if have {
 		finish(&rep, &e, rowErr, check)
+	}
+	switch {
+	case rep.HeadSeq > rep.SealedThrough:
+		rep.add(Mismatch{Kind: "chain", Seq: rep.HeadSeq,
+			Detail: fmt.Sprintf("the file's last sealed entry is seq %d, but its sealed_through says entries were sealed only through seq %d — the column was edited",
+				rep.HeadSeq, rep.SealedThrough)})
+	case !opt.Partial && rep.HeadSeq < rep.SealedThrough:
+		rep.add(Mismatch{Kind: "missing", Seq: rep.SealedThrough,
+			Detail: fmt.Sprintf("the export says entries through seq %d were sealed, but the file's last sealed entry is seq %d — entries at its end were removed",
+				rep.SealedThrough, rep.HeadSeq)})
 	}
 	rep.Unsealed = unsealedN
 	rep.Elapsed = time.Since(start)
@@ -1236,8 +1288,15 @@ func fillEntry(e *chainEntry, row *exportRow) string {
 	return strings.Join(problems, "; ")
 }
 
-// addLine appends a row's posting to its entry.
+// addLine appends a row's posting to its entry: up to MaxPostings of them, which no entry
+// of the ledger exceeds, so a hostile file cannot make verify hold one entry without bound.
 func addLine(e *chainEntry, row *exportRow, rowErr string) string {
+	if len(e.Lines) >= MaxPostings {
+		if rowErr == "" {
+			rowErr = fmt.Sprintf("%s: more than %d postings in one entry (the ledger allows at most %d)", row.where, MaxPostings, MaxPostings)
+		}
+		return rowErr
+	}
 	e.Lines = append(e.Lines, chainLine{Line: row.Line, Account: row.Account, AccountType: row.AccountType,
 		Phase: row.Phase, Side: row.Side, Amount: canonicalAmount(row.Amount, row.Currency), Currency: row.Currency})
 	return rowErr

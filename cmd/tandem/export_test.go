@@ -73,15 +73,40 @@ func TestExportAndVerifyCLI(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rep))
 	require.Equal(t, int64(303), rep.Entries)
 
-	// JSON Lines to standard output, the program's only, verifies as a partial export.
+	// JSON Lines to standard output, the program's only, verifies as a partial export when the
+	// auditor says one is expected (--partial); verify expects a whole export otherwise.
 	stdout, stderr, err = runSplit("export", "--format", "jsonl", "--out", "-", "--program", "p", "--from", "2000-01-01")
 	require.NoError(t, err, stderr)
 	require.Contains(t, stderr, "to standard output")
 	require.Equal(t, 602, strings.Count(stdout, "\n"), "the gift and the awards: the payout neither touches the fund nor names the program")
 	jsonl := filepath.Join(dir, "p.jsonl")
 	require.NoError(t, os.WriteFile(jsonl, []byte(stdout), 0o600))
-	out = c.ok("", "verify", jsonl)
+	out, err = c.run("", "verify", jsonl)
+	require.ErrorIs(t, err, ledger.ErrSealBroken)
+	require.Contains(t, out, "the seal does NOT verify")
+	require.Contains(t, out, "it is not verifiable as a whole export")
+	require.Contains(t, out, "tandem verify --partial")
+	out = c.ok("", "verify", jsonl, "--partial")
 	require.Contains(t, out, "a filtered export: continuity could only be checked within the file")
+	require.Regexp(t, `head link [0-9a-f]{64} \(seq \d+\)`, out)
+	_, err = c.run("", "verify", "--partial")
+	require.ErrorIs(t, err, errUsage)
+
+	// Every export is in the audit trail, with who ran it.
+	pool, err := openPool(context.Background())
+	require.NoError(t, err)
+	defer pool.Close()
+	var actor, role, record, detail string
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT actor, coalesce(role, ''), record, detail FROM audit_log
+		WHERE action = 'ledger.export' ORDER BY id DESC LIMIT 1`).Scan(&actor, &role, &record, &detail))
+	require.Equal(t, cliActor().Name, actor)
+	require.Equal(t, "admin", role)
+	require.Equal(t, "from=2000-01-01;program=p", record)
+	require.Contains(t, detail, "completed: format jsonl, 602 postings of 301 entries")
+	require.Contains(t, detail, "through seq ")
+	var exports int64
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE action = 'ledger.export'`).Scan(&exports))
+	require.Equal(t, int64(3), exports, "the three exports so far")
 
 	// hledger from the extension.
 	journal := filepath.Join(dir, "ledger.journal")
@@ -107,9 +132,6 @@ func TestExportAndVerifyCLI(t *testing.T) {
 	require.Contains(t, out, fmt.Sprintf("entry %s (seq %s): hash differs", id, seq))
 
 	// A posting altered in the database behind the triggers: verify names the entry.
-	pool, err := openPool(context.Background())
-	require.NoError(t, err)
-	defer pool.Close()
 	conn, err := pool.Acquire(context.Background())
 	require.NoError(t, err)
 	_, err = conn.Exec(context.Background(), "SET session_replication_role = replica")

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/ledger"
 )
 
@@ -44,17 +45,20 @@ flags:
 Check an export with 'tandem verify FILE'.
 `
 
-const verifyUsage = `usage: tandem verify [FILE] [--json] [--seal] [--progress D] [--quiet]
+const verifyUsage = `usage: tandem verify [FILE [--partial]] [--json] [--seal] [--progress D] [--quiet]
 
 Without FILE, recomputes the seal's hash chain from the database (DATABASE_URL) and compares
 every entry's link and every checkpoint; the result is recorded for the auditor's page.
 With FILE, recomputes the chain from a CSV or JSON Lines export ('-': standard input) and
-compares it with the links the file holds. A filtered export (--from, --to, --program) is
-checked entry by entry; its continuity only between entries that follow each other in it.
+compares it with the links the file holds. FILE must be a whole export, its chain unbroken
+from the first entry, unless --partial says a filtered export (--from, --to, --program) is
+expected: that is checked entry by entry, its continuity only between entries that follow
+each other in it. Compare the head seq and link it prints with the database's.
 
 It names the first entry that does not match and exits with status 1 when anything does.
 
 flags:
+  --partial accept a filtered export (FILE only): gaps where the filter left entries out
   --json    print the report as JSON
   --seal    first seal the final entries not sealed yet, as the seal job does (database only)
   --progress D  how often to print a progress line on standard error (default 1s)
@@ -128,12 +132,22 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	var sum ledger.ExportSummary
+	var sent int64
 	if out == "-" {
-		sum, err = l.Export(ctx, stdout, opt)
-		if err != nil {
-			return err
-		}
-	} else if sum, err = exportToFile(ctx, l, out, opt); err != nil {
+		cw := &writeCounter{w: stdout}
+		sum, err = l.Export(ctx, cw, opt)
+		sent = cw.n
+	} else {
+		sum, err = exportToFile(ctx, l, out, opt)
+		sent = sum.Bytes
+	}
+	// The audit trail keeps who exported what, completed or not (as the API does).
+	ev := access.Event{Actor: cliActor(), Action: string(access.LedgerExport), Record: opt.Filter.Scope(),
+		Detail: sum.AuditDetail(opt.Format, sent, err)}
+	if aerr := access.Record(context.WithoutCancel(ctx), pool, ev); aerr != nil {
+		return errors.Join(err, fmt.Errorf("export: record it in the audit trail: %w", aerr))
+	}
+	if err != nil {
 		return err
 	}
 	if !quiet {
@@ -152,6 +166,18 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	return nil
+}
+
+// writeCounter counts the bytes written to standard output.
+type writeCounter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *writeCounter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // exportOptions checks the flags before anything touches the database.
@@ -232,18 +258,22 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("tandem verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, verifyUsage) }
-	var asJSON, seal, quiet bool
+	var asJSON, seal, quiet, partial bool
 	var every time.Duration
 	fs.DurationVar(&every, "progress", time.Second, "how often to print progress")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&seal, "seal", false, "seal the final entries first")
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines")
+	fs.BoolVar(&partial, "partial", false, "accept a filtered export")
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // the usage is printed
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if len(pos) == 0 && partial {
+		return fmt.Errorf("%w: --partial is for an export file; the database is always verified whole", errUsage)
 	}
 	if len(pos) > 1 {
 		return fmt.Errorf("%w: tandem verify takes at most one file, got %d", errUsage, len(pos))
@@ -256,7 +286,7 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		every = 0
 	}
 	if len(pos) == 1 {
-		rep, err = verifyFile(ctx, pos[0], every, stderr)
+		rep, err = verifyFile(ctx, pos[0], partial, every, stderr)
 	} else {
 		rep, err = verifyDatabase(ctx, seal, every, stderr)
 	}
@@ -312,7 +342,7 @@ func verifyDatabase(ctx context.Context, seal bool, every time.Duration, stderr 
 }
 
 // verifyFile verifies an export file ('-': standard input).
-func verifyFile(ctx context.Context, path string, every time.Duration, stderr io.Writer) (ledger.VerifyReport, error) {
+func verifyFile(ctx context.Context, path string, partial bool, every time.Duration, stderr io.Writer) (ledger.VerifyReport, error) {
 	var r io.Reader
 	var size int64
 	if path == "-" {
@@ -329,7 +359,7 @@ func verifyFile(ctx context.Context, path string, every time.Duration, stderr io
 		r = f
 	}
 	cr := &readCounter{r: r}
-	opt := ledger.VerifyOptions{ProgressInterval: every}
+	opt := ledger.VerifyOptions{ProgressInterval: every, Partial: partial}
 	if every > 0 {
 		opt.ProgressFunc = func(p ledger.VerifyProgress) {
 			if p.Done {
