@@ -114,14 +114,16 @@ func TestMilestoneToWallet(t *testing.T) {
 	require.Equal(t, "award:p1:ana:mentor-4:once", awards[0].Key)
 	b, err := a.Ledger.Balance(ctx, network.WalletAccount("ana"), ledger.AsOf{})
 	require.NoError(t, err)
-	require.Equal(t, "50", b.Posted.String())
+	// The award reached the wallet; the sandbox may have paid it out since (the wallet is then
+	// 0 again), so the test reads what came in, not what is left.
+	require.Equal(t, "50", b.PostedCredits.String())
 	ds, err := a.Payouts.List(ctx, payouts.Filter{Person: "ana"})
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
-	require.Equal(t, payouts.Approved, ds[0].State)
+	require.Contains(t, []string{payouts.Approved, payouts.Submitted, payouts.Paid}, ds[0].State)
 
 	prog, err = n.Progress(ctx, "ana")
 	require.NoError(t, err)
 	require.True(t, prog.Programs[0].Rules[0].Met)
-	require.Equal(t, "50", prog.Programs[0].Wallet.Posted.String())
+	require.Equal(t, "50", prog.Programs[0].Wallet.PostedCredits.String())
 }
