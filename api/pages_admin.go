@@ -18,6 +18,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/internal/textfmt"
 	"github.com/tandemledger/tandem/ledger"
 	"github.com/tandemledger/tandem/network"
 	"github.com/tandemledger/tandem/payouts"
@@ -678,7 +679,7 @@ func (s *Server) reconciliationView(ctx context.Context, sess access.Session, _ 
 				applied = "yes: the provider's outcome was recorded"
 			}
 			run.Differences = append(run.Differences, differenceRow{Kind: strings.ReplaceAll(d.Kind, "_", " "), Disbursement: d.Disbursement,
-				ProviderRef: d.ProviderRef, LedgerAmount: groupDigits(d.LedgerAmount), ProviderAmount: groupDigits(d.ProviderAmount),
+				ProviderRef: d.ProviderRef, LedgerAmount: textfmt.GroupDigits(d.LedgerAmount), ProviderAmount: textfmt.GroupDigits(d.ProviderAmount),
 				Detail: d.Detail, Applied: applied})
 		}
 		runs = append(runs, run)
@@ -849,9 +850,9 @@ func buildDashboard(p network.Program, m network.ProgramMetrics, months []networ
 	}
 	per := "—"
 	if m.AmountPerMilestone != nil {
-		per = groupDigits(*m.AmountPerMilestone) + " " + cur
+		per = textfmt.GroupDigits(*m.AmountPerMilestone) + " " + cur
 	}
-	d.Money = append(d.Money, dashFigure{"Dollars per milestone", per, "amount awarded ÷ milestones paid (" + groupDigits(m.AmountAwarded) + " " + cur + " in all)"})
+	d.Money = append(d.Money, dashFigure{"Dollars per milestone", per, "amount awarded ÷ milestones paid (" + textfmt.GroupDigits(m.AmountAwarded) + " " + cur + " in all)"})
 	connections := 0
 	for role, n := range m.ConnectionsByRole {
 		connections += n
@@ -963,7 +964,7 @@ func sortRows(rows []countRow) {
 
 // moneyText writes an amount with its currency's places, thousands grouped: 1,250.00 USD.
 func moneyText(d decimal.Decimal, currency string) string {
-	return groupDigits(ledger.FormatAmount(d, currency)) + " " + currency
+	return textfmt.GroupDigits(ledger.FormatAmount(d, currency)) + " " + currency
 }
 
 func ratioText(d *decimal.Decimal, places int32) string {

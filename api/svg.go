@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/tandemledger/tandem/internal/textfmt"
 )
 
 // Charts for the pages, drawn by the server as inline SVG: no script, no request elsewhere
@@ -143,7 +145,7 @@ func pointText(p chartPoint) string {
 	if p.Text != "" {
 		return p.Text
 	}
-	return groupDigits(p.Value.String())
+	return textfmt.GroupDigits(p.Value.String())
 }
 
 // drawPlot writes the axes, gridlines and the data.
@@ -360,32 +362,12 @@ func tickTexts(ticks []decimal.Decimal) []string {
 	}
 	out := make([]string, len(ticks))
 	for i, t := range ticks {
-		out[i] = groupDigits(t.Shift(-exp).String())
+		out[i] = textfmt.GroupDigits(t.Shift(-exp).String())
 		if !t.IsZero() {
 			out[i] += suffix
 		}
 	}
 	return out
-}
-
-// groupDigits writes a decimal number with thousands separators: 1234567.5 → 1,234,567.5.
-func groupDigits(s string) string {
-	sign := ""
-	if strings.HasPrefix(s, "-") {
-		sign, s = "-", s[1:]
-	}
-	whole, frac, hasFrac := strings.Cut(s, ".")
-	var b strings.Builder
-	for i, r := range whole {
-		if i > 0 && (len(whole)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if hasFrac {
-		b.WriteString("." + frac)
-	}
-	return sign + b.String()
 }
 
 // px writes a coordinate to a tenth of a unit.

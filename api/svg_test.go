@@ -230,11 +230,3 @@ func TestAxisTicks(t *testing.T) {
 		assert.Equal(t, tc.want, strings.Join(got, " "), "%v", tc.values)
 	}
 }
-
-func TestGroupDigits(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{"0": "0", "999": "999", "1000": "1,000", "1234567.891": "1,234,567.891",
-		"-1234.50": "-1,234.50", "100000": "100,000", "-100": "-100"} {
-		assert.Equal(t, want, groupDigits(in), in)
-	}
-}

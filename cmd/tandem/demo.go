@@ -21,6 +21,7 @@ import (
 
 	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/internal/app"
+	"github.com/tandemledger/tandem/internal/textfmt"
 	"github.com/tandemledger/tandem/ledger"
 	"github.com/tandemledger/tandem/migrations"
 	"github.com/tandemledger/tandem/network"
@@ -1269,20 +1270,7 @@ func money(s string) string {
 	if err != nil {
 		return s
 	}
-	str := d.StringFixed(2)
-	sign := ""
-	if strings.HasPrefix(str, "-") {
-		sign, str = "-", str[1:]
-	}
-	whole, frac, _ := strings.Cut(str, ".")
-	var b strings.Builder
-	for i, c := range whole {
-		if i > 0 && (len(whole)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return sign + b.String() + "." + frac
+	return textfmt.GroupDigits(d.StringFixed(2))
 }
 
 func decOrDash(d *decimal.Decimal) string {

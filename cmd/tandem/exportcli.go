@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/internal/textfmt"
 	"github.com/tandemledger/tandem/ledger"
 )
 
@@ -434,22 +435,7 @@ func printVerifyReport(w io.Writer, rep *ledger.VerifyReport, pos []string) {
 }
 
 // thousands writes n with thousands separators ("1,000,000").
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
+func thousands(n int64) string { return textfmt.GroupDigits(strconv.FormatInt(n, 10)) }
 
 // byteSize writes a size in bytes readably ("270.6 MB").
 func byteSize(n int64) string {
