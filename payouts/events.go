@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/webhook"
 
@@ -48,6 +50,14 @@ func (s *Store) RecordStripeEvent(ctx context.Context, payload []byte, signature
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
+	// stripe-go refuses a signature older than its tolerance but not one from the future:
+	// Stripe signs as it sends, so a timestamp ahead of the clock by more than the tolerance
+	// is not Stripe's delivery (or a clock far off). Refused unrecorded, like any signature
+	// that does not hold, so Stripe's own retry is taken when it comes.
+	if ts, ok := signatureTime(signature); ok && ts.Sub(s.now()) > webhook.DefaultTolerance {
+		return Event{}, fmt.Errorf("%w: signed at %s, more than %s ahead of this server's clock", ErrBadSignature,
+			ts.UTC().Format(time.RFC3339), webhook.DefaultTolerance)
+	}
 	if ev.APIVersion != WebhookAPIVersion {
 		return Event{}, fmt.Errorf("%w: event %s is version %q; create the endpoint with API version %s", ErrAPIVersion,
 			ev.ID, ev.APIVersion, WebhookAPIVersion)
@@ -69,6 +79,17 @@ func (s *Store) RecordStripeEvent(ctx context.Context, payload []byte, signature
 		return s.jobs.EventTx(ctx, tx, "stripe", ev.ID)
 	})
 	return out, err
+}
+
+// signatureTime is the t= timestamp of a Stripe-Signature header ("t=…,v1=…").
+func signatureTime(header string) (time.Time, bool) {
+	for _, part := range strings.Split(header, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			return time.Unix(n, 0), err == nil
+		}
+	}
+	return time.Time{}, false
 }
 
 // ProcessEvent applies a recorded event, once: the change it makes and the mark that it was
@@ -145,7 +166,30 @@ func (s *Store) applyStripeEvent(ctx context.Context, tx pgx.Tx, eventID, typ st
 	} else if err != nil {
 		return "", err
 	}
-	exp, _ := ledger.Exponent(strings.ToUpper(string(t.Currency)))
+	currency := strings.ToUpper(string(t.Currency))
+	exp, known := ledger.Exponent(currency)
+	var amount decimal.Decimal
+	var want string
+	if err := tx.QueryRow(ctx, `SELECT amount, currency FROM payouts_disbursements WHERE id = $1`, id).Scan(&amount, &want); err != nil {
+		return "", fmt.Errorf("disbursement %s: %w", id, err)
+	}
+	// An event that cannot be about this payout as Tandem made it changes nothing: a
+	// transfer in another currency, of another amount, or reversed by more than it was.
+	refuse := func(format string, args ...any) (string, error) {
+		reason := fmt.Sprintf("refused: transfer %s for disbursement %s attempt %d: ", t.ID, id, n) + fmt.Sprintf(format, args...)
+		s.logger.ErrorContext(ctx, "a Stripe event that does not fit its payout", "event", eventID, "reason", reason)
+		return reason, nil
+	}
+	switch {
+	case !known || currency != want:
+		return refuse("currency %q, but the disbursement is in %s", currency, want)
+	case t.Amount != amount.Shift(exp).IntPart() || !amount.Shift(exp).IsInteger():
+		return refuse("amount %s %s, but the disbursement is %s %s", decimal.New(t.Amount, -exp).StringFixed(exp), currency,
+			amount.StringFixed(exp), want)
+	case t.AmountReversed < 0 || t.AmountReversed > t.Amount:
+		return refuse("reversed %s %s of a transfer of %s %s", decimal.New(t.AmountReversed, -exp).StringFixed(exp), currency,
+			decimal.New(t.Amount, -exp).StringFixed(exp), currency)
+	}
 	r := receiptOf(&t, exp)
 	if err := s.record(ctx, tx, id, n, r, "stripe:"+eventID, "stripe "+typ+" "+eventID); err != nil {
 		return "", err

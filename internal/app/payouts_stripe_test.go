@@ -565,7 +565,7 @@ func TestStripeWebhooks(t *testing.T) {
 	plan := newFaultPlan()
 	a := buildApp(t, pool, app.Config{Payouts: app.Payouts{StripeSecretKey: "sk_test_123", StripeBaseURL: mock,
 		WebhookSecret: testWebhookSecret, Fault: plan.Fault}})
-	people := []string{"wa", "wb", "wc", "wd"}
+	people := []string{"wa", "wb", "wc", "wd", "we", "wf"}
 	payoutFixture(t, a, people...)
 	for _, person := range people {
 		_, err := a.Payouts.SetDestination(ctx, admin, person, "acct_"+person)
@@ -691,6 +691,71 @@ func TestStripeWebhooks(t *testing.T) {
 		n, _, _ := eventRow(t, "evt_bad")
 		require.Zero(t, n, "nothing in payouts_events")
 		require.Zero(t, eventJobs(t, "evt_bad"))
+	})
+
+	t.Run("a signature from the future is refused and records nothing", func(t *testing.T) {
+		payload := stripeEvent("evt_future", "transfer.created", v, map[string]any{"id": "tr_future", "object": "transfer", "amount": 100, "currency": "usd"})
+		future := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: testWebhookSecret,
+			Timestamp: time.Now().Add(time.Hour)}).Header
+		_, err := p.RecordStripeEvent(ctx, payload, future)
+		require.ErrorIs(t, err, payouts.ErrBadSignature, "signed an hour ahead")
+		require.ErrorContains(t, err, "ahead of this server's clock")
+		n, _, _ := eventRow(t, "evt_future")
+		require.Zero(t, n, "nothing in payouts_events")
+		require.Zero(t, eventJobs(t, "evt_future"))
+		// Within the tolerance (clocks a little apart) it is taken.
+		soon := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: testWebhookSecret,
+			Timestamp: time.Now().Add(time.Minute)}).Header
+		_, err = p.RecordStripeEvent(ctx, payload, soon)
+		require.NoError(t, err)
+	})
+
+	t.Run("a transfer event that does not fit its payout is refused with the reason", func(t *testing.T) {
+		d := paid(t, "we", "20.00")
+		ref := d.Attempts[0].ProviderRef
+		unpaid := submitted(t, "wf", "15.00")
+		before, transitions := entries(t), len(d.Transitions)
+		euro := stripeTransfer(ref, d, 1, 2000, true)
+		euro["currency"] = "eur"
+		larger := stripeTransfer(ref, d, 1, 2000, true)
+		larger["amount"] = 9000
+		overReversed := stripeTransfer(ref, d, 1, 2500, true)
+		otherAmount := stripeTransfer("tr_wf", unpaid, 1, 0, false)
+		otherAmount["amount"] = 1400
+		for _, c := range []struct {
+			id, typ string
+			object  map[string]any
+			outcome string
+		}{
+			{"evt_reversed_eur", "transfer.reversed", euro, `currency "EUR", but the disbursement is in USD`},
+			{"evt_reversed_larger", "transfer.reversed", larger, "amount 90.00 USD, but the disbursement is 20.00 USD"},
+			{"evt_reversed_over", "transfer.reversed", overReversed, "reversed 25.00 USD of a transfer of 20.00 USD"},
+			{"evt_created_other_amount", "transfer.created", otherAmount, "amount 14.00 USD, but the disbursement is 15.00 USD"},
+		} {
+			ev := deliver(t, stripeEvent(c.id, c.typ, v, c.object))
+			n, processed, outcome := eventRow(t, ev.ID)
+			require.Equal(t, 1, n, c.id)
+			require.True(t, processed, c.id)
+			require.True(t, strings.HasPrefix(outcome, "refused: transfer "), "%s: %q", c.id, outcome)
+			require.Contains(t, outcome, c.outcome, c.id)
+		}
+		require.Equal(t, before, entries(t), "no ledger effect")
+		got, err := p.Get(ctx, d.ID)
+		require.NoError(t, err)
+		require.Equal(t, payouts.Paid, got.State)
+		require.Len(t, got.Transitions, transitions)
+		require.Empty(t, got.Returns)
+		requireAmount(t, "0", posted(t, a, network.WalletAccount("we")))
+		got, err = p.Get(ctx, unpaid.ID)
+		require.NoError(t, err)
+		require.Equal(t, payouts.Submitted, got.State, "the submitted payout waits for a true answer")
+		require.Empty(t, got.Attempts[0].ProviderRef)
+		// The true event still applies.
+		deliver(t, stripeEvent("evt_created_wf", "transfer.created", v, stripeTransfer("tr_wf", unpaid, 1, 0, false)))
+		got, err = p.Get(ctx, unpaid.ID)
+		require.NoError(t, err)
+		require.Equal(t, payouts.Paid, got.State)
+		paidTotal = paidTotal.Add(got.Amount)
 	})
 
 	t.Run("another API version is refused and records nothing", func(t *testing.T) {
