@@ -322,6 +322,13 @@ func TestAuthorize(t *testing.T) {
 		cyPart   = access.Resource{Owner: "cy", OwnerRole: access.Participant} // cy was a participant first
 		anaCoach = access.Resource{Owner: "ana", OwnerRole: access.Coach}
 		approve  = []access.Action{access.DisbursementApprove}
+		// ana's wallet, whose coach is cy: he reads what she reads of it
+		anaWallet = access.Resource{Owner: "ana", OwnerRole: access.Participant, Coaches: []string{"cy"}}
+		// connections are rated by their two sides, each as themselves
+		rate  = []access.Action{access.ConnectionRate}
+		anaMo = access.Resource{Owner: "ana", OwnerRole: access.Participant, Coaches: []string{"cy"}, Other: "mo"}
+		anaCy = access.Resource{Owner: "ana", OwnerRole: access.Participant, Coaches: []string{"cy"}, Other: "cy"}
+		benMo = access.Resource{Owner: "ben", OwnerRole: access.Participant, Coaches: []string{"dee"}, Other: "mo"}
 	)
 	nonApprove := append(append(append([]access.Action{}, readOwn...), readOther...), writes[:len(writes)-1]...)
 	type row struct {
@@ -351,6 +358,10 @@ func TestAuthorize(t *testing.T) {
 		{coach, readOwn, anaRec, false}, {coach, readOwn, otherCoa, false}, {coach, readOwn, program, false},
 		{coach, readOther, cyRec, false}, {coach, readOther, program, false},
 		{coach, writes, cyRec, false}, {coach, writes, assigned, false},
+		{coach, readOwn, anaWallet, true},
+		// ratings: a side, as themselves; not the participant's coach for her
+		{ana, rate, anaMo, true}, {ana, rate, benMo, false}, {coach, rate, anaMo, false}, {coach, rate, anaCy, true},
+		{coach, rate, benMo, false}, {auditor, rate, anaMo, false}, {admin, rate, anaMo, true}, {noPerson, rate, anaMo, false},
 		// nobody else
 		{noPerson, readOwn, program, false}, {noPerson, readOwn, access.Resource{Owner: ""}, false},
 		{badRole, all, anaRec, false}, {zero, all, program, false},

@@ -104,8 +104,13 @@ var ownerReadable = map[Action]bool{LedgerAccountRead: true, LedgerBalanceRead: 
 var selfWritable = map[Action]bool{DestinationWrite: true}
 
 // ownerWritable are the changes a participant may make to their own records, and their
-// coach for them: logging a conversation (self-reported, unverified) and rating a connection.
-var ownerWritable = map[Action]bool{ConversationCreate: true, ConnectionRate: true}
+// coach for them: logging a conversation (self-reported, unverified).
+var ownerWritable = map[Action]bool{ConversationCreate: true}
+
+// sideWritable are the changes only the two sides of a connection make, each as themselves:
+// rating it (DESIGN.md §5: each side rates). A participant's coach is not a side of her
+// connections (unless it is theirs with her), so they may not rate them for her.
+var sideWritable = map[Action]bool{ConnectionRate: true}
 
 // coachWritable are the changes only a participant's assigned coach (or an admin) may make:
 // verifying conversations, recording and ending connections.
@@ -126,6 +131,9 @@ type Resource struct {
 	Coaches []string
 	// RequestedBy is the Subject of whoever requested it (four-eyes actions).
 	RequestedBy string
+	// Other is the other side of a connection, for the actions of its two sides
+	// (ConnectionRate); Owner is its participant.
+	Other string
 }
 
 // AccountResource is the resource of a ledger account: wallets are owned by their person,
@@ -144,11 +152,14 @@ func AccountResource(code string) Resource {
 //   - auditors may read everything and change nothing;
 //   - participants and coaches may read their own records (a participant their participant
 //     records; a coach their coach records, their participant records — a coach may have been
-//     a participant — and those of the participants assigned to them), and every role may
-//     read programs and their rules;
-//   - a participant may log conversations and rate connections of their own, and so may
-//     their assigned coach, who alone (with admins) may also verify or retract conversations
-//     and record or end connections for them;
+//     a participant — and everything the participants assigned to them may read of their
+//     own: wallet, person, connections, conversations, progress, awards, payouts), and every
+//     role may read programs and their rules;
+//   - a participant may log conversations of their own, and so may their assigned coach, who
+//     alone (with admins) may also verify or retract conversations and record or end
+//     connections for them;
+//   - a connection is rated by its two sides, each as themselves (the handler checks the
+//     rater), never by a coach for a participant;
 //   - where a person is paid is set by an admin or by that person alone.
 //
 // A refusal wraps ErrForbidden with the reason.
@@ -176,7 +187,7 @@ func Authorize(p Principal, a Action, r Resource) error {
 		if publicReads[a] {
 			return nil
 		}
-		if !ownerReadable[a] && !ownerWritable[a] && !coachWritable[a] && !selfWritable[a] {
+		if !ownerReadable[a] && !ownerWritable[a] && !coachWritable[a] && !selfWritable[a] && !sideWritable[a] {
 			return fmt.Errorf("%w: %s: not open to the %s role", ErrForbidden, a, p.Role)
 		}
 		if selfWritable[a] {
@@ -184,6 +195,12 @@ func Authorize(p Principal, a Action, r Resource) error {
 				return nil
 			}
 			return fmt.Errorf("%w: %s: only the person themselves or an admin may", ErrForbidden, a)
+		}
+		if sideWritable[a] {
+			if p.PersonID != "" && (r.Owner == p.PersonID || r.Other == p.PersonID) {
+				return nil
+			}
+			return fmt.Errorf("%w: %s: only a side of the connection, as themselves, or an admin may", ErrForbidden, a)
 		}
 		own := r.Owner != "" && r.Owner == p.PersonID && (r.OwnerRole == "" || r.OwnerRole == p.Role ||
 			(p.Role == Coach && r.OwnerRole == Participant))

@@ -111,10 +111,10 @@ func (s *Server) routes() {
 
 	s.handle("POST /v1/ledger/accounts", access.LedgerAccountCreate, noResource, s.createAccount)
 	s.handle("GET /v1/ledger/accounts", access.LedgerAccountList, noResource, s.listAccounts)
-	s.handle("GET /v1/ledger/accounts/{code...}", access.LedgerAccountRead, accountInPath, s.getAccount)
+	s.handle("GET /v1/ledger/accounts/{code...}", access.LedgerAccountRead, s.accountInPath, s.getAccount)
 	s.handle("POST /v1/ledger/accounts/close", access.LedgerAccountClose, noResource, s.closeAccount)
-	s.handle("GET /v1/ledger/balances/{code...}", access.LedgerBalanceRead, accountInPath, s.getBalance)
-	s.handle("GET /v1/ledger/statements/{code...}", access.LedgerStatementRead, accountInPath, s.getStatement)
+	s.handle("GET /v1/ledger/balances/{code...}", access.LedgerBalanceRead, s.accountInPath, s.getBalance)
+	s.handle("GET /v1/ledger/statements/{code...}", access.LedgerStatementRead, s.accountInPath, s.getStatement)
 
 	s.handle("POST /v1/ledger/entries", access.LedgerEntryPost, noResource, s.postEntry(ledger.KindStandard))
 	s.handle("POST /v1/ledger/pending-entries", access.LedgerEntryHold, noResource, s.postEntry(ledger.KindPending))

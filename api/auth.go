@@ -28,9 +28,19 @@ type resourceFunc func(r *http.Request) access.Resource
 
 func noResource(*http.Request) access.Resource { return access.Resource{} }
 
-// accountInPath is the resource of routes ending in an account code.
-func accountInPath(r *http.Request) access.Resource {
-	return access.AccountResource(r.PathValue("code"))
+// accountInPath is the resource of routes ending in an account code. A participant's
+// wallet names their coaches when a coach asks: a coach reads what the participants assigned
+// to them read of their own.
+func (s *Server) accountInPath(r *http.Request) access.Resource {
+	res := access.AccountResource(r.PathValue("code"))
+	if p, _ := principalFrom(r.Context()); p.Role == access.Coach && res.OwnerRole == access.Participant && s.network != nil {
+		coaches, err := s.network.Coaches(r.Context(), res.Owner)
+		if err != nil {
+			s.logger.ErrorContext(r.Context(), "look up coaches", "person", res.Owner, "error", err)
+		}
+		res.Coaches = coaches
+	}
+	return res
 }
 
 // route is one authenticated /v1 endpoint: its pattern, the action it takes and what it acts

@@ -168,13 +168,16 @@ func (s *Server) connectionInBody(r *http.Request) access.Resource {
 	return s.connectionResource(r, nc.ConnectionID)
 }
 
-// connectionResource is the resource of a connection: its participant, with their coaches.
+// connectionResource is the resource of a connection: its participant, with their coaches,
+// and its other side.
 func (s *Server) connectionResource(r *http.Request, id string) access.Resource {
 	c, err := s.network.Connection(r.Context(), id)
 	if err != nil {
 		return access.Resource{}
 	}
-	return s.participantResource(r, c.ParticipantID)
+	res := s.participantResource(r, c.ParticipantID)
+	res.Other = c.OtherID
+	return res
 }
 
 func (s *Server) createProgram(r *http.Request, np network.NewProgram) (any, error) {

@@ -400,6 +400,14 @@ func TestNetworkAccessHTTP(t *testing.T) {
 		{"ana rates as mo", f.ana, "POST", "/v1/connections/" + f.conn + "/ratings", `{"rater_id":"mo","month":"` + f.now.Format("2006-01") + `","score":9}`, no, 0, ""},
 		{"ana rates as herself", f.ana, "POST", "/v1/connections/" + f.conn + "/ratings", `{"rater_id":"ana","month":"` + f.now.Format("2006-01") + `","score":9}`, ok, http.StatusCreated, ""},
 		{"ben rates ana's connection", f.ben, "POST", "/v1/connections/" + f.conn + "/ratings", `{"rater_id":"ben","month":"` + f.now.Format("2006-01") + `","score":9}`, no, 0, ""},
+		// Her coach is not a side of her connection with mo: he may not rate it (the database
+		// would refuse his rating; the policy refuses it first).
+		{"cy rates ana's connection as himself", f.cy, "POST", "/v1/connections/" + f.conn + "/ratings", `{"rater_id":"cy","month":"` + f.now.Format("2006-01") + `","score":9}`, no, 0, ""},
+		// A coach reads what his participants read of their own, their wallets included.
+		{"cy reads ana's wallet (assigned)", f.cy, "GET", "/v1/ledger/balances/participant/ana/wallet", "", ok, 0, ""},
+		{"cy reads ana's statement (assigned)", f.cy, "GET", "/v1/ledger/statements/participant/ana/wallet", "", ok, 0, ""},
+		{"cy reads ben's wallet", f.cy, "GET", "/v1/ledger/balances/participant/ben/wallet", "", no, 0, ""},
+		{"cy lists ana's disbursements (assigned)", f.cy, "GET", "/v1/disbursements?person=ana", "", ok, 0, ""},
 		// A coach's own lists (?coach=<their id>) hold their participants' records only.
 		{"cy lists his participants' conversations", f.cy, "GET", "/v1/conversations?coach=cy", "", ok, 0, benConv},
 		{"cy lists his participants' connections", f.cy, "GET", "/v1/connections?coach=cy", "", ok, 0, benConn},
@@ -615,7 +623,8 @@ func (r networkRow) onRecord() bool { return r.anaOwn != na }
 // anyone else's data nor change programs, people, enrolments or rules. A coach may do for
 // himself what a participant may; for the participants assigned to him he sees their records,
 // logs and verifies (or unverifies, retracts) their conversations, and — where §1 is silent
-// and the policy says so — rates, records and ends their connections; an unassigned
+// and the policy says so — records and ends their connections, but does not rate them (§5:
+// each side rates, and he is not a side of her connection with mo); an unassigned
 // participant's records are closed to him.
 var networkExpected = map[string]networkRow{
 	//                                                  admin auditor anaOwn anaBen cyAna cyBen cySelf member
@@ -636,7 +645,7 @@ var networkExpected = map[string]networkRow{
 	"POST /v1/connections":                             {pass, deny, deny, deny, pass, deny, na, na},
 	"GET /v1/connections":                              {pass, pass, pass, deny, pass, deny, pass, deny},
 	"POST /v1/connections/{id}/end":                    {pass, deny, deny, deny, pass, deny, na, na},
-	"POST /v1/connections/{id}/ratings":                {pass, deny, pass, deny, pass, deny, na, na},
+	"POST /v1/connections/{id}/ratings":                {pass, deny, pass, deny, deny, deny, na, na},
 	"POST /v1/conversations":                           {pass, deny, pass, deny, pass, deny, na, na},
 	"GET /v1/conversations":                            {pass, pass, pass, deny, pass, deny, pass, deny},
 	"POST /v1/conversations/batch":                     {pass, deny, na, na, na, na, na, deny},

@@ -320,13 +320,13 @@ func authorizeFor(ctx context.Context, n *network.Store, by network.By, action a
 	if by.Role == access.Admin {
 		return nil
 	}
-	var participant string
+	var participant, other string
 	if connection != "" {
 		c, err := n.Connection(ctx, connection)
 		if err != nil {
 			return err
 		}
-		participant = c.ParticipantID
+		participant, other = c.ParticipantID, c.OtherID
 	} else {
 		c, err := n.Conversation(ctx, conversation)
 		if err != nil {
@@ -338,7 +338,7 @@ func authorizeFor(ctx context.Context, n *network.Store, by network.By, action a
 	if err != nil {
 		return err
 	}
-	return access.Authorize(by.Principal, action, access.Resource{Owner: participant, OwnerRole: access.Participant, Coaches: coaches})
+	return access.Authorize(by.Principal, action, access.Resource{Owner: participant, OwnerRole: access.Participant, Coaches: coaches, Other: other})
 }
 
 func splitList(s string) []string {
