@@ -25,9 +25,16 @@ stripemock:
 	@$(GO) build -o bin/stripemock ./internal/tools/stripemock
 
 # The server's data lives in .tandem/pgdata between runs (git-ignored). On an empty database
-# it offers to load the demo program (tandem demo).
+# it offers to load the demo program (tandem demo): at a terminal it asks; DEMO=1 loads it
+# without asking (no terminal needed), DEMO=0 never offers it. While the demo loads, the
+# server's log goes to .tandem/server.log; its summary and tokens are also written to
+# .tandem/demo-tokens.txt.
+DEMO ?=
+DEMO_MODE = $(if $(filter 1 yes,$(DEMO)),yes,$(if $(filter 0 no,$(DEMO)),no,ask))
 run: build pgrun
-	$(PGRUN) --dir .tandem/pgdata --persistent --fsync --env-file .tandem/env -- bin/tandem serve --addr $(ADDR) --offer-demo
+	@mkdir -p .tandem
+	$(PGRUN) --dir .tandem/pgdata --persistent --fsync --env-file .tandem/env -- bin/tandem serve --addr $(ADDR) \
+		--offer-demo=$(DEMO_MODE) --demo-log .tandem/server.log --demo-tokens .tandem/demo-tokens.txt
 
 # Chromium (browser tests) and hledger (the journal export's check), installed when missing.
 testdeps:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -32,8 +34,18 @@ import (
 // (--program) prefixes them, so that several demos can share a database.
 const defaultDemoProgram = "riverside"
 
-// demoSignIn is where make run serves the sign-in page.
-const demoSignIn = "http://127.0.0.1:8080/sign-in"
+// defaultDemoAddr is where make run serves (the Makefile's ADDR), for the sign-in page
+// tandem demo prints when neither --addr nor TANDEM_ADDR says otherwise.
+const defaultDemoAddr = "127.0.0.1:8080"
+
+// demoSignInURL is the sign-in page printed with the demo's tokens: signIn when given, else
+// http://<addr>/sign-in with addr from --addr, TANDEM_ADDR, or make run's.
+func demoSignInURL(signIn, addr string, getenv func(string) string) string {
+	if signIn != "" {
+		return signIn
+	}
+	return "http://" + cmp.Or(addr, getenv("TANDEM_ADDR"), defaultDemoAddr) + "/sign-in"
+}
 
 // demoProgramID is what --program takes: a program id with room for the earlier cohort's.
 var demoProgramID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,49}$`)
@@ -47,7 +59,9 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	programID := fs.String("program", defaultDemoProgram, "id of the demo program to create")
-	signIn := fs.String("sign-in", demoSignIn, "the sign-in page to print with the tokens")
+	addr := fs.String("addr", "", "the address tandem serve listens on, for the sign-in page printed with the tokens (default $TANDEM_ADDR, else "+defaultDemoAddr+")")
+	signIn := fs.String("sign-in", "", "the sign-in page to print with the tokens, in full (e.g. behind a TLS proxy); overrides --addr")
+	tokensFile := fs.String("tokens-file", "", "also write the summary and the tokens to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,10 +90,11 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}()
 	// The workers start once the history is recorded, as a server started after an import
 	// would: each participant's facts then make one evaluation, not one per fact.
-	return loadDemo(ctx, a, demoOptions{Program: *programID, SignIn: *signIn, Out: stdout, StartWorkers: func(ctx context.Context) error {
-		started = true
-		return a.Start(ctx)
-	}})
+	return loadDemo(ctx, a, demoOptions{Program: *programID, SignIn: demoSignInURL(*signIn, *addr, os.Getenv), Out: stdout,
+		TokensFile: *tokensFile, StartWorkers: func(ctx context.Context) error {
+			started = true
+			return a.Start(ctx)
+		}})
 }
 
 // demoOptions tune loadDemo.
@@ -87,6 +102,8 @@ type demoOptions struct {
 	Program string    // the program's id (default riverside)
 	SignIn  string    // the sign-in page printed with the tokens
 	Out     io.Writer // the narration
+	// TokensFile, when set, receives a copy of the summary and the tokens (mode 0600).
+	TokensFile string
 	// StartWorkers starts a's River workers before loadDemo first waits for them; nil when
 	// they run already (serve).
 	StartWorkers func(context.Context) error
@@ -113,6 +130,8 @@ type demoRun struct {
 
 	lead, ops, finance *demoToken
 	tokens             []*demoToken
+
+	summary *bytes.Buffer // a copy of the summary and the tokens, for demoOptions.TokensFile
 
 	connIDs, fairIDs []string // by index into pl.conns, pl.fairConns
 	startWorkers     func(context.Context) error
@@ -184,6 +203,9 @@ func loadDemo(ctx context.Context, a *app.App, opt demoOptions) error {
 	}
 	r := newDemoRun(a, pid, began, opt.Out)
 	r.startWorkers = opt.StartWorkers
+	if opt.TokensFile != "" {
+		r.summary = &bytes.Buffer{}
+	}
 	if err := r.check(ctx); err != nil {
 		return err
 	}
@@ -197,8 +219,25 @@ func loadDemo(ctx context.Context, a *app.App, opt demoOptions) error {
 		}
 	}
 	r.say("\nLoaded in %.1f s.", time.Since(began).Seconds())
-	r.printTokens(cmp.Or(opt.SignIn, demoSignIn))
+	r.printTokens(cmp.Or(opt.SignIn, "http://"+defaultDemoAddr+"/sign-in"))
+	if opt.TokensFile != "" {
+		// The tokens are secrets: the file is the operator's alone.
+		if err := os.WriteFile(opt.TokensFile, r.summary.Bytes(), 0o600); err != nil {
+			fmt.Fprintf(opt.Out, "\nThe summary and tokens could not be saved: %v\n", err)
+		} else {
+			fmt.Fprintf(opt.Out, "\nThis summary and the tokens are also in %s.\n", opt.TokensFile)
+		}
+	}
 	return nil
+}
+
+// beginSummary ends the narration with a rule the eye finds among the server's log lines,
+// and from here copies what is said for demoOptions.TokensFile.
+func (r *demoRun) beginSummary() {
+	r.say("\n%s", strings.Repeat("=", 78))
+	if r.summary != nil {
+		r.out = io.MultiWriter(r.out, r.summary)
+	}
 }
 
 // The audit trail's lines about a demo load (record demo:<program>).
@@ -1104,7 +1143,8 @@ func (r *demoRun) finish(ctx context.Context) error {
 		conversations += mc.Conversations
 		verified += mc.Verified
 	}
-	r.say("\n%s (%s), read back from Tandem:", "Riverside near-peer mentoring", r.pid)
+	r.beginSummary()
+	r.say("%s (%s), read back from Tandem:", "Riverside near-peer mentoring", r.pid)
 	tw := tabwriter.NewWriter(r.out, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  participants\t%d, coached by %d alumni of %s (near-peer conversion there: %s)\n", m.Participants, prev.BecameCoaches, r.earlier, decOrDash(prev.NearPeerConversion))
 	fmt.Fprintf(tw, "  connections\t%s; cross-class share %s, economic connectedness %s\n", joinCounts(m.ConnectionsByRole), decOrDash(m.CrossClassShare), decOrDash(m.EconomicConnectedness))

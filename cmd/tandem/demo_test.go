@@ -4,7 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -78,15 +84,29 @@ func TestDemoLoadsALivingProgram(t *testing.T) {
 	require.Contains(t, offered.String(), "Load it as program riverside-2")
 	require.Contains(t, offered.String(), "bin/tandem demo --program riverside-2")
 
-	// The newcomer recovers as told.
+	// The newcomer recovers as told, with a server on another port, keeping the tokens.
 	out.Reset()
-	require.NoError(t, run(ctx, []string{"demo", "--program", pid}, strings.NewReader(""), &out, &errOut), errOut.String())
+	tokensFile := filepath.Join(t.TempDir(), "demo-tokens.txt")
+	require.NoError(t, run(ctx, []string{"demo", "--program", pid, "--addr", "127.0.0.1:9090", "--tokens-file", tokensFile},
+		strings.NewReader(""), &out, &errOut), errOut.String())
 	text := out.String()
 	t.Log(text)
 	for _, want := range []string{"40 participants enrolled", "conversations logged over", "awards released:",
-		"Sign in at http://127.0.0.1:8080/sign-in with one of these demo tokens", "These are demo tokens", ": balanced"} {
+		"Sign in at http://127.0.0.1:9090/sign-in with one of these demo tokens", "These are demo tokens", ": balanced",
+		"\n" + strings.Repeat("=", 78) + "\nRiverside near-peer mentoring (" + pid + "), read back from Tandem:",
+		"This summary and the tokens are also in " + tokensFile} {
 		require.Contains(t, text, want)
 	}
+	require.NotContains(t, text, "8080")
+	saved, err := os.ReadFile(tokensFile)
+	require.NoError(t, err)
+	fi, err := os.Stat(tokensFile)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "the tokens are the operator's alone")
+	require.True(t, strings.HasPrefix(string(saved), "Riverside near-peer mentoring ("+pid+")"), string(saved))
+	require.Contains(t, string(saved), "Sign in at http://127.0.0.1:9090/sign-in")
+	require.Contains(t, string(saved), "mentor-4")
+	require.NotContains(t, string(saved), "conversations logged over", "the summary, not the narration")
 	id := func(key string) string { return pid + "-" + key }
 	pl := planDemo(time.Now())
 	earlier := fmt.Sprintf("%s-%d", pid, pl.start.Year()-1)
@@ -342,6 +362,10 @@ func TestOfferDemo(t *testing.T) {
 	require.Contains(t, out.String(), "bin/tandem demo")
 	require.NotContains(t, out.String(), "[Y/n]", "no question without a terminal")
 
+	out.Reset()
+	require.NoError(t, offerDemo(ctx, a, demoOffer{In: strings.NewReader(""), Terminal: false, Out: &out, Addr: "127.0.0.1:9090"}))
+	require.Contains(t, out.String(), "bin/tandem demo --addr 127.0.0.1:9090`", "the hint names the server's address")
+
 	for _, answer := range []string{"n\n", "no\n", ""} {
 		out.Reset()
 		require.NoError(t, offerDemo(ctx, a, demoOffer{In: strings.NewReader(answer), Terminal: true, Out: &out}))
@@ -356,10 +380,112 @@ func TestOfferDemo(t *testing.T) {
 		StartsOn: "2026-01-01", EndsOn: "2026-12-31"})
 	require.NoError(t, err)
 	for _, terminal := range []bool{false, true} {
-		out.Reset()
-		require.NoError(t, offerDemo(ctx, a, demoOffer{In: strings.NewReader("y\n"), Terminal: terminal, Out: &out}))
-		require.Empty(t, out.String(), "a database with a program is left alone")
+		for _, mode := range []demoMode{demoAsk, demoYes} {
+			out.Reset()
+			require.NoError(t, offerDemo(ctx, a, demoOffer{In: strings.NewReader("y\n"), Terminal: terminal, Mode: mode, Out: &out,
+				Loading: func() func() { t.Error("loading"); return func() {} }}))
+			require.Empty(t, out.String(), "a database with a program is left alone")
+		}
 	}
+}
+
+// TestOfferDemoYes: serve --offer-demo=yes (make run DEMO=1) loads the demo without asking,
+// at a terminal or not, with the server's log turned aside (Loading) while it loads. The load
+// is stopped as it begins: the full load is TestDemoLoadsALivingProgram's.
+func TestOfferDemoYes(t *testing.T) {
+	t.Parallel()
+	pool := dbtest.New(t)
+	a, err := app.New(pool, app.Config{})
+	require.NoError(t, err)
+	t.Cleanup(a.Ledger.Close)
+	for _, terminal := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out bytes.Buffer
+		began, ended := 0, 0
+		err := offerDemo(ctx, a, demoOffer{In: strings.NewReader("n\n"), Terminal: terminal, Mode: demoYes, Out: &out,
+			Loading: func() func() {
+				began++
+				cancel() // stop the load as it begins
+				return func() { ended++ }
+			}})
+		cancel()
+		require.ErrorIs(t, err, context.Canceled)
+		require.Contains(t, out.String(), "The database is empty. Loading the demo program as riverside (--offer-demo=yes).")
+		require.NotContains(t, out.String(), "[Y/n]", "no question")
+		require.Equal(t, 1, began)
+		require.Equal(t, 1, ended, "the log comes back when the load is over")
+	}
+}
+
+func TestDemoModeFlag(t *testing.T) {
+	t.Parallel()
+	for args, want := range map[string]demoMode{"": demoNever, "--offer-demo": demoAsk, "--offer-demo=ask": demoAsk,
+		"--offer-demo=yes": demoYes, "--offer-demo=no": demoNever, "--offer-demo=true": demoAsk, "--offer-demo=false": demoNever} {
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		m := demoNever
+		fs.Var(&m, "offer-demo", "")
+		require.NoError(t, fs.Parse(strings.Fields(args)), args)
+		require.Equal(t, want, m, args)
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	m := demoNever
+	fs.Var(&m, "offer-demo", "")
+	require.Error(t, fs.Parse([]string{"--offer-demo=maybe"}))
+}
+
+func TestDemoSignInURL(t *testing.T) {
+	t.Parallel()
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "TANDEM_ADDR" {
+				return v
+			}
+			return ""
+		}
+	}
+	require.Equal(t, "http://127.0.0.1:8080/sign-in", demoSignInURL("", "", env("")), "make run's address")
+	require.Equal(t, "http://127.0.0.1:9000/sign-in", demoSignInURL("", "", env("127.0.0.1:9000")), "TANDEM_ADDR")
+	require.Equal(t, "http://localhost:7000/sign-in", demoSignInURL("", "localhost:7000", env("127.0.0.1:9000")), "--addr first")
+	require.Equal(t, "https://tandem.example.org/sign-in", demoSignInURL("https://tandem.example.org/sign-in", "localhost:7000", env("x")), "--sign-in in full")
+}
+
+func TestReachable(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"127.0.0.1:8080": "127.0.0.1:8080", "0.0.0.0:443": "localhost:443",
+		"[::]:8443": "localhost:8443", "[::1]:9000": "[::1]:9000"} {
+		addr, err := net.ResolveTCPAddr("tcp", in)
+		require.NoError(t, err)
+		require.Equal(t, want, reachable(addr), in)
+	}
+}
+
+// TestLogAside: while the demo loads, the server's log goes to the file; then back.
+func TestLogAside(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	out := &switchWriter{w: &stderr}
+	logger := slog.New(slog.NewTextHandler(out, nil))
+	path := filepath.Join(t.TempDir(), "server.log")
+	done := logAside(out, path, logger)()
+	logger.Info("a job ran")
+	done()
+	logger.Info("after")
+	file, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Contains(t, string(file), "a job ran")
+	require.NotContains(t, string(file), "after")
+	require.NotContains(t, stderr.String(), "a job ran")
+	require.Contains(t, stderr.String(), "until it is loaded, the server's log goes to "+path)
+	require.Contains(t, stderr.String(), "after")
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	stderr.Reset()
+	logAside(out, "", logger)()()
+	logger.Info("no file")
+	require.Contains(t, stderr.String(), "no file")
 }
 
 // TestWhileServingStopsTheOfferWhenServeFails: an early Serve failure is noticed while the

@@ -29,16 +29,18 @@ import (
 const usage = `tandem — cash-plus-connections disbursement ledger
 
 usage:
-  tandem serve [--addr 127.0.0.1:8080] [--offer-demo]
+  tandem serve [--addr 127.0.0.1:8080] [--offer-demo[=ask|yes|no]]
                                          apply migrations, start River workers, serve HTTP
-                                         (--offer-demo: on an empty database, offer the demo)
+                                         (--offer-demo: on an empty database, offer the demo;
+                                         =yes loads it without asking; 'tandem serve -h')
   tandem migrate                         apply Tandem's and River's migrations
   tandem ledger <command>                the ledger: run 'tandem ledger help'
   tandem token <command>                 API tokens: run 'tandem token help'
   tandem network <command>               programs, people, facts, rules: 'tandem network help'
   tandem program fund P AMOUNT           donor money into a program's fund
   tandem payouts <command>               disbursements, approvals, providers: 'tandem payouts help'
-  tandem demo                            load a demo program and watch milestones pay out
+  tandem demo [--addr HOST:PORT]         load a demo program and watch milestones pay out
+                                         (--addr: the server's, for the sign-in page it prints)
   tandem export --format csv|jsonl|hledger --out FILE   the ledger for auditors ('tandem export -h')
   tandem verify [FILE]                   check the seal of the database or of an export file
 
@@ -49,6 +51,7 @@ environment:
   STRIPE_API_BASE        Stripe's API address (default https://api.stripe.com; stripe-mock in tests)
   TANDEM_SANDBOX_DELAY   how long sandbox payouts take to settle (default 0s)
   TANDEM_1099_THRESHOLD  the 1099-NEC reporting threshold (default 2000.00)
+  TANDEM_ADDR            the server's address for tandem demo's sign-in page (default 127.0.0.1:8080)
 `
 
 // errUsage marks command-line mistakes: they exit with status 2.

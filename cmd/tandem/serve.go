@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandemledger/tandem/api"
@@ -34,13 +35,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	tlsKey := fs.String("tls-key", "", "the certificate's private key (PEM)")
 	behindProxy := fs.Bool("behind-tls-proxy", false, "TLS is terminated by a proxy in front: mark cookies Secure and allow a non-loopback --addr")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of text")
-	offer := fs.Bool("offer-demo", false, "on an empty database, offer to load the demo program (make run)")
+	offer := demoNever
+	fs.Var(&offer, "offer-demo", "on an empty database, offer the demo program: ask (the same as a bare --offer-demo: at a terminal, ask; elsewhere, say how), yes (load it without asking), no (make run)")
+	demoLog := fs.String("demo-log", "", "while the offered demo loads, write the server's log to this file rather than standard error")
+	demoTokens := fs.String("demo-tokens", "", "also write the offered demo's summary and tokens to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+	// The log's destination can be turned aside while the demo loads (--demo-log), so that
+	// its narration and tokens are not lost among the workers' lines.
+	logOut := &switchWriter{w: stderr}
+	var handler slog.Handler = slog.NewTextHandler(logOut, nil)
 	if *logJSON {
-		handler = slog.NewJSONHandler(stderr, nil)
+		handler = slog.NewJSONHandler(logOut, nil)
 	}
 	logger := slog.New(handler)
 
@@ -107,7 +114,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if *tlsCert != "" {
 		scheme = "https"
 	}
-	base := scheme + "://" + ln.Addr().String()
+	base := scheme + "://" + reachable(ln.Addr())
 	logger.Info("serving", "addr", base, "healthz", base+"/healthz", "sign_in", base+"/sign-in")
 	served := make(chan error, 1)
 	go func() {
@@ -119,13 +126,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 
 	stopped := false // Serve returned
-	if *offer {
+	if offer != demoNever {
 		// The server's own River workers make the demo's awards and payouts. The question,
 		// the narration and the demo's tokens go to standard output (the terminal), apart
 		// from the server's log, which keeps its level.
 		var derr error
 		derr, err, stopped = whileServing(ctx, served, func(ctx context.Context) error {
-			return offerDemo(ctx, a, demoOffer{In: os.Stdin, Terminal: stdinIsTerminal(), Out: os.Stdout, SignIn: base + "/sign-in"})
+			return offerDemo(ctx, a, demoOffer{In: os.Stdin, Terminal: stdinIsTerminal(), Mode: offer, Out: os.Stdout,
+				SignIn: base + "/sign-in", Addr: reachable(ln.Addr()), Loading: logAside(logOut, *demoLog, logger), TokensFile: *demoTokens})
 		})
 		switch {
 		case stopped:
@@ -191,20 +199,119 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// reachable is a listening address as a browser on this machine reaches it: an unspecified
+// host (0.0.0.0, ::) becomes localhost.
+func reachable(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// switchWriter is a writer whose destination can change while it is written to.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// swap sends what follows to w and returns the destination it replaces.
+func (s *switchWriter) swap(w io.Writer) io.Writer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.w
+	s.w = w
+	return prev
+}
+
+// logAside returns the demo's Loading hook: while the demo loads, the server's log (out)
+// goes to the file at path (appended to, created 0600), and back when it is loaded. With no
+// path, or a file it cannot open (said in the log), the log stays where it is.
+func logAside(out *switchWriter, path string, logger *slog.Logger) func() func() {
+	return func() func() {
+		if path == "" {
+			return func() {}
+		}
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			logger.Warn("the server's log stays here while the demo loads", "error", err)
+			return func() {}
+		}
+		logger.Info("the demo is loading: until it is loaded, the server's log goes to " + path)
+		prev := out.swap(f)
+		return func() {
+			out.swap(prev)
+			_ = f.Close()
+			logger.Info("the demo's load is over; the server's log meanwhile is in " + path)
+		}
+	}
+}
+
+// demoMode is serve --offer-demo: never (no flag), ask (a bare --offer-demo), yes or no.
+type demoMode string
+
+const (
+	demoNever demoMode = ""
+	demoAsk   demoMode = "ask"
+	demoYes   demoMode = "yes"
+)
+
+func (m *demoMode) String() string { return string(*m) }
+
+// Set takes ask, yes or no (and true, false: a bare --offer-demo is ask).
+func (m *demoMode) Set(v string) error {
+	switch strings.ToLower(v) {
+	case "ask", "true", "1":
+		*m = demoAsk
+	case "yes", "y":
+		*m = demoYes
+	case "no", "n", "false", "0", "":
+		*m = demoNever
+	default:
+		return fmt.Errorf("%q: ask, yes or no", v)
+	}
+	return nil
+}
+
+// IsBoolFlag lets --offer-demo stand alone (ask).
+func (m *demoMode) IsBoolFlag() bool { return true }
+
 // demoOffer is what offerDemo needs: where the answer comes from, whether a person is there
 // to give it, and where to write.
 type demoOffer struct {
 	In       io.Reader
 	Terminal bool
-	Out      io.Writer // the question, the narration and the tokens: the terminal, not the log
-	SignIn   string
+	// Mode yes loads the demo without asking, at a terminal or not; otherwise (ask) a
+	// terminal is asked and anything else is told how to load it.
+	Mode   demoMode
+	Out    io.Writer // the question, the narration and the tokens: the terminal, not the log
+	SignIn string
+	// Addr is the server's address, for the hint's tandem demo --addr.
+	Addr string
+	// Loading, when set, is called as the demo begins to load; what it returns, when the
+	// load is over (serve: the server's log goes to --demo-log meanwhile).
+	Loading func() (done func())
+	// TokensFile, when set, receives a copy of the summary and the tokens.
+	TokensFile string
 }
 
-// demoHint tells how to load the demo by hand into program id.
-func demoHint(id string) string {
+// demoHint tells how to load the demo by hand into program id, for a server at addr.
+func demoHint(id, addr string) string {
 	flag := ""
 	if id != defaultDemoProgram {
 		flag = " --program " + id
+	}
+	if addr != "" && addr != defaultDemoAddr {
+		flag += " --addr " + addr
 	}
 	return "To load the demo program (40 participants, 4 months of conversations), run in another terminal: " +
 		"`. .tandem/env && bin/tandem demo" + flag + "` (make run), or `tandem demo" + flag + "` with this server's DATABASE_URL."
@@ -236,13 +343,16 @@ func offerDemo(ctx context.Context, a *app.App, o demoOffer) error {
 	} else if err != nil {
 		return err
 	}
-	if !o.Terminal {
-		fmt.Fprintln(o.Out, state+" "+demoHint(id))
+	switch {
+	case o.Mode == demoYes:
+		fmt.Fprintf(o.Out, "%s Loading the demo program as %s (--offer-demo=yes).\n", state, id)
+		return o.load(ctx, a, id)
+	case !o.Terminal:
+		fmt.Fprintln(o.Out, state+" "+demoHint(id, o.Addr))
 		return nil
-	}
-	if id == defaultDemoProgram {
+	case id == defaultDemoProgram:
 		fmt.Fprint(o.Out, state+" Load the demo program (40 participants, 4 months of conversations)? [Y/n] ")
-	} else {
+	default:
 		fmt.Fprintf(o.Out, "%s Load it as program %s (40 participants, 4 months of conversations)? [Y/n] ", state, id)
 	}
 	answer, err := readLine(ctx, o.In)
@@ -256,10 +366,18 @@ func offerDemo(ctx context.Context, a *app.App, o demoOffer) error {
 	switch strings.ToLower(strings.TrimSpace(answer)) {
 	case "", "y", "yes":
 	default:
-		fmt.Fprintln(o.Out, demoHint(id))
+		fmt.Fprintln(o.Out, demoHint(id, o.Addr))
 		return nil
 	}
-	return loadDemo(ctx, a, demoOptions{Program: id, SignIn: o.SignIn, Out: o.Out})
+	return o.load(ctx, a, id)
+}
+
+// load loads the demo into program id, the server's log turned aside meanwhile (Loading).
+func (o demoOffer) load(ctx context.Context, a *app.App, id string) error {
+	if o.Loading != nil {
+		defer o.Loading()()
+	}
+	return loadDemo(ctx, a, demoOptions{Program: id, SignIn: o.SignIn, Out: o.Out, TokensFile: o.TokensFile})
 }
 
 // unfinishedDemos describes the demo loads that did not finish when they are all the
