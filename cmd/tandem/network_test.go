@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -50,6 +51,14 @@ func TestNetworkCLI(t *testing.T) {
 	out := c.ok("", "network", "progress", "ana")
 	require.Contains(t, out, "wallet 25.00 USD")
 	require.Contains(t, out, "award:p1:ana:mentor-2:once: 25.00 USD posted")
+
+	// A conversation logged without --at happened now.
+	var now struct {
+		OccurredAt time.Time `json:"occurred_at"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(c.ok("", "network", "converse", conn.ID, "--channel", "phone", "--minutes", "10",
+		"--as", "participant:ana")), &now))
+	require.WithinDuration(t, time.Now(), now.OccurredAt, time.Minute)
 
 	// Bad input is refused with the field at fault.
 	_, err = c.run(`{"id": "x", "title": "t", "count": "conversations", "at_least": 2, "rol": 1,

@@ -39,7 +39,7 @@ facts:
   connect PARTICIPANT OTHER --role mentor|near_peer_coach|peer|professional [--origin matched|self_reported] [--started D]
   end CONNECTION --reason TEXT [--on D] [--retract]
   rate CONNECTION --rater X --month 2026-10 --score 1..10
-  converse CONNECTION --at TIME --channel in_person|video|phone|message --minutes N
+  converse CONNECTION [--at TIME] --channel in_person|video|phone|message --minutes N
            [--resources advice,referral,…] [--note TEXT] [--verified] [--key K] [--as ROLE:PERSON]
   conversations [--participant X] [--status unverified|verified|retracted]
   verify | unverify | retract CONVERSATION [--reason TEXT] [--as coach:PERSON]
@@ -79,7 +79,7 @@ func networkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		key, roles, interests, birth          = str("key", "idempotency key"), str("roles", "roles"), str("interests", "interests"), str("birth-date", "birth date")
 		signedBy, scope, signedOn, reason     = str("signed-by", "who signed"), str("scope", "records, purpose, recipients"), str("signed-on", "date signed"), str("reason", "why")
 		role, origin, started, on             = str("role", "connection role"), str("origin", "origin"), str("started", "start date"), str("on", "end date")
-		rater, month, at, channel             = str("rater", "rater"), str("month", "month"), str("at", "when (RFC 3339)"), str("channel", "channel")
+		rater, month, at, channel             = str("rater", "rater"), str("month", "month"), str("at", "when (RFC 3339; default now)"), str("channel", "channel")
 		resources, note, as, file             = str("resources", "resource kinds"), str("note", "note"), str("as", "ROLE:PERSON"), str("file", "file")
 		participant, program, status, coach   = str("participant", "participant"), str("program", "program"), str("status", "status"), str("coach", "coach")
 		guardian, withdraw, retract, verified = fs.Bool("guardian", false, "a guardian signed"), fs.Bool("withdraw", false, "withdraw consent"),
@@ -222,10 +222,13 @@ func networkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintf(stdout, "rated %s: %s gave %d for %s\n", pos[0], *rater, *score, *month)
 		return nil
 	case "converse":
-		if err := need(1, "CONNECTION --at TIME --channel C --minutes N"); err != nil {
+		if err := need(1, "CONNECTION [--at TIME] --channel C --minutes N"); err != nil {
 			return err
 		}
-		when, err := time.Parse(time.RFC3339, *at)
+		when, err := time.Now().UTC().Truncate(time.Second), error(nil)
+		if *at != "" {
+			when, err = time.Parse(time.RFC3339, *at)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: --at %q: a time like 2026-11-20T16:00:00Z", errUsage, *at)
 		}
