@@ -131,6 +131,9 @@ func (s *Store) open(ctx context.Context, tx pgx.Tx, d *Disbursement, a *attempt
 	if err != nil {
 		return err
 	}
+	if back, err := s.reapproveIfMoved(ctx, tx, d, dest); err != nil || back {
+		return err
+	}
 	n := last + 1
 	key := d.ID
 	if n > 1 {

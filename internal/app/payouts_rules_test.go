@@ -957,7 +957,7 @@ func TestPayoutsDualControl(t *testing.T) {
 	_, err := p.Create(ctx, noPerson, payouts.NewDisbursement{Program: "p1", Person: "ana", Amount: "50.00", Reason: "fare",
 		IdempotencyKey: "by-token"})
 	require.ErrorIs(t, err, payouts.ErrSelfApproval)
-	require.Contains(t, err.Error(), "requesting a disbursement needs an admin who is a person")
+	require.Contains(t, err.Error(), "a manual disbursement needs an admin who is a person")
 	require.Equal(t, 0, queryInt(t, e.pool, `SELECT count(*) FROM payouts_disbursements`))
 	require.Equal(t, 0, entriesWithKey(t, e.pool, "grant:p1:by-token"))
 	requireAmount(t, fund.String(), posted(t, e.a, "program/p1/fund"))
@@ -1471,7 +1471,7 @@ func TestPayoutsCommitments(t *testing.T) {
 	other := nc
 	other.Amount = "41.00"
 	_, err := p.CreateCommitment(ctx, admin, other)
-	require.ErrorIs(t, err, payouts.ErrInvalid, "the same key for another commitment")
+	require.ErrorIs(t, err, ledger.ErrIdempotencyConflict, "the same key for another commitment")
 	require.Equal(t, 1, queryInt(t, e.pool, `SELECT count(*) FROM payouts_commitments`))
 
 	fulfilled, failed, err := p.ReleaseInstalments(ctx)
