@@ -315,7 +315,7 @@ func TestCoachPage(t *testing.T) {
 
 	// Cy coaches ana on a near-peer connection; a session last month, verified by an admin
 	// (Cy is on it), earns a stipend, held without a W-9.
-	requireStatus(t, f.do(t, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"15.00"}`), http.StatusOK)
+	requireStatus(t, f.as(t, f.requesterToken(t), "POST", "/v1/programs/p1/stipend-policy", `{"rate":"15.00"}`), http.StatusOK)
 	r := f.do(t, "POST", "/v1/connections", fmt.Sprintf(`{"participant_id":"ana","other_id":"cy","role":"near_peer_coach",
 		"origin":"matched","started_on":%q}`, f.day(-80)))
 	requireStatus(t, r, http.StatusCreated)

@@ -104,6 +104,10 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer closeApp()
 	p := a.Payouts
 	by := network.By{Principal: cliActor()}
+	show := jsonShow(stdout)
+	if (cmd == "create" || cmd == "commit") && *key == "" {
+		return fmt.Errorf("%w: tandem payouts %s needs --key K: the same key again returns the first instead of paying twice", errUsage, cmd)
+	}
 	switch cmd {
 	case "create", "approve", "commit", "stipend-policy":
 		// Four eyes: requesting or approving money needs a person, named here.
@@ -116,10 +120,6 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				return err
 			}
 		}
-	}
-	show := jsonShow(stdout)
-	if (cmd == "create" || cmd == "commit") && *key == "" {
-		return fmt.Errorf("%w: tandem payouts %s needs --key K: the same key again returns the first instead of paying twice", errUsage, cmd)
 	}
 	switch cmd {
 	case "list":

@@ -263,7 +263,7 @@ func intPtr(i int) *int { return &i }
 var allStates = []string{payouts.AwaitingApproval, payouts.Approved, payouts.Submitted, payouts.Paid, payouts.Rejected,
 	payouts.Canceled, payouts.InsufficientFunds, payouts.Failed, payouts.Returned, payouts.Forfeited}
 
-// legalMoves is payouts_legal_transitions as DESIGN.md §7 and migrations 004 and 005 define it
+// legalMoves is payouts_legal_transitions as DESIGN.md §7 and migrations 004, 005 and 008 define it
 // ("" is a disbursement's birth).
 var legalMoves = []string{
 	"→awaiting_approval", "→approved", "→insufficient_funds",
@@ -274,6 +274,8 @@ var legalMoves = []string{
 	"failed→approved", "failed→canceled", "failed→forfeited",
 	"paid→returned",
 	"returned→approved", "returned→canceled", // returned in full: paid again, or given back to the fund
+	// back for approval: the destination changed after approval (008; TestFourEyesDestinationChanged)
+	"approved→awaiting_approval", "failed→awaiting_approval",
 }
 
 // waitingAward makes participant (connected to mentor mo) earn program's ruleMentor4 award
@@ -328,7 +330,7 @@ func TestPayoutsLegalTransitions(t *testing.T) {
 		table = append(table, row[0]+"→"+row[1])
 	}
 	require.ElementsMatch(t, legalMoves, table, "payouts_legal_transitions")
-	require.Len(t, table, 20)
+	require.Len(t, table, 22)
 
 	t.Run("awaiting_approval→approved", func(t *testing.T) {
 		d := e.grant(admin, "p1", "ana", "300.00", "aw-approve")
@@ -1657,7 +1659,7 @@ func TestPayoutsCommitments(t *testing.T) {
 		defer func() { _ = tx.Rollback(ctx) }()
 		id := uuid.NewString()
 		_, err = tx.Exec(ctx, `INSERT INTO payouts_commitments (id, program_id, person_id, amount, currency, instalments, every_months,
-			first_due, idempotency_key, created_by) VALUES ($1, 'p1', 'ana', 10, 'USD', 2, 3, '2027-01-31', 'c-by-hand', 'psql')`, id)
+			first_due, idempotency_key, created_by) VALUES ($1, 'p1', 'ana', 10, 'USD', 2, 3, '2027-01-31', 'c-by-hand', 'person:adm')`, id)
 		require.NoError(t, err)
 		require.NoError(t, insert(tx, id, 1, "2027-01-31", "scheduled"))
 		require.NoError(t, insert(tx, id, 2, "2027-04-30", "scheduled"))
