@@ -41,6 +41,8 @@ policy and destinations:
            [--remediation-days 30] [--auto-retries 2] [--retry-backoff 1h]
                                           what is not given stays as it is
   destination X ACCOUNT                   where X is paid (Stripe: acct_…); retries X's failed payouts
+                                          within the auto-approve limit, sends the others back
+                                          for approval (approvals are for a destination)
 
 commitments and stipends:
   commit --program P --person X --amount 400.00 --instalments 8 --every 3 --first-due D
