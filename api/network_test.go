@@ -595,8 +595,8 @@ const (
 	pass                // past the guard: a GET answers 200; a POST refuses its bad body (400, or 422 where the body names the owner)
 	deny                // 403 forbidden, with one denied line in the audit trail
 	// fourEyes: past the guard, but the handler refuses a valid body with 403 four-eyes
-	// because the token names no person (a manual disbursement needs a requester who is a
-	// person); nothing is written, not even an audit line.
+	// because the token names no person (a manual disbursement, a commitment and a stipend
+	// rate need a requester who is a person); nothing is written, not even an audit line.
 	fourEyes
 )
 
@@ -662,8 +662,8 @@ var networkExpected = map[string]networkRow{
 
 	// Payouts (README "Payouts over HTTP"). A record is a disbursement of ana's or ben's
 	// (f.disbursementOf, requested by an admin who is a person). The admin walked here holds a
-	// token without a person, so he may neither request a manual disbursement (the handler
-	// refuses it: four-eyes) nor approve one (the guard refuses it): four eyes need a person
+	// token without a person, so he may neither request money — a manual disbursement, a
+	// commitment, a stipend rate (the handler refuses it: four-eyes) — nor approve one (the guard refuses it): four eyes need a person
 	// (TestDisbursementApprovalsHTTP requests and approves with people). A person, not their
 	// coach, sets where they are paid. Stipends are a coach's (?coach=): ana, a participant,
 	// has none to read.
@@ -675,9 +675,9 @@ var networkExpected = map[string]networkRow{
 	"POST /v1/disbursements/{id}/cancel":      {pass, deny, deny, deny, deny, deny, na, na},
 	"GET /v1/programs/{id}/payout-policy":     {pass, pass, na, na, na, na, na, deny},
 	"POST /v1/programs/{id}/payout-policy":    {pass, deny, na, na, na, na, na, deny},
-	"POST /v1/programs/{id}/stipend-policy":   {pass, deny, na, na, na, na, na, deny},
+	"POST /v1/programs/{id}/stipend-policy":   {fourEyes, deny, na, na, na, na, na, deny},
 	"POST /v1/people/{id}/payout-destination": {pass, deny, pass, deny, deny, deny, pass, na},
-	"POST /v1/commitments":                    {pass, deny, na, na, na, na, na, deny},
+	"POST /v1/commitments":                    {fourEyes, deny, na, na, na, na, na, deny},
 	"GET /v1/commitments":                     {pass, pass, pass, deny, pass, deny, pass, deny},
 	"POST /v1/commitments/{id}/cancel":        {pass, deny, na, na, na, na, na, deny},
 	"GET /v1/stipends":                        {pass, pass, deny, deny, deny, deny, pass, deny},
@@ -764,6 +764,9 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 	validBody := map[string]string{
 		"POST /v1/disbursements": `{"program":"p1","person":"ana","amount":"10.00","reason":"walk: no person",
 			"idempotency_key":"walk-no-person"}`,
+		"POST /v1/commitments": `{"program":"p1","person":"ana","amount":"10.00","instalments":1,"every_months":1,
+			"first_due":"2027-01-15","idempotency_key":"walk-no-person"}`,
+		"POST /v1/programs/{id}/stipend-policy": `{"rate":"5.00"}`,
 	}
 	// request fills in a route for a subject: whose record it names ("" for none, "cy" for
 	// the coach's own).

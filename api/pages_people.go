@@ -72,6 +72,7 @@ var flashes = map[string]string{
 	"replayed":    "That conversation was logged already; it was not counted twice.",
 	"destination": "Payout destination updated.",
 	"retried":     "Payout destination updated; your failed payouts are being sent there again.",
+	"reapproval":  "Payout destination updated; your failed payouts that needed an admin's approval wait for an admin to approve them again for the new account.",
 	"verified":    "Conversation verified.",
 	"retracted":   "Conversation retracted.",
 }
@@ -744,7 +745,10 @@ func (s *Server) meDestination(w http.ResponseWriter, r *http.Request, sess acce
 		return s.renderHome(w, r, sess, problemStatus(err), newLogForm(time.Now()), "", msg, account)
 	}
 	flash := "destination"
-	if len(dest.Retried) > 0 {
+	switch {
+	case len(dest.Reapproval) > 0:
+		flash = "reapproval"
+	case len(dest.Retried) > 0:
 		flash = "retried"
 	}
 	http.Redirect(w, r, "/me?flash="+flash, http.StatusSeeOther)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tandemledger/tandem/access"
 )
 
 // peopleFixture is the network fixture with ana's mentor rule ("mentor-4": 4 verified mentor
@@ -296,6 +298,22 @@ func TestFailedPayoutAndDestinationPage(t *testing.T) {
 	require.Contains(t, home.body, "<strong>40.00 USD</strong> — paid to ana-bank-2 on")
 	require.NotContains(t, home.body, "Needs your action")
 
+	// One that needed an admin's approval is not sent to the new account before an admin
+	// approves it again for that account.
+	p = postForm(t, ana, base+"/me/destination", url.Values{"csrf": {csrfOf(t, home)}, "account": {"fail:closed-too"}})
+	require.Equal(t, "/me?flash=destination", p.location)
+	big := f.grant(t, f.requesterToken(t), "ana", "150.00", "page-big")
+	adm2 := f.newToken(t, access.Admin, "adm2")
+	requireStatus(t, f.as(t, adm2, "POST", "/v1/disbursements/"+big["id"].(string)+"/approve", `{}`), http.StatusOK)
+	f.waitDisbursement(t, big["id"].(string), "failed")
+	home = getPage(t, ana, base+"/me")
+	p = postForm(t, ana, base+"/me/destination", url.Values{"csrf": {csrfOf(t, home)}, "account": {"ana-bank-3"}})
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	require.Equal(t, "/me?flash=reapproval", p.location)
+	require.Equal(t, "awaiting_approval", f.disbursement(t, big["id"].(string))["state"])
+	home = getPage(t, ana, base+"/me?flash=reapproval")
+	require.Contains(t, home.body, "wait for an admin to approve them again for the new account")
+
 	// The form sets the signed-in person's destination only: her coach's sets his own.
 	cy := f.signedIn(t, f.cy)
 	coachHome := getPage(t, cy, base+"/me")
@@ -304,7 +322,7 @@ func TestFailedPayoutAndDestinationPage(t *testing.T) {
 	var account string
 	require.NoError(t, f.pool.QueryRow(context.Background(),
 		`SELECT account FROM payouts_destinations WHERE person_id = 'ana' ORDER BY id DESC LIMIT 1`).Scan(&account))
-	require.Equal(t, "ana-bank-2", account)
+	require.Equal(t, "ana-bank-3", account)
 }
 
 func TestCoachPage(t *testing.T) {
@@ -315,7 +333,7 @@ func TestCoachPage(t *testing.T) {
 
 	// Cy coaches ana on a near-peer connection; a session last month, verified by an admin
 	// (Cy is on it), earns a stipend, held without a W-9.
-	requireStatus(t, f.do(t, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"15.00"}`), http.StatusOK)
+	requireStatus(t, f.as(t, f.requesterToken(t), "POST", "/v1/programs/p1/stipend-policy", `{"rate":"15.00"}`), http.StatusOK)
 	r := f.do(t, "POST", "/v1/connections", fmt.Sprintf(`{"participant_id":"ana","other_id":"cy","role":"near_peer_coach",
 		"origin":"matched","started_on":%q}`, f.day(-80)))
 	requireStatus(t, r, http.StatusCreated)

@@ -118,7 +118,7 @@ func (f *netFixture) disbursementOf(t *testing.T, person string) string {
 func (f *netFixture) commitmentOf(t *testing.T, person string) string {
 	t.Helper()
 	return f.walkRecord(t, "commitment", person, func() string {
-		r := f.do(t, "POST", "/v1/commitments", fmt.Sprintf(`{"program":"p1","person":%q,"amount":"40.00","instalments":2,
+		r := f.as(t, f.requesterToken(t), "POST", "/v1/commitments", fmt.Sprintf(`{"program":"p1","person":%q,"amount":"40.00","instalments":2,
 			"every_months":3,"first_due":%q}`, person, f.day(30)), "Idempotency-Key", "walk-commitment-"+person)
 		requireStatus(t, r, http.StatusCreated)
 		return r.body["id"].(string)
@@ -666,12 +666,18 @@ func TestPayoutPolicyHTTP(t *testing.T) {
 	requireProblem(t, r, http.StatusConflict, "cap-exceeded")
 	require.Contains(t, r.body["detail"], "monthly cap")
 
-	// The stipend policy: a rate per verified coaching session, admins only.
+	// The stipend policy: a rate per verified coaching session, set by an admin who is a
+	// person (who requests the stipends paid at it: four eyes), admins only.
 	r = f.do(t, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"25.00"}`)
+	requireProblem(t, r, http.StatusForbidden, "four-eyes")
+	require.Contains(t, r.body["detail"], "person")
+	require.Zero(t, f.count(t, `SELECT count(*) FROM payouts_stipend_policies`))
+	r = f.as(t, adm0, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"25.00"}`)
 	requireStatus(t, r, http.StatusOK)
 	require.Equal(t, "25.00", r.body["rate"])
 	require.Equal(t, "p1", r.body["program"])
-	requireProblem(t, f.do(t, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"-1.00"}`), http.StatusUnprocessableEntity, "validation-failed")
+	require.Equal(t, "person:adm0", r.body["set_by"])
+	requireProblem(t, f.as(t, adm0, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"-1.00"}`), http.StatusUnprocessableEntity, "validation-failed")
 	requireProblem(t, f.as(t, f.cy, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"99.00"}`), http.StatusForbidden, "forbidden")
 }
 
@@ -704,6 +710,20 @@ func TestCommitmentsHTTP(t *testing.T) {
 	r = f.as(t, adm0, "POST", "/v1/commitments", body, "Idempotency-Key", "cm1")
 	require.Contains(t, []int{http.StatusOK, http.StatusCreated}, r.status, r.raw)
 	require.Equal(t, commitment, r.body["id"], "the same key is the same commitment")
+	// The same key with any other request is a conflict, as on every keyed route.
+	for _, other := range []string{
+		strings.Replace(body, f.day(-1), f.day(-2), 1),
+		strings.Replace(body, `"every_months":3`, `"every_months":2`, 1),
+		strings.Replace(body, `"first_due"`, `"requirements":{"min_verified_conversations":1},"first_due"`, 1),
+	} {
+		requireProblem(t, f.as(t, adm0, "POST", "/v1/commitments", other, "Idempotency-Key", "cm1"), http.StatusConflict, "idempotency-conflict")
+	}
+	// An admin token that names no person may not commit money: its creator requests every
+	// instalment, and must be a person who then may not approve one.
+	r = f.do(t, "POST", "/v1/commitments", body, "Idempotency-Key", "cm-token")
+	requireProblem(t, r, http.StatusForbidden, "four-eyes")
+	require.Contains(t, r.body["detail"], "person")
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM payouts_commitments`))
 	for _, who := range []string{f.token, f.auditor, f.ana, f.cy} {
 		r := f.as(t, who, "GET", "/v1/commitments?person=ana", "")
 		requireStatus(t, r, http.StatusOK)
@@ -714,7 +734,7 @@ func TestCommitmentsHTTP(t *testing.T) {
 	requireProblem(t, f.as(t, f.ana, "GET", "/v1/commitments", ""), http.StatusForbidden, "forbidden")
 
 	// Another whose only instalment is due today: not released before tomorrow.
-	r = f.do(t, "POST", "/v1/commitments", fmt.Sprintf(`{"program":"p1","person":"ana","amount":"40.00","instalments":1,
+	r = f.as(t, adm0, "POST", "/v1/commitments", fmt.Sprintf(`{"program":"p1","person":"ana","amount":"40.00","instalments":1,
 		"every_months":1,"first_due":%q}`, f.day(0)), "Idempotency-Key", "cm-today")
 	requireStatus(t, r, http.StatusCreated)
 	dueToday := r.body["id"].(string)
@@ -1263,4 +1283,98 @@ func TestStripeWebhookWithoutSecret(t *testing.T) {
 	requireProblem(t, r, http.StatusUnauthorized, "bad-signature")
 	require.Contains(t, r.body["detail"], "STRIPE_WEBHOOK_SECRET")
 	require.Equal(t, 0, f.events(t, "evt_1"))
+}
+
+// TestFourEyesEverySourceHTTP: every request that can lead to money leaving — a manual
+// grant, a commitment, a stipend rate — is refused (403 four-eyes, nothing written) to an
+// admin token that names no person; made by adm0, what follows from it is refused to adm0's
+// approval (403 four-eyes) and approved by another admin. An approval is for the destination
+// it saw: a destination changed before submission sends the payout back for approval.
+func TestFourEyesEverySourceHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	f.seed(t)
+	ctx := context.Background()
+	adm0 := f.requesterToken(t)
+	adm2 := f.newToken(t, access.Admin, "adm2")
+	requireStatus(t, f.do(t, "POST", "/v1/people/cy/tax-form", `{"on_file":true}`), http.StatusOK)
+	r := f.do(t, "POST", "/v1/connections", fmt.Sprintf(`{"participant_id":"ana","other_id":"cy","role":"near_peer_coach",
+		"origin":"matched","started_on":%q}`, f.day(-70)))
+	requireStatus(t, r, http.StatusCreated)
+	month := time.Date(f.now.Year(), f.now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, -1, 0)
+	requireStatus(t, f.do(t, "POST", "/v1/conversations", fmt.Sprintf(`{"connection_id":%q,"occurred_at":%q,"channel":"video",
+		"minutes":30,"resources":["advice"],"idempotency_key":"coach-1","verified":true}`, r.body["id"],
+		month.AddDate(0, 0, 1).Add(12*time.Hour).Format(time.RFC3339))), http.StatusCreated)
+
+	type source struct {
+		name    string
+		request func(token string) response
+		follow  func(r response) string // the disbursement that follows from an accepted request
+	}
+	sources := []source{
+		{"manual grant", func(token string) response {
+			return f.as(t, token, "POST", "/v1/disbursements", grantBody("ana", "150.00", "rent gap"), "Idempotency-Key", "g1")
+		}, func(r response) string { return r.body["id"].(string) }},
+		{"commitment", func(token string) response {
+			return f.as(t, token, "POST", "/v1/commitments", fmt.Sprintf(`{"program":"p1","person":"ana","amount":"150.00","instalments":1,
+				"every_months":1,"first_due":%q}`, f.day(-1)), "Idempotency-Key", "c1")
+		}, func(response) string {
+			r := f.do(t, "POST", "/v1/payouts/run", `{}`)
+			requireStatus(t, r, http.StatusOK)
+			require.EqualValues(t, 1, r.body["instalments_fulfilled"], r.raw)
+			r = f.do(t, "GET", "/v1/commitments?person=ana", "")
+			requireStatus(t, r, http.StatusOK)
+			return obj(list(obj(list(r.body["commitments"])[0])["instalments"])[0])["disbursement_id"].(string)
+		}},
+		{"stipend rate", func(token string) response {
+			return f.as(t, token, "POST", "/v1/programs/p1/stipend-policy", `{"rate":"150.00"}`)
+		}, func(response) string {
+			r := f.do(t, "POST", "/v1/stipends/run", fmt.Sprintf(`{"month":%q}`, month.Format("2006-01")))
+			requireStatus(t, r, http.StatusOK)
+			require.Len(t, list(r.body["stipends"]), 1, r.raw)
+			return obj(list(r.body["stipends"])[0])["disbursement_id"].(string)
+		}},
+	}
+	for _, src := range sources {
+		before := f.count(t, `SELECT (SELECT count(*) FROM payouts_disbursements) + (SELECT count(*) FROM payouts_commitments)
+			+ (SELECT count(*) FROM payouts_stipend_policies) + (SELECT count(*) FROM ledger_entries)`)
+		r := src.request(f.token)
+		requireProblem(t, r, http.StatusForbidden, "four-eyes")
+		require.Contains(t, r.body["detail"], "person", src.name)
+		require.Equal(t, before, f.count(t, `SELECT (SELECT count(*) FROM payouts_disbursements) + (SELECT count(*) FROM payouts_commitments)
+			+ (SELECT count(*) FROM payouts_stipend_policies) + (SELECT count(*) FROM ledger_entries)`), "%s: nothing written", src.name)
+
+		r = src.request(adm0)
+		require.Contains(t, []int{http.StatusOK, http.StatusCreated}, r.status, "%s: %s", src.name, r.raw)
+		id := src.follow(r)
+		d := f.disbursement(t, id)
+		require.Equal(t, "awaiting_approval", d["state"], src.name)
+		require.Equal(t, "person:adm0", d["requested_by"], src.name)
+		requireProblem(t, f.as(t, adm0, "POST", "/v1/disbursements/"+id+"/approve", `{}`), http.StatusForbidden, "four-eyes")
+		r = f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"checked"}`)
+		requireStatus(t, r, http.StatusOK)
+		require.Equal(t, "approved", r.body["state"], src.name)
+		require.Equal(t, "sandbox:"+d["person_id"].(string), obj(list(r.body["approvals"])[0])["destination"], "the approval records where it saw the payout go")
+	}
+
+	// The grant's destination changes after its approval: submission sends it back.
+	grant := f.disbursement(t, f.textValue(t, `SELECT id::text FROM payouts_disbursements WHERE source = 'manual'`))
+	requireStatus(t, f.as(t, f.ana, "POST", "/v1/people/ana/payout-destination", `{"account":"sandbox:ana-new"}`), http.StatusOK)
+	require.NoError(t, f.app.Payouts.Submit(ctx, uuid.MustParse(grant["id"].(string))))
+	d := f.disbursement(t, grant["id"].(string))
+	require.Equal(t, "awaiting_approval", d["state"], "the approval was for another destination")
+	require.Contains(t, obj(list(d["transitions"])[len(list(d["transitions"]))-1])["reason"], "the approvals no longer count")
+	requireStatus(t, f.as(t, adm2, "POST", "/v1/disbursements/"+grant["id"].(string)+"/approve", `{"reason":"new bank checked"}`), http.StatusOK)
+	require.NoError(t, f.app.Payouts.Submit(ctx, uuid.MustParse(grant["id"].(string))))
+	d = f.disbursement(t, grant["id"].(string))
+	require.Equal(t, "paid", d["state"], d)
+	require.Equal(t, "sandbox:ana-new", obj(list(d["attempts"])[0])["destination"])
+}
+
+// textValue reads one text value.
+func (f *netFixture) textValue(t *testing.T, sql string) string {
+	t.Helper()
+	var s string
+	require.NoError(t, f.pool.QueryRow(context.Background(), sql).Scan(&s))
+	return s
 }

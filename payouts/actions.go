@@ -46,9 +46,8 @@ func (s *Store) Create(ctx context.Context, by network.By, n NewDisbursement) (D
 	if strings.TrimSpace(n.IdempotencyKey) == "" || len(n.IdempotencyKey) > 200 {
 		return Disbursement{}, invalid("idempotency_key", "required (up to 200 characters), so that a retried request does not pay twice")
 	}
-	if by.PersonID == "" {
-		// Otherwise the same admin could request with a token and approve with their person.
-		return Disbursement{}, fmt.Errorf("%w: requesting a disbursement needs an admin who is a person (a token made with --person)", ErrSelfApproval)
+	if err := requirePerson(by, "a manual disbursement"); err != nil {
+		return Disbursement{}, err
 	}
 	var d Disbursement
 	err = s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
@@ -139,12 +138,18 @@ func (s *Store) Approve(ctx context.Context, by network.By, id, reason string) (
 		if d.State != AwaitingApproval {
 			return "", fmt.Errorf("%w: %s is %s, not awaiting approval", ErrState, d.ID, d.State)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor, reason) VALUES ($1, $2, $3, $4)`,
-			d.ID, by.Subject(), by.Name, strings.TrimSpace(reason)); err != nil {
+		// The approval records where the person would be paid: a payout to anywhere else
+		// needs approving again (reapproveIfMoved).
+		dest, err := s.approvalDestinationTx(ctx, tx, d.PersonID)
+		if err != nil {
+			return "", err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor, reason, destination) VALUES ($1, $2, $3, $4, $5)`,
+			d.ID, by.Subject(), by.Name, strings.TrimSpace(reason), dest); err != nil {
 			return "", translate(err)
 		}
-		var count int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM payouts_approvals WHERE disbursement_id = $1`, d.ID).Scan(&count); err != nil {
+		count, err := approvalsCountTx(ctx, tx, d.ID)
+		if err != nil {
 			return "", err
 		}
 		detail := fmt.Sprintf("approval %d of %d", count, max(d.ApprovalsNeeded, 1))
@@ -252,12 +257,18 @@ type Destination struct {
 	Provider string `json:"provider"`
 	Account  string `json:"account"`
 	SetBy    string `json:"set_by"`
-	// Retried lists the failed disbursements the new destination sent again.
+	// Retried lists the failed disbursements the new destination sent again: those within
+	// the auto-approve limit.
 	Retried []string `json:"retried,omitempty"`
+	// Reapproval lists the failed disbursements that needed an admin's approval: they are
+	// awaiting approval again, for the new destination.
+	Reapproval []string `json:"awaiting_approval,omitempty"`
 }
 
 // SetDestination records where person is paid at the configured provider, and retries their
-// failed disbursements there: a new destination is how a failed payout is fixed.
+// failed disbursements there: a new destination is how a failed payout is fixed. A failed
+// disbursement that needed an admin's approval goes back to awaiting approval instead: its
+// approvals were for the destination it failed to reach.
 func (s *Store) SetDestination(ctx context.Context, by network.By, person, account string) (Destination, error) {
 	account = strings.TrimSpace(account)
 	if s.provider.Name() == "stripe" && !strings.HasPrefix(account, "acct_") {
@@ -286,6 +297,15 @@ func (s *Store) SetDestination(ctx context.Context, by network.By, person, accou
 				return access.Event{}, err
 			}
 			if d.State != Failed { // retried or forfeited meanwhile
+				continue
+			}
+			if d.ApprovalsNeeded > 0 {
+				// Its approvals were for where it failed to go: admins look at the new one.
+				if err := s.transition(ctx, tx, &d, AwaitingApproval, by.Name,
+					"payout destination updated: it needed approval, so it needs approving again for the new destination"); err != nil {
+					return access.Event{}, err
+				}
+				dest.Reapproval = append(dest.Reapproval, d.ID)
 				continue
 			}
 			if err := s.transition(ctx, tx, &d, Approved, by.Name, "payout destination updated: retried"); err != nil {

@@ -87,9 +87,14 @@ func parseRequirements(raw json.RawMessage) (Requirements, error) {
 	return r, nil
 }
 
-// CreateCommitment schedules a commitment's instalments. The same idempotency key returns
-// the first commitment.
+// CreateCommitment schedules a commitment's instalments. by must be a person: the
+// commitment's creator requests every instalment, and may not approve one. The same
+// idempotency key with the same request returns the first commitment; with a different one,
+// ledger.ErrIdempotencyConflict.
 func (s *Store) CreateCommitment(ctx context.Context, by network.By, n NewCommitment) (Commitment, error) {
+	if err := requirePerson(by, "a commitment"); err != nil {
+		return Commitment{}, err
+	}
 	p, err := network.ProgramTx(ctx, s.db, n.Program)
 	if err != nil {
 		return Commitment{}, err
@@ -122,8 +127,10 @@ func (s *Store) CreateCommitment(ctx context.Context, by network.By, n NewCommit
 		err := tx.QueryRow(ctx, `SELECT id FROM payouts_commitments WHERE idempotency_key = $1`, n.IdempotencyKey).Scan(&existing)
 		if err == nil {
 			c, err = commitmentTx(ctx, tx, existing)
-			if err == nil && (c.Person != n.Person || c.Program != p.ID || c.Amount != ledger.FormatAmount(amount, p.Currency) || len(c.Instalments) != n.Instalments) {
-				err = fmt.Errorf("%w: idempotency key %q was used for another commitment", ErrInvalid, n.IdempotencyKey)
+			if err == nil && (c.Person != n.Person || c.Program != p.ID || c.Amount != ledger.FormatAmount(amount, p.Currency) ||
+				len(c.Instalments) != n.Instalments || c.EveryMonths != n.EveryMonths || c.Requirements != req ||
+				len(c.Instalments) == 0 || c.Instalments[0].DueOn != first.Format(time.DateOnly)) {
+				err = fmt.Errorf("%w: idempotency key %q was used for another commitment (%s)", ledger.ErrIdempotencyConflict, n.IdempotencyKey, c.ID)
 			}
 			return access.Event{}, err
 		}

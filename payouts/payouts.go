@@ -69,17 +69,22 @@ func invalid(field, format string, args ...any) error {
 }
 
 var constraintErrors = map[string]error{
-	"payouts_self_approval":        ErrSelfApproval,
-	"payouts_approvals_pkey":       ErrSelfApproval,
-	"payouts_transition":           ErrState,
-	"payouts_dual_control":         ErrState,
-	"payouts_policies_threshold":   ErrInvalid,
-	"payouts_policies_caps":        ErrInvalid,
-	"payouts_policies_remediation": ErrInvalid,
-	"payouts_policies_retries":     ErrInvalid,
-	"payouts_policies_backoff":     ErrInvalid,
-	"payouts_destinations_account": ErrInvalid,
-	"network_consent_required":     ErrNoConsent,
+	"payouts_self_approval":           ErrSelfApproval,
+	"payouts_requester_person":        ErrSelfApproval,
+	"payouts_approver_admin":          access.ErrForbidden,
+	"payouts_destination_approved":    ErrState,
+	"payouts_commitments_person":      ErrSelfApproval,
+	"payouts_stipend_policies_person": ErrSelfApproval,
+	"payouts_approvals_pkey":          ErrSelfApproval,
+	"payouts_transition":              ErrState,
+	"payouts_dual_control":            ErrState,
+	"payouts_policies_threshold":      ErrInvalid,
+	"payouts_policies_caps":           ErrInvalid,
+	"payouts_policies_remediation":    ErrInvalid,
+	"payouts_policies_retries":        ErrInvalid,
+	"payouts_policies_backoff":        ErrInvalid,
+	"payouts_destinations_account":    ErrInvalid,
+	"network_consent_required":        ErrNoConsent,
 }
 
 func translate(err error) error {
@@ -223,12 +228,16 @@ type Transition struct {
 	At     time.Time `json:"at"`
 }
 
-// Approval is one admin's approval.
+// Approval is one admin's approval. Round counts the times the disbursement came to
+// awaiting approval: only the approvals of its current round count. Destination is where the
+// person was to be paid when the admin approved ("" none on file).
 type Approval struct {
-	Approver string    `json:"approver"`
-	Actor    string    `json:"actor"`
-	Reason   string    `json:"reason,omitempty"`
-	At       time.Time `json:"at"`
+	Approver    string    `json:"approver"`
+	Actor       string    `json:"actor"`
+	Reason      string    `json:"reason,omitempty"`
+	At          time.Time `json:"at"`
+	Round       int       `json:"round"`
+	Destination *string   `json:"destination,omitempty"`
 }
 
 // Attempt is one try at paying through a provider.
@@ -322,7 +331,7 @@ func getTx(ctx context.Context, db access.DBTX, uid uuid.UUID) (Disbursement, er
 	if d.Transitions, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Transition]); err != nil {
 		return Disbursement{}, err
 	}
-	rows, err = db.Query(ctx, `SELECT approver, actor, reason, at FROM payouts_approvals WHERE disbursement_id = $1 ORDER BY at`, uid)
+	rows, err = db.Query(ctx, `SELECT approver, actor, reason, at, round, destination FROM payouts_approvals WHERE disbursement_id = $1 ORDER BY round, at`, uid)
 	if err != nil {
 		return Disbursement{}, err
 	}

@@ -28,7 +28,7 @@ type QueueFilter struct {
 }
 
 // QueueItem is a disbursement as an admin reviews it: its person's and program's names, the
-// approvals it has, the policy's limits it was measured against, and — once it failed or
+// approvals of its current round, the policy's limits it was measured against, and — once it failed or
 // came back — what the provider said and what happens next.
 type QueueItem struct {
 	Disbursement
@@ -89,8 +89,9 @@ func (s *Store) Queue(ctx context.Context, f QueueFilter) ([]QueueItem, error) {
 			  AND (cardinality($4::text[]) = 0 OR state = ANY ($4)) AND ($6::uuid IS NULL OR id = $6)
 			ORDER BY created_at DESC, id DESC LIMIT $5)
 		SELECT d.*, coalesce(p.name, d.person_id), coalesce(g.name, d.program_id),
-			coalesce((SELECT json_agg(json_build_object('approver', a.approver, 'actor', a.actor, 'reason', a.reason, 'at', a.at) ORDER BY a.at)
-				FROM payouts_approvals a WHERE a.disbursement_id = d.uid), '[]'),
+			coalesce((SELECT json_agg(json_build_object('approver', a.approver, 'actor', a.actor, 'reason', a.reason, 'at', a.at,
+				'round', a.round, 'destination', a.destination) ORDER BY a.at)
+				FROM payouts_approvals a WHERE a.disbursement_id = d.uid AND a.round = payouts_approval_round(d.uid)), '[]'),
 			(SELECT count(*)::int FROM payouts_attempts t WHERE t.disbursement_id = d.uid),
 			f.failures, f.failed_at, coalesce(f.reason, ''),
 			coalesce(la.outcome, ''), coalesce(la.reason, ''), coalesce(la.returned, 0)::text,

@@ -23,8 +23,13 @@ type StipendPolicy struct {
 	SetAt   time.Time `json:"set_at"`
 }
 
-// SetStipendPolicy sets the rate per verified coaching session (0 stops stipends).
+// SetStipendPolicy sets the rate per verified coaching session (0 stops stipends). by must be
+// a person: whoever set the rate in force requests the stipends paid at it, and may not
+// approve them.
 func (s *Store) SetStipendPolicy(ctx context.Context, by network.By, program, rate string) (StipendPolicy, error) {
+	if err := requirePerson(by, "a stipend rate"); err != nil {
+		return StipendPolicy{}, err
+	}
 	p, err := network.ProgramTx(ctx, s.db, program)
 	if err != nil {
 		return StipendPolicy{}, err

@@ -118,7 +118,8 @@ func (s *Store) Submit(ctx context.Context, id uuid.UUID) error {
 }
 
 // open starts attempt n+1 of an approved disbursement: its pending entry and the move to
-// submitted. Without a destination, or a wallet that cannot cover the payout, it fails.
+// submitted. Without a destination, or a wallet that cannot cover the payout, it fails; to a
+// destination its approvals did not see, it goes back for approval (reapproveIfMoved).
 func (s *Store) open(ctx context.Context, tx pgx.Tx, d *Disbursement, a *attempt, send *bool) error {
 	var last int
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(attempt), 0) FROM payouts_attempts WHERE disbursement_id = $1`, d.ID).Scan(&last); err != nil {
@@ -129,6 +130,9 @@ func (s *Store) open(ctx context.Context, tx pgx.Tx, d *Disbursement, a *attempt
 		return s.fail(ctx, tx, d, err.Error())
 	}
 	if err != nil {
+		return err
+	}
+	if back, err := s.reapproveIfMoved(ctx, tx, d, dest); err != nil || back {
 		return err
 	}
 	n := last + 1

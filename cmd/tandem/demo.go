@@ -145,7 +145,8 @@ func (r *demoRun) say(format string, args ...any) { fmt.Fprintf(r.out, format+"\
 
 // newDemoRun plans the demo into program pid (whose id must be valid) for the day of now.
 // The admins act as the command line acting for them (as tandem payouts --as admin:PERSON
-// records it) until makeTokens, at the very end, gives them tokens.
+// records it); adminTokens gives them their tokens before the first grant, since only a
+// person holding an active admin token may approve (the database checks it).
 func newDemoRun(a *app.App, pid string, now time.Time, out io.Writer) *demoRun {
 	r := &demoRun{a: a, pl: planDemo(now), pid: pid, out: out}
 	if pid != defaultDemoProgram {
@@ -177,6 +178,7 @@ func (r *demoRun) steps() []demoStep {
 			len(r.pl.mentors)+len(r.pl.pros), len(r.pl.participants)), r.people},
 		{"recording the history", "connections, conversations, reviews and ratings; the awards they earned and their payouts", r.history},
 		{"recording the career fair", "the career fair's connections and conversations, and their awards", r.careerFair},
+		{"making the admins' tokens", "", r.adminTokens},
 		{"making the grants", "grants (paid, rejected, waiting) and failing payouts", r.grants},
 		{"paying the stipends", "the coaches' stipend rate and stipends, some approved and paid", r.stipends},
 		{"reconciling", "a reconciliation with the sandbox", r.finish},
@@ -188,7 +190,8 @@ func (r *demoRun) steps() []demoStep {
 // loadDemo records the demo program through the stores the API and the command line use —
 // people, consent, connections, conversations, reviews, ratings, rules, funding, grants,
 // approvals, payouts, stipends, reconciliation — waits for the River workers of a to make the
-// awards and payouts, and makes the tokens last. It checks every id it will write before it
+// awards and payouts, and makes the admins' tokens before the grants (approvers hold one) and
+// the other tokens last. It checks every id it will write before it
 // writes anything, and refuses a program the demo was loaded into. The audit trail records
 // the load's start, and its end or where it failed (record demo:<program>), so that a later
 // run can tell a loaded demo from one that stopped part-way.
@@ -290,7 +293,7 @@ func (r *demoRun) failed(ctx context.Context, done []demoStep, cause error) erro
 	if revoked > 0 {
 		r.say("The %d tokens it had made are revoked; no token of this demo signs in.", revoked)
 	} else {
-		r.say("It made no token: tokens come last, once everything else is loaded.")
+		r.say("It made no token: the admins' come just before the grants, the others last, once everything else is loaded.")
 	}
 	again, err := freeDemoID(mctx, r.a, r.pid)
 	if err != nil {
@@ -457,27 +460,38 @@ func freeDemoID(ctx context.Context, a *app.App, pid string) (string, error) {
 
 var demoCopySuffix = regexp.MustCompile(`^(.+)-[0-9]{1,2}$`)
 
-// makeTokens creates the demo's tokens, as tandem token create does, once the program is
-// loaded, and checks that each authenticates. A token made before a later failure is
+// adminTokens creates the admins' tokens, as tandem token create does, before the grants:
+// an approver must hold an active admin token. A token made before a later failure is
 // revoked by failed.
+func (r *demoRun) adminTokens(ctx context.Context) error {
+	for _, t := range []*demoToken{r.lead, r.ops, r.finance} {
+		if err := r.newToken(ctx, t, t.label, t.by.PersonID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newToken creates t's token, as tandem token create does, and checks that it authenticates.
+func (r *demoRun) newToken(ctx context.Context, t *demoToken, name, person string) error {
+	tok, secret, err := r.a.Access.CreateToken(ctx, cliActor(), access.NewToken{Name: name + " (demo)", Role: t.role, PersonID: person, TTL: demoTokenTTL})
+	if err != nil {
+		return err
+	}
+	t.id = tok.ID
+	r.tokens = append(r.tokens, t)
+	if _, err := r.a.Access.Authenticate(ctx, secret); err != nil {
+		return fmt.Errorf("token %s does not authenticate: %w", tok.ID, err)
+	}
+	t.secret = secret
+	return nil
+}
+
+// makeTokens creates the demo's other tokens once the program is loaded. A token made before
+// a later failure is revoked by failed.
 func (r *demoRun) makeTokens(ctx context.Context) error {
 	newToken := func(t *demoToken, name, person string) error {
-		tok, secret, err := r.a.Access.CreateToken(ctx, cliActor(), access.NewToken{Name: name + " (demo)", Role: t.role, PersonID: person, TTL: demoTokenTTL})
-		if err != nil {
-			return err
-		}
-		t.id = tok.ID
-		r.tokens = append(r.tokens, t)
-		if _, err := r.a.Access.Authenticate(ctx, secret); err != nil {
-			return fmt.Errorf("token %s does not authenticate: %w", tok.ID, err)
-		}
-		t.secret = secret
-		return nil
-	}
-	for _, t := range []*demoToken{r.lead, r.ops, r.finance} {
-		if err := newToken(t, t.label, t.by.PersonID); err != nil {
-			return err
-		}
+		return r.newToken(ctx, t, name, person)
 	}
 	if err := newToken(&demoToken{role: access.Auditor, label: "Riverside Community Foundation auditor"}, "Riverside Community Foundation auditor", ""); err != nil {
 		return err

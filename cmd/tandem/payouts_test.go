@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -264,21 +267,26 @@ func TestPayoutsCLI(t *testing.T) {
 	d = c.disbursement("cancel", big.ID, "--reason", "paid by another program")
 	require.Equal(t, payouts.Canceled, d.State)
 
-	// A commitment needs --key K too.
+	// A commitment needs --key K and --as admin:PERSON too: PERSON requests its instalments.
 	commit := []string{"payouts", "commit", "--program", "p1", "--person", "ana", "--amount", "20.00", "--instalments", "2",
 		"--every", "3", "--first-due", now.AddDate(0, 1, 0).Format(time.DateOnly)}
-	_, err = c.run("", commit...)
+	_, err = c.run("", append(commit, "--as", "admin:eli")...)
 	require.ErrorIs(t, err, errUsage)
 	require.ErrorContains(t, err, "--key")
+	_, err = c.run("", append(commit, "--key", "c1")...)
+	require.ErrorIs(t, err, errUsage)
+	require.ErrorContains(t, err, "--as admin:PERSON")
 	require.Equal(t, "[]\n", c.ok("", "payouts", "commitments"), "a refused commitment schedules nothing")
 	var cm payouts.Commitment
-	out = c.ok("", append(commit, "--key", "c1")...)
+	out = c.ok("", append(commit, "--key", "c1", "--as", "admin:eli")...)
 	require.NoError(t, json.Unmarshal([]byte(out), &cm), out)
 	require.Len(t, cm.Instalments, 2)
-	require.Equal(t, me, cm.CreatedBy)
+	require.Equal(t, "person:eli", cm.CreatedBy)
 	var again payouts.Commitment
-	require.NoError(t, json.Unmarshal([]byte(c.ok("", append(commit, "--key", "c1")...)), &again))
+	require.NoError(t, json.Unmarshal([]byte(c.ok("", append(commit, "--key", "c1", "--as", "admin:eli")...)), &again))
 	require.Equal(t, cm.ID, again.ID, "the same key is the same commitment")
+	_, err = c.run("", append(commit[:len(commit)-1], now.AddDate(0, 2, 0).Format(time.DateOnly), "--key", "c1", "--as", "admin:eli")...)
+	require.ErrorIs(t, err, ledger.ErrIdempotencyConflict, "the same key with another first due date")
 
 	// The 1099-NEC report: nobody was paid a stipend. The threshold is the year's: 2000.00
 	// for payments after 2025, 600.00 through 2025.
@@ -317,4 +325,94 @@ func TestPayoutsCLIBadFlags(t *testing.T) {
 		require.Error(t, err, "%v", args)
 		assert.ErrorIs(t, err, errUsage, "%v", args)
 	}
+}
+
+// TestFourEyesCLI: every command that requests money — create, commit, stipend-policy — is
+// refused without --as admin:PERSON (nothing written); with it, PERSON requests what follows
+// (a grant, an instalment, a stipend) and may not approve it, another admin may. --as names
+// the author of other changes too.
+func TestFourEyesCLI(t *testing.T) {
+	c := setupPayoutsCLI(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	count := func() int {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM payouts_disbursements) + (SELECT count(*) FROM payouts_commitments)
+			+ (SELECT count(*) FROM payouts_stipend_policies) + (SELECT count(*) FROM ledger_entries)`).Scan(&n))
+		return n
+	}
+	now := time.Now().UTC()
+	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, -1, 0)
+	c.ok("", "network", "program", "create", "--id", "p1", "--name", "Pilot", "--currency", "USD",
+		"--starts", now.AddDate(0, -3, 0).Format(time.DateOnly), "--ends", now.AddDate(0, 6, 0).Format(time.DateOnly), "--auto-approve", "50.00")
+	c.ok("", "program", "fund", "p1", "5000.00", "--key", "f1")
+	for _, p := range [][]string{{"ana", "participant"}, {"cy", "coach"}} {
+		c.ok("", "network", "person", "add", "--id", p[0], "--name", p[0], "--roles", p[1])
+		c.ok("", "network", "person", "consent", p[0], "--signed-by", p[0], "--scope", "payouts", "--signed-on", now.AddDate(0, -3, 0).Format(time.DateOnly))
+	}
+	c.ok("", "network", "enrol", "p1", "ana", "--coach", "cy")
+	c.ok("", "network", "person", "w9", "cy")
+	var conn struct{ ID string }
+	out := c.ok("", "network", "connect", "ana", "cy", "--role", "near_peer_coach", "--started", now.AddDate(0, -3, 0).Format(time.DateOnly))
+	require.NoError(t, json.Unmarshal([]byte(out), &conn), out)
+	c.ok("", "network", "converse", conn.ID, "--at", month.AddDate(0, 0, 1).Add(12*time.Hour).Format(time.RFC3339), "--channel", "video",
+		"--minutes", "30", "--verified", "--key", "k1")
+	c.ok("", "token", "create", "--role", "admin", "--person", "eli", "--name", "eli")
+	c.ok("", "token", "create", "--role", "admin", "--person", "dana", "--name", "dana")
+
+	help := c.ok("", "payouts", "help")
+	require.Contains(t, help, "--key K [--min-conversations N] --as admin:PERSON")
+	require.Contains(t, help, "stipend-policy P RATE --as admin:PERSON")
+
+	for _, src := range []struct {
+		name    string
+		request []string
+		follow  func(out string) string // the disbursement that follows from the request
+	}{
+		{"create", []string{"create", "--program", "p1", "--person", "ana", "--amount", "80.00", "--reason", "bus pass", "--key", "g1"},
+			func(out string) string {
+				var d cliDisbursement
+				require.NoError(t, json.Unmarshal([]byte(out), &d), out)
+				return d.ID
+			}},
+		{"commit", []string{"commit", "--program", "p1", "--person", "ana", "--amount", "80.00", "--instalments", "1", "--every", "1",
+			"--first-due", now.AddDate(0, 0, -1).Format(time.DateOnly), "--key", "c1"}, func(string) string {
+			require.Contains(t, c.ok("", "payouts", "run"), "instalments: 1 fulfilled")
+			var cs []payouts.Commitment
+			out := c.ok("", "payouts", "commitments")
+			require.NoError(t, json.Unmarshal([]byte(out), &cs), out)
+			return cs[0].Instalments[0].Disbursement
+		}},
+		{"stipend-policy", []string{"stipend-policy", "p1", "80.00"}, func(string) string {
+			var sts []payouts.Stipend
+			out := c.ok("", "payouts", "stipends-run", month.Format("2006-01"))
+			require.NoError(t, json.Unmarshal([]byte(out), &sts), out)
+			require.Len(t, sts, 1, out)
+			return sts[0].Disbursement
+		}},
+	} {
+		before := count()
+		_, err := c.run("", append([]string{"payouts"}, src.request...)...)
+		require.ErrorIs(t, err, errUsage, src.name)
+		require.ErrorContains(t, err, "--as admin:PERSON", src.name)
+		require.Equal(t, before, count(), "%s without --as writes nothing", src.name)
+
+		id := src.follow(c.ok("", append([]string{"payouts"}, append(src.request, "--as", "admin:eli")...)...))
+		d := c.disbursement("show", id)
+		require.Equal(t, payouts.AwaitingApproval, d.State, src.name)
+		require.Equal(t, "person:eli", d.RequestedBy, src.name)
+		_, err = c.run("", "payouts", "approve", id, "--as", "admin:eli")
+		require.ErrorIs(t, err, payouts.ErrSelfApproval, src.name)
+		require.Equal(t, payouts.Approved, c.disbursement("approve", id, "--as", "admin:dana").State, src.name)
+	}
+
+	// --as names the author of any other change it is given to.
+	var dest payouts.Destination
+	out = c.ok("", "payouts", "destination", "ana", "sandbox:ana-2", "--as", "admin:dana")
+	require.NoError(t, json.Unmarshal([]byte(out), &dest), out)
+	require.Equal(t, "person:dana", dest.SetBy)
+	_, err = c.run("", "payouts", "destination", "ana", "sandbox:ana-3", "--as", "admin:nobody")
+	require.ErrorIs(t, err, access.ErrForbidden)
 }

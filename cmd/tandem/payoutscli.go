@@ -41,18 +41,28 @@ policy and destinations:
            [--remediation-days 30] [--auto-retries 2] [--retry-backoff 1h]
                                           what is not given stays as it is
   destination X ACCOUNT                   where X is paid (Stripe: acct_…); retries X's failed payouts
+                                          within the auto-approve limit, sends the others back
+                                          for approval (approvals are for a destination)
 
 commitments and stipends:
   commit --program P --person X --amount 400.00 --instalments 8 --every 3 --first-due D
-         --key K [--min-conversations N]
+         --key K [--min-conversations N] --as admin:PERSON
+                                          PERSON requests every instalment, and may not
+                                          approve one
   commitments [--program P] [--person X] | commitment-cancel ID --reason TEXT
-  stipend-policy P RATE                   a rate per verified coaching session (0 stops)
+  stipend-policy P RATE --as admin:PERSON a rate per verified coaching session (0 stops);
+                                          PERSON requests the stipends paid at it, and may
+                                          not approve one
   stipends [--program P] [--coach C] | stipends-run 2026-10
   1099 [--year 2026] [--threshold 2000.00]
 
 the periodic work, now:
   run                                     sweep (auto-approvals, retries, forfeits) and due instalments
   reconcile [--days 7] | reconciliations
+
+--as admin:PERSON names the admin who acts (PERSON must hold an active admin token): it is
+required to request or approve money (create, approve, commit, stipend-policy) and, when
+given, is the author of any other change; without it the author is cli:<user>.
 
 The provider is the sandbox unless STRIPE_SECRET_KEY is set (see the README).
 `
@@ -101,6 +111,19 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: tandem payouts %s needs --key K: the same key again returns the first instead of paying twice", errUsage, cmd)
 	}
 	switch cmd {
+	case "create", "approve", "commit", "stipend-policy":
+		// Four eyes: requesting or approving money needs a person, named here.
+		if by, err = actAsAdmin(ctx, a.Access, *as); err != nil {
+			return err
+		}
+	default:
+		if *as != "" {
+			if by, err = actAsAdmin(ctx, a.Access, *as); err != nil {
+				return err
+			}
+		}
+	}
+	switch cmd {
 	case "list":
 		ds, err := p.List(ctx, payouts.Filter{State: *state, Program: *program, Person: *person, Limit: 1000})
 		if err != nil {
@@ -119,21 +142,12 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return show(p.Get(ctx, pos[0]))
 	case "create":
-		// Four eyes need the requester to be a person, as approvals do.
-		requester, err := actAsAdmin(ctx, a.Access, *as)
-		if err != nil {
-			return err
-		}
-		return show(p.Create(ctx, requester, payouts.NewDisbursement{Program: *program, Person: *person, Amount: *amount, Reason: *reason, IdempotencyKey: *key}))
+		return show(p.Create(ctx, by, payouts.NewDisbursement{Program: *program, Person: *person, Amount: *amount, Reason: *reason, IdempotencyKey: *key}))
 	case "approve":
 		if err := need(1, "ID --as admin:PERSON"); err != nil {
 			return err
 		}
-		admin, err := actAsAdmin(ctx, a.Access, *as)
-		if err != nil {
-			return err
-		}
-		return show(p.Approve(ctx, admin, pos[0], *reason))
+		return show(p.Approve(ctx, by, pos[0], *reason))
 	case "reject", "cancel", "retry":
 		if err := need(1, "ID --reason TEXT"); err != nil {
 			return err
@@ -262,14 +276,14 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return fmt.Errorf("%w: unknown command tandem payouts %s", errUsage, strings.TrimSpace(cmd))
 }
 
-// actAsAdmin is --as admin:PERSON for requests and approvals: four eyes need a person, and
-// the command line has none. PERSON must hold an active admin token, so that only admins can
+// actAsAdmin is --as admin:PERSON for requests and approvals (and, when given, any other
+// change): four eyes need a person, and the command line has none. PERSON must hold an active admin token, so that only admins can
 // be named. The command line trusts its operator (who has the database anyway): it cannot
 // prove that PERSON is at the keyboard, which a token over HTTP does.
 func actAsAdmin(ctx context.Context, store *access.Store, as string) (network.By, error) {
 	role, person, ok := strings.Cut(as, ":")
 	if !ok || role != string(access.Admin) || !access.ValidPersonID(person) {
-		return network.By{}, fmt.Errorf("%w: --as %q: requesting and approving need --as admin:PERSON", errUsage, as)
+		return network.By{}, fmt.Errorf("%w: --as %q: requesting and approving money need --as admin:PERSON (four eyes: PERSON may not approve what they requested)", errUsage, as)
 	}
 	admin, err := store.IsAdmin(ctx, person)
 	if err != nil {

@@ -35,6 +35,7 @@ func newApp(t *testing.T, pool *pgxpool.Pool) *app.App {
 	t.Helper()
 	a, err := app.New(pool, app.Config{})
 	require.NoError(t, err)
+	adminTokens(t, a)
 	require.NoError(t, a.Start(context.Background()))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

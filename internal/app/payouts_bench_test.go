@@ -97,6 +97,7 @@ func benchPaySetup(b *testing.B) *benchPayFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
+	adminTokens(b, a)
 	b.Cleanup(func() { benchPayStop(a) })
 	now := time.Now().UTC()
 	f := &benchNetFixture{ctx: ctx, pool: pool, app: a, net: a.Network, termBeg: now.AddDate(0, 0, -330).Truncate(24 * time.Hour)}

@@ -263,7 +263,7 @@ func intPtr(i int) *int { return &i }
 var allStates = []string{payouts.AwaitingApproval, payouts.Approved, payouts.Submitted, payouts.Paid, payouts.Rejected,
 	payouts.Canceled, payouts.InsufficientFunds, payouts.Failed, payouts.Returned, payouts.Forfeited}
 
-// legalMoves is payouts_legal_transitions as DESIGN.md §7 and migrations 004 and 005 define it
+// legalMoves is payouts_legal_transitions as DESIGN.md §7 and migrations 004, 005 and 008 define it
 // ("" is a disbursement's birth).
 var legalMoves = []string{
 	"→awaiting_approval", "→approved", "→insufficient_funds",
@@ -274,6 +274,8 @@ var legalMoves = []string{
 	"failed→approved", "failed→canceled", "failed→forfeited",
 	"paid→returned",
 	"returned→approved", "returned→canceled", // returned in full: paid again, or given back to the fund
+	// back for approval: the destination changed after approval (008; TestFourEyesDestinationChanged)
+	"approved→awaiting_approval", "failed→awaiting_approval",
 }
 
 // waitingAward makes participant (connected to mentor mo) earn program's ruleMentor4 award
@@ -328,7 +330,7 @@ func TestPayoutsLegalTransitions(t *testing.T) {
 		table = append(table, row[0]+"→"+row[1])
 	}
 	require.ElementsMatch(t, legalMoves, table, "payouts_legal_transitions")
-	require.Len(t, table, 20)
+	require.Len(t, table, 22)
 
 	t.Run("awaiting_approval→approved", func(t *testing.T) {
 		d := e.grant(admin, "p1", "ana", "300.00", "aw-approve")
@@ -957,7 +959,7 @@ func TestPayoutsDualControl(t *testing.T) {
 	_, err := p.Create(ctx, noPerson, payouts.NewDisbursement{Program: "p1", Person: "ana", Amount: "50.00", Reason: "fare",
 		IdempotencyKey: "by-token"})
 	require.ErrorIs(t, err, payouts.ErrSelfApproval)
-	require.Contains(t, err.Error(), "requesting a disbursement needs an admin who is a person")
+	require.Contains(t, err.Error(), "a manual disbursement needs an admin who is a person")
 	require.Equal(t, 0, queryInt(t, e.pool, `SELECT count(*) FROM payouts_disbursements`))
 	require.Equal(t, 0, entriesWithKey(t, e.pool, "grant:p1:by-token"))
 	requireAmount(t, fund.String(), posted(t, e.a, "program/p1/fund"))
@@ -1471,7 +1473,7 @@ func TestPayoutsCommitments(t *testing.T) {
 	other := nc
 	other.Amount = "41.00"
 	_, err := p.CreateCommitment(ctx, admin, other)
-	require.ErrorIs(t, err, payouts.ErrInvalid, "the same key for another commitment")
+	require.ErrorIs(t, err, ledger.ErrIdempotencyConflict, "the same key for another commitment")
 	require.Equal(t, 1, queryInt(t, e.pool, `SELECT count(*) FROM payouts_commitments`))
 
 	fulfilled, failed, err := p.ReleaseInstalments(ctx)
@@ -1657,7 +1659,7 @@ func TestPayoutsCommitments(t *testing.T) {
 		defer func() { _ = tx.Rollback(ctx) }()
 		id := uuid.NewString()
 		_, err = tx.Exec(ctx, `INSERT INTO payouts_commitments (id, program_id, person_id, amount, currency, instalments, every_months,
-			first_due, idempotency_key, created_by) VALUES ($1, 'p1', 'ana', 10, 'USD', 2, 3, '2027-01-31', 'c-by-hand', 'psql')`, id)
+			first_due, idempotency_key, created_by) VALUES ($1, 'p1', 'ana', 10, 'USD', 2, 3, '2027-01-31', 'c-by-hand', 'person:adm')`, id)
 		require.NoError(t, err)
 		require.NoError(t, insert(tx, id, 1, "2027-01-31", "scheduled"))
 		require.NoError(t, insert(tx, id, 2, "2027-04-30", "scheduled"))

@@ -46,6 +46,7 @@ func buildApp(t *testing.T, pool *pgxpool.Pool, cfg app.Config) *app.App {
 	t.Helper()
 	a, err := app.New(pool, cfg)
 	require.NoError(t, err)
+	adminTokens(t, a)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -1,0 +1,94 @@
+-- Four eyes on every path money takes (DESIGN.md §7). Whoever requests money — an admin
+-- granting, the creator of a commitment for its instalments, whoever set a stipend rate for
+-- its stipends — is a named person, who may not approve what follows from it; an approver is
+-- a person holding an active admin token; and an approval is for the destination it saw.
+
+-- Commitments and stipend rates are set by a person from now on. NOT VALID: rows written
+-- before keep their token or command-line author; the disbursements that follow from them
+-- cannot be approved (payouts_approvals_check below) and are rejected or canceled instead.
+ALTER TABLE payouts_commitments ADD CONSTRAINT payouts_commitments_person
+    CHECK (created_by LIKE 'person:_%') NOT VALID;
+ALTER TABLE payouts_stipend_policies ADD CONSTRAINT payouts_stipend_policies_person
+    CHECK (set_by LIKE 'person:_%') NOT VALID;
+
+-- An approval belongs to a round: the round is how many times the disbursement came to
+-- awaiting_approval. A disbursement sent back for approval (its destination changed after it
+-- was approved) starts a new round, and only the approvals of the current round count.
+-- destination is where the person was to be paid when the admin approved (NULL: none on file,
+-- or an approval recorded before this migration).
+ALTER TABLE payouts_approvals
+    ADD COLUMN round integer NOT NULL DEFAULT 1,
+    ADD COLUMN destination text;
+ALTER TABLE payouts_approvals DROP CONSTRAINT payouts_approvals_pkey;
+ALTER TABLE payouts_approvals ADD CONSTRAINT payouts_approvals_pkey PRIMARY KEY (disbursement_id, round, approver);
+
+CREATE FUNCTION payouts_approval_round(d uuid) RETURNS integer LANGUAGE sql STABLE AS $$
+    SELECT count(*)::integer FROM payouts_transitions WHERE disbursement_id = d AND to_state = 'awaiting_approval'
+$$;
+
+-- Back to approval: an approved disbursement whose destination changed before it was
+-- submitted, and a failed one that needed approval when a new destination retries it.
+INSERT INTO payouts_legal_transitions (from_state, to_state) VALUES
+    ('approved', 'awaiting_approval'),
+    ('failed', 'awaiting_approval');
+
+-- The check of 005, extended: the requester of anything but an award (made by a rule) is a
+-- person, the approver holds an active, unrevoked admin token, and the approval is recorded
+-- in the disbursement's current round.
+CREATE OR REPLACE FUNCTION payouts_approvals_check() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    d payouts_disbursements;
+BEGIN
+    SELECT * INTO d FROM payouts_disbursements WHERE id = NEW.disbursement_id;
+    IF d.requested_by = NEW.approver THEN
+        RAISE EXCEPTION 'disbursement %: % requested it and may not approve it', d.id, NEW.approver
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_self_approval';
+    END IF;
+    IF d.state <> 'awaiting_approval' THEN
+        RAISE EXCEPTION 'disbursement %: is %, not awaiting approval', d.id, d.state
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_transition';
+    END IF;
+    IF d.source <> 'award' AND d.requested_by NOT LIKE 'person:_%' THEN
+        RAISE EXCEPTION 'disbursement %: requested by %, not a person, so four eyes cannot be shown: reject or cancel it',
+            d.id, d.requested_by USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_requester_person';
+    END IF;
+    -- (An approver that is not a person at all is refused by payouts_approvals_person.)
+    IF NEW.approver LIKE 'person:_%' AND NOT EXISTS (SELECT 1 FROM access_tokens t WHERE t.role = 'admin' AND 'person:' || t.person_id = NEW.approver
+                   AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())) THEN
+        RAISE EXCEPTION 'disbursement %: % holds no active admin token and may not approve', d.id, NEW.approver
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_approver_admin';
+    END IF;
+    NEW.round := payouts_approval_round(NEW.disbursement_id);
+    RETURN NEW;
+END $$;
+
+-- Leaving awaiting_approval for approved needs the approvals of the current round (the guard
+-- of 005 counts those of every round).
+CREATE FUNCTION payouts_disbursements_round() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state = 'approved' AND OLD.state = 'awaiting_approval'
+       AND (SELECT count(*) FROM payouts_approvals WHERE disbursement_id = NEW.id
+            AND round = payouts_approval_round(NEW.id)) < NEW.approvals_needed THEN
+        RAISE EXCEPTION 'disbursement %: needs % approvals by different admins since it last came to approval', NEW.id, NEW.approvals_needed
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_dual_control';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER payouts_disbursements_round BEFORE UPDATE ON payouts_disbursements
+    FOR EACH ROW EXECUTE FUNCTION payouts_disbursements_round();
+
+-- A payout that needed approval goes only where its approvers saw it would: every approval of
+-- the current round that recorded a destination recorded this one.
+CREATE FUNCTION payouts_attempts_destination() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT approvals_needed FROM payouts_disbursements WHERE id = NEW.disbursement_id) > 0
+       AND EXISTS (SELECT 1 FROM payouts_approvals a WHERE a.disbursement_id = NEW.disbursement_id
+                   AND a.round = payouts_approval_round(NEW.disbursement_id)
+                   AND a.destination IS NOT NULL AND a.destination <> NEW.destination) THEN
+        RAISE EXCEPTION 'disbursement %: % is not the destination it was approved for', NEW.disbursement_id, NEW.destination
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_destination_approved';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER payouts_attempts_destination BEFORE INSERT ON payouts_attempts
+    FOR EACH ROW EXECUTE FUNCTION payouts_attempts_destination();

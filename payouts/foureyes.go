@@ -1,0 +1,72 @@
+package payouts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandemledger/tandem/network"
+)
+
+// Four eyes (DESIGN.md §7) on every path money takes: whoever requests money — an admin
+// granting (Create), the creator of a commitment for its instalments (CreateCommitment),
+// whoever set a stipend rate for its stipends (SetStipendPolicy) — is a named person, who may
+// not approve what follows from it. A new source of disbursements asks requirePerson of its
+// requester and passes by.Subject() as the disbursement's requested_by. The database refuses
+// an approval of a disbursement (other than an award, which a rule makes) whose requester is
+// not a person, and one by a person who holds no active admin token.
+
+// requirePerson refuses a request for money by an admin who is not a person: otherwise the
+// same admin could request with a token and approve with their person.
+func requirePerson(by network.By, what string) error {
+	if by.PersonID == "" {
+		return fmt.Errorf("%w: %s needs an admin who is a person (a token made with --person, or --as admin:PERSON on the command line), who may not approve what follows from it",
+			ErrSelfApproval, what)
+	}
+	return nil
+}
+
+// approvalDestinationTx is where person would be paid now, as an approval records it: ""
+// when there is none on file (the payout will fail for want of one).
+func (s *Store) approvalDestinationTx(ctx context.Context, tx pgx.Tx, person string) (string, error) {
+	dest, err := s.destinationTx(ctx, tx, person)
+	if errors.Is(err, ErrNoDestination) {
+		return "", nil
+	}
+	return dest, err
+}
+
+// approvalsCountTx counts the approvals of the disbursement's current round.
+func approvalsCountTx(ctx context.Context, tx pgx.Tx, id string) (int, error) {
+	var n int
+	err := tx.QueryRow(ctx, `SELECT count(*) FROM payouts_approvals WHERE disbursement_id = $1 AND round = payouts_approval_round($1)`,
+		id).Scan(&n)
+	return n, err
+}
+
+// reapproveIfMoved sends an approved disbursement that needed admin approval back to
+// awaiting_approval when dest, where it is about to be paid, is not the destination its
+// approvals saw: the approvals no longer count, and the admins look again. Within the
+// auto-approve limit (no approval needed) a new destination is paid as it is. It reports
+// whether it sent the disbursement back.
+func (s *Store) reapproveIfMoved(ctx context.Context, tx pgx.Tx, d *Disbursement, dest string) (bool, error) {
+	if d.ApprovalsNeeded == 0 {
+		return false, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT destination FROM payouts_approvals WHERE disbursement_id = $1
+		AND round = payouts_approval_round($1) AND destination IS NOT NULL AND destination <> $2 ORDER BY destination`, uuid.MustParse(d.ID), dest)
+	if err != nil {
+		return false, fmt.Errorf("approved destination of %s: %w", d.ID, err)
+	}
+	seen, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(seen) == 0 {
+		return false, err
+	}
+	why := fmt.Sprintf("payout destination changed since it was approved (approved for %s, now %s): the approvals no longer count; it needs %d again",
+		strings.Join(seen, ", "), dest, d.ApprovalsNeeded)
+	return true, s.transition(ctx, tx, d, AwaitingApproval, SystemActor.Name, why)
+}
