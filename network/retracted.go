@@ -33,7 +33,7 @@ type Withdrawn struct {
 
 // RetractedAward is an award paid into the wallet whose evidence was withdrawn since.
 type RetractedAward struct {
-	Award
+	Award     Award       `json:"award"`
 	Withdrawn []Withdrawn `json:"withdrawn"`
 }
 
@@ -76,7 +76,7 @@ func RetractedEvidenceTx(ctx context.Context, db access.DBTX, program, award str
 	var a Award
 	var wd Withdrawn
 	_, err = pgx.ForEachRow(rows, append(awardDest(&a), &wd.Item, &wd.What, &wd.Reason, &wd.By, &wd.At), func() error {
-		if n := len(out); n == 0 || out[n-1].ID != a.ID {
+		if n := len(out); n == 0 || out[n-1].Award.ID != a.ID {
 			out = append(out, RetractedAward{Award: a})
 		}
 		last := &out[len(out)-1]

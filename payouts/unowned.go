@@ -67,7 +67,7 @@ func retractedAwardsTx(ctx context.Context, db access.DBTX, program, award strin
 	}
 	ids := make([]string, len(found))
 	for i, a := range found {
-		ids[i] = a.ID
+		ids[i] = a.Award.ID
 	}
 	type info struct {
 		decided         bool
@@ -92,7 +92,7 @@ func retractedAwardsTx(ctx context.Context, db access.DBTX, program, award strin
 	}
 	var out []RetractedAward
 	for _, a := range found {
-		in := infos[a.ID]
+		in := infos[a.Award.ID]
 		if in.decided || slices.Contains(settledBack, in.state) {
 			continue
 		}
@@ -212,6 +212,21 @@ func (s *Store) DecideRetractedAward(ctx context.Context, by network.By, award, 
 		return AwardDecision{}, err
 	}
 	return out, nil
+}
+
+// AwardDecisionOf is the decision recorded on award (ErrNotFound when there is none).
+func (s *Store) AwardDecisionOf(ctx context.Context, award string) (AwardDecision, error) {
+	if uuid.Validate(award) != nil {
+		return AwardDecision{}, fmt.Errorf("%w: no decision on award %q", ErrNotFound, award)
+	}
+	d := AwardDecision{AwardID: award}
+	err := s.db.QueryRow(ctx, `SELECT a.award_key, d.decision, d.reason, coalesce(d.entry_id::text, ''), d.decided_by, d.at
+		FROM payouts_award_decisions d JOIN network_awards a ON a.id = d.award_id WHERE d.award_id = $1`, award).
+		Scan(&d.AwardKey, &d.Decision, &d.Reason, &d.EntryID, &d.DecidedBy, &d.At)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return AwardDecision{}, fmt.Errorf("%w: no decision on award %s", ErrNotFound, award)
+	}
+	return d, err
 }
 
 func nullUUID(s string) *string {

@@ -172,7 +172,7 @@ func TestRetractedAwardDecisions(t *testing.T) {
 		require.NoError(t, err)
 		out := map[string]payouts.RetractedAward{}
 		for _, a := range got {
-			out[a.ParticipantID] = a
+			out[a.Award.ParticipantID] = a
 		}
 		return out
 	}
@@ -199,12 +199,12 @@ func TestRetractedAwardDecisions(t *testing.T) {
 	require.Equal(t, network.WithdrawnVerification, got["cal"].Withdrawn[0].What)
 
 	// Reversing ana's: the disbursement canceled, the money back to the fund.
-	_, err = p.DecideRetractedAward(e.ctx, admin, ana.ID, payouts.DecisionReverse, "")
+	_, err = p.DecideRetractedAward(e.ctx, admin, ana.Award.ID, payouts.DecisionReverse, "")
 	require.ErrorIs(t, err, payouts.ErrInvalid, "a reason is required")
-	_, err = p.DecideRetractedAward(e.ctx, admin, ana.ID, "forget", "x")
+	_, err = p.DecideRetractedAward(e.ctx, admin, ana.Award.ID, "forget", "x")
 	require.ErrorIs(t, err, payouts.ErrInvalid)
 	fund := posted(t, e.a, "program/p1/fund")
-	dec, err := p.DecideRetractedAward(e.ctx, admin, ana.ID, payouts.DecisionReverse, "the fourth meeting did not happen")
+	dec, err := p.DecideRetractedAward(e.ctx, admin, ana.Award.ID, payouts.DecisionReverse, "the fourth meeting did not happen")
 	require.NoError(t, err)
 	require.Equal(t, payouts.DecisionReverse, dec.Decision)
 	require.Equal(t, "person:adm", dec.DecidedBy)
@@ -214,16 +214,16 @@ func TestRetractedAwardDecisions(t *testing.T) {
 	d := e.get(anaD.ID)
 	require.Equal(t, payouts.Canceled, d.State)
 	require.Contains(t, lastTransition(t, d).Reason, "award reversed")
-	require.Equal(t, 1, e.auditCount("payouts.award.reverse", "award:"+ana.Key))
-	_, err = p.DecideRetractedAward(e.ctx, admin, ana.ID, payouts.DecisionKeep, "changed my mind")
+	require.Equal(t, 1, e.auditCount("payouts.award.reverse", "award:"+ana.Award.Key))
+	_, err = p.DecideRetractedAward(e.ctx, admin, ana.Award.ID, payouts.DecisionKeep, "changed my mind")
 	require.ErrorIs(t, err, payouts.ErrState, "decided once")
 
 	// Ben's was paid out: reversing is refused, keeping recorded.
-	_, err = p.DecideRetractedAward(e.ctx, admin, got["ben"].ID, payouts.DecisionReverse, "claw back")
+	_, err = p.DecideRetractedAward(e.ctx, admin, got["ben"].Award.ID, payouts.DecisionReverse, "claw back")
 	require.ErrorIs(t, err, payouts.ErrState)
-	_, err = p.DecideRetractedAward(e.ctx, admin, got["ben"].ID, payouts.DecisionKeep, "paid in good faith; the coach was told")
+	_, err = p.DecideRetractedAward(e.ctx, admin, got["ben"].Award.ID, payouts.DecisionKeep, "paid in good faith; the coach was told")
 	require.NoError(t, err)
-	require.Equal(t, 1, e.auditCount("payouts.award.keep", "award:"+got["ben"].Key))
+	require.Equal(t, 1, e.auditCount("payouts.award.keep", "award:"+got["ben"].Award.Key))
 
 	got = list()
 	require.Len(t, got, 1, "decided awards leave the list")
