@@ -256,7 +256,7 @@ func (s *Server) returnedOf(ctx context.Context, p access.Principal, d payouts.D
 	left := moneyText(m.Outstanding, m.Currency)
 	v := &returnedView{ID: d.ID, CSRF: csrf, Returned: moneyText(m.Returned, m.Currency), Settled: moneyText(m.Settled, m.Currency),
 		Left: left, Settlements: m.Settlements, RepayLabel: "Pay the returned " + left + " again", FundLabel: "Give the returned " + left + " back to the fund"}
-	if d.State == payouts.Paid && m.Outstanding.IsPositive() {
+	if m.Outstanding.IsPositive() && (d.State == payouts.Paid || (d.State == payouts.Returned && len(m.Settlements) > 0)) {
 		res := access.Resource{Owner: d.PersonID, RequestedBy: d.RequestedBy}
 		v.CanRepay = access.Authorize(p, access.DisbursementRepayReturned, res) == nil && strings.HasPrefix(d.Wallet, "participant/")
 		v.CanFund = access.Authorize(p, access.DisbursementReturnToFund, res) == nil

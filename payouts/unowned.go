@@ -183,6 +183,9 @@ func (s *Store) DecideRetractedAward(ctx context.Context, by network.By, award, 
 		if decision == DecisionReverse {
 			why := "evidence retracted: " + reason
 			if hasDisbursement {
+				if err := refuseIfSettled(ctx, tx, d, "reversed"); err != nil {
+					return access.Event{}, err
+				}
 				if err := s.transition(ctx, tx, &d, Canceled, by.Name, "award reversed, "+why); err != nil {
 					return access.Event{}, err
 				}
@@ -227,6 +230,24 @@ func (s *Store) AwardDecisionOf(ctx context.Context, award string) (AwardDecisio
 		return AwardDecision{}, fmt.Errorf("%w: no decision on award %s", ErrNotFound, award)
 	}
 	return d, err
+}
+
+// refuseIfSettled refuses to move d's whole amount out of the wallet again (a retry, a
+// cancellation back to the fund, a reversal) when part of what its payout returned was
+// already paid again or given back: that part is no longer in the wallet.
+func refuseIfSettled(ctx context.Context, tx pgx.Tx, d Disbursement, what string) error {
+	if d.State != Returned {
+		return nil
+	}
+	var settled bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM payouts_return_settlements WHERE disbursement_id = $1)`, d.ID).Scan(&settled); err != nil {
+		return err
+	}
+	if settled {
+		return fmt.Errorf("%w: part of what %s's payout returned was already paid again or given back to the fund, so it cannot be %s; "+
+			"pay the rest again or give it back (repay-returned, return-to-fund)", ErrState, d.ID, what)
+	}
+	return nil
 }
 
 func nullUUID(s string) *string {
@@ -393,13 +414,15 @@ func (s *Store) settleReturn(ctx context.Context, by network.By, id, kind, reaso
 	}
 	action := map[string]string{"repay": "payouts.disbursement.repay_returned", "fund": "payouts.disbursement.return_to_fund"}[kind]
 	_, err := s.act(ctx, by, id, action, func(tx pgx.Tx, d *Disbursement) (string, error) {
-		if d.State != Paid {
-			return "", fmt.Errorf("%w: %s is %s; what a paid payout returned in part is paid again or given back here (one returned in full is retried or canceled)",
-				ErrState, d.ID, d.State)
-		}
 		m, err := returnedTx(ctx, tx, uuid.MustParse(d.ID))
 		if err != nil {
 			return "", err
+		}
+		// Paid and returned in part; or returned in full after part of it was settled here
+		// (one returned in full at once is retried or canceled).
+		if d.State != Paid && (d.State != Returned || len(m.Settlements) == 0) {
+			return "", fmt.Errorf("%w: %s is %s; what a paid payout returned in part is paid again or given back here (one returned in full is retried or canceled)",
+				ErrState, d.ID, d.State)
 		}
 		if !m.Outstanding.IsPositive() {
 			return "", fmt.Errorf("%w: nothing returned remains in the wallet for %s (returned %s, already paid again or given back %s)",
@@ -433,6 +456,12 @@ func (s *Store) settleReturn(ctx context.Context, by network.By, id, kind, reaso
 		}
 		if *out, err = returnedTx(ctx, tx, uuid.MustParse(d.ID)); err != nil {
 			return "", err
+		}
+		if d.State == Returned {
+			// All of it is settled now: nothing is left for a retry or a cancellation.
+			if err := s.transition(ctx, tx, d, Canceled, by.Name, "what the provider returned was paid again or given back to the fund: "+reason); err != nil {
+				return "", err
+			}
 		}
 		detail := fmt.Sprintf("%s returned: %s", money(m.Outstanding, d.Currency), reason)
 		if nid != nil {

@@ -128,6 +128,29 @@ func TestPartialReturnPaidAgainOrToFund(t *testing.T) {
 	_, err = p.ReturnReturnedToFund(e.ctx, admin, w.ID, "no")
 	require.ErrorIs(t, err, payouts.ErrState)
 
+	// Returned in part, settled, then returned in full: what was settled is no longer in the
+	// wallet, so neither a retry nor a cancellation may take the whole amount again; the rest
+	// is settled here, which ends the disbursement.
+	e.payee("p1", "cal")
+	r := e.partlyReturned("cal", "80.00", "30", "part-2")
+	_, err = p.ReturnReturnedToFund(e.ctx, admin, r.ID, "first part back to the fund")
+	require.NoError(t, err)
+	e.giveBack(r, "50")
+	require.Equal(t, payouts.Returned, e.get(r.ID).State)
+	requireAmount(t, "50", posted(t, e.a, network.WalletAccount("cal")))
+	_, err = p.Retry(e.ctx, admin, r.ID, "again")
+	require.ErrorIs(t, err, payouts.ErrState)
+	require.ErrorContains(t, err, "already paid again or given back")
+	_, err = p.Cancel(e.ctx, admin, r.ID, "back to the fund")
+	require.ErrorIs(t, err, payouts.ErrState)
+	out, err = p.RepayReturned(e.ctx, admin, r.ID, "the rest, to the new account")
+	require.NoError(t, err)
+	require.Equal(t, "50.00", ledgerAmount(out.Disbursement.Amount))
+	rd := e.get(r.ID)
+	require.Equal(t, payouts.Canceled, rd.State, "nothing of it is left to retry or cancel")
+	require.Contains(t, lastTransition(t, rd).Reason, "paid again or given back")
+	requireAmount(t, "50", posted(t, e.a, network.WalletAccount("cal")), "the new disbursement's money, until it is paid")
+
 	// The database refuses settling more than was returned, whoever asks.
 	_, err = e.pool.Exec(e.ctx, `INSERT INTO payouts_return_settlements (disbursement_id, kind, amount, entry_id, decided_by, reason)
 		VALUES ($1, 'fund', 1, $2, 'test:sql', 'more than returned')`, d.ID, m.Settlements[1].EntryID)
