@@ -189,6 +189,7 @@ func TestRetractedAwardDecisions(t *testing.T) {
 	benConvs, benD := earn("ben")
 	calConvs, _ := earn("cal")
 	earn("dan")
+	eveConvs, _ := earn("eve")
 	list := func() map[string]payouts.RetractedAward {
 		t.Helper()
 		got, err := p.RetractedAwards(e.ctx, "p1")
@@ -208,9 +209,14 @@ func TestRetractedAwardDecisions(t *testing.T) {
 	require.NoError(t, err)
 	_, err = n.Review(e.ctx, admin, calConvs[3], network.ReviewUnverify, "the mentor does not remember it")
 	require.NoError(t, err)
+	eveConv, err := n.Conversation(e.ctx, eveConvs[0])
+	require.NoError(t, err)
+	_, err = n.End(e.ctx, admin, eveConv.ConnectionID, network.EndConnection{EndedOn: time.Now().UTC().Format(time.DateOnly),
+		Retracted: true, Reason: "not her mentor"})
+	require.NoError(t, err)
 
 	got := list()
-	require.Len(t, got, 3, "dan's evidence stands")
+	require.Len(t, got, 4, "dan's evidence stands")
 	ana := got["ana"]
 	require.Equal(t, anaD.ID, ana.Disbursement)
 	require.Equal(t, []string{payouts.DecisionKeep, payouts.DecisionReverse}, ana.Decisions)
@@ -220,6 +226,9 @@ func TestRetractedAwardDecisions(t *testing.T) {
 	require.Equal(t, []string{payouts.DecisionKeep}, got["ben"].Decisions, "paid out: only kept")
 	require.Contains(t, got["ben"].Note, "left the wallet")
 	require.Equal(t, network.WithdrawnVerification, got["cal"].Withdrawn[0].What)
+	require.Len(t, got["eve"].Withdrawn, 4, "each of her conversations was on the retracted connection")
+	require.Equal(t, network.WithdrawnConnection, got["eve"].Withdrawn[0].What)
+	require.Equal(t, "not her mentor", got["eve"].Withdrawn[0].Reason)
 
 	// Reversing ana's: the disbursement canceled, the money back to the fund.
 	_, err = p.DecideRetractedAward(e.ctx, admin, ana.Award.ID, payouts.DecisionReverse, "")
@@ -249,8 +258,9 @@ func TestRetractedAwardDecisions(t *testing.T) {
 	require.Equal(t, 1, e.auditCount("payouts.award.keep", "award:"+got["ben"].Award.Key))
 
 	got = list()
-	require.Len(t, got, 1, "decided awards leave the list")
+	require.Len(t, got, 2, "decided awards leave the list")
 	require.Contains(t, got, "cal")
+	require.Contains(t, got, "eve")
 
 	// An award whose evidence stands cannot be decided on.
 	dan, err := n.Awards(e.ctx, network.AwardFilter{Participant: "dan"})
