@@ -70,11 +70,12 @@ func retractedAwardsTx(ctx context.Context, db access.DBTX, program, award strin
 		ids[i] = a.Award.ID
 	}
 	type info struct {
-		decided         bool
-		name, id, state string
+		decided, settled bool
+		name, id, state  string
 	}
 	infos := map[string]info{}
-	rows, err := db.Query(ctx, `SELECT a.id::text, d.award_id IS NOT NULL, p.name, coalesce(b.id::text, ''), coalesce(b.state, '')
+	rows, err := db.Query(ctx, `SELECT a.id::text, d.award_id IS NOT NULL, p.name, coalesce(b.id::text, ''), coalesce(b.state, ''),
+			EXISTS (SELECT 1 FROM payouts_return_settlements s WHERE s.disbursement_id = b.id)
 		FROM network_awards a JOIN network_people p ON p.id = a.participant_id
 		LEFT JOIN payouts_award_decisions d ON d.award_id = a.id
 		LEFT JOIN payouts_disbursements b ON b.award_id = a.id
@@ -84,7 +85,7 @@ func retractedAwardsTx(ctx context.Context, db access.DBTX, program, award strin
 	}
 	var id string
 	var in info
-	if _, err := pgx.ForEachRow(rows, []any{&id, &in.decided, &in.name, &in.id, &in.state}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&id, &in.decided, &in.name, &in.id, &in.state, &in.settled}, func() error {
 		infos[id] = in
 		return nil
 	}); err != nil {
@@ -98,6 +99,8 @@ func retractedAwardsTx(ctx context.Context, db access.DBTX, program, award strin
 		}
 		ra := RetractedAward{RetractedAward: a, PersonName: in.name, Disbursement: in.id, State: in.state, Decisions: []string{DecisionKeep}}
 		switch {
+		case in.settled:
+			ra.Note = "Part of what its payout returned was paid again or given back already: it can only be kept."
 		case in.id == "" || slices.Contains(reversible, in.state):
 			ra.Decisions = append(ra.Decisions, DecisionReverse)
 		case in.state == Submitted:

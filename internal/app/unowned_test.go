@@ -190,6 +190,7 @@ func TestRetractedAwardDecisions(t *testing.T) {
 	calConvs, _ := earn("cal")
 	earn("dan")
 	eveConvs, _ := earn("eve")
+	fayConvs, fayD := earn("fay")
 	list := func() map[string]payouts.RetractedAward {
 		t.Helper()
 		got, err := p.RetractedAwards(e.ctx, "p1")
@@ -209,6 +210,12 @@ func TestRetractedAwardDecisions(t *testing.T) {
 	require.NoError(t, err)
 	_, err = n.Review(e.ctx, admin, calConvs[3], network.ReviewUnverify, "the mentor does not remember it")
 	require.NoError(t, err)
+	// Fay's disbursement was canceled before her evidence was retracted: the money is back
+	// in the fund, nothing to decide.
+	_, err = p.Cancel(e.ctx, admin, fayD.ID, "she asked to be paid later")
+	require.NoError(t, err)
+	_, err = n.Review(e.ctx, admin, fayConvs[0], network.ReviewRetract, "duplicate")
+	require.NoError(t, err)
 	eveConv, err := n.Conversation(e.ctx, eveConvs[0])
 	require.NoError(t, err)
 	_, err = n.End(e.ctx, admin, eveConv.ConnectionID, network.EndConnection{EndedOn: time.Now().UTC().Format(time.DateOnly),
@@ -216,7 +223,7 @@ func TestRetractedAwardDecisions(t *testing.T) {
 	require.NoError(t, err)
 
 	got := list()
-	require.Len(t, got, 4, "dan's evidence stands")
+	require.Len(t, got, 4, "dan's evidence stands; fay's money is back in the fund")
 	ana := got["ana"]
 	require.Equal(t, anaD.ID, ana.Disbursement)
 	require.Equal(t, []string{payouts.DecisionKeep, payouts.DecisionReverse}, ana.Decisions)
