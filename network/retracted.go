@@ -43,7 +43,9 @@ type RetractedAward struct {
 // retracted connection, or a conversation whose verification was withdrawn when the rule
 // counts verified conversations only. The award's evidence lists the conversations or
 // connections that fired it (Due.Evidence); awards on other evidence (months of ratings,
-// economic connectedness) are not read here. Oldest award first.
+// economic connectedness) are not read here, nor a connection counted with_conversation
+// whose first verified conversation was withdrawn while the connection stands. Oldest award
+// first.
 func RetractedEvidenceTx(ctx context.Context, db access.DBTX, program, award string) ([]RetractedAward, error) {
 	rows, err := db.Query(ctx, `WITH ev AS MATERIALIZED (
 			SELECT a.id, e.item, CASE WHEN e.item ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN e.item::uuid END AS uid
