@@ -75,6 +75,14 @@ const (
 	ReconciliationRead Action = "payouts.reconciliation.read"
 	ReconciliationRun  Action = "payouts.reconciliation.run"
 	PayoutsRun         Action = "payouts.run"
+	// Money left without an owner (payouts/unowned.go): awards whose evidence was retracted
+	// after they were paid, listed for a decision (reverse or keep); what a paid payout's
+	// partial return left in the wallet, paid again or given back to the fund. Admins decide;
+	// auditors read the list.
+	RetractedAwardList        Action = "payouts.award.retracted.list"
+	RetractedAwardDecide      Action = "payouts.award.decide"
+	DisbursementRepayReturned Action = "payouts.disbursement.repay_returned"
+	DisbursementReturnToFund  Action = "payouts.disbursement.return_to_fund"
 	// Exports and the seal (DESIGN.md §3, §9): auditors and admins export the ledger, read
 	// the seal's status and verify it; participants and coaches may not (an export holds
 	// everyone's money). Verifying records its result but changes nothing in the ledger.
@@ -89,7 +97,7 @@ var readActions = map[Action]bool{
 	ProgramList: true, ProgramRead: true, ProgramMetrics: true, PersonList: true, PersonRead: true, ConnectionList: true,
 	ConversationList: true, RuleRead: true, ProgressRead: true, AwardList: true, DisbursementList: true,
 	DisbursementRead: true, PayoutPolicyRead: true, CommitmentList: true, StipendList: true, TaxReportRead: true,
-	ReconciliationRead: true, LedgerExport: true, SealRead: true, SealVerify: true,
+	ReconciliationRead: true, LedgerExport: true, SealRead: true, SealVerify: true, RetractedAwardList: true,
 }
 
 // publicReads are program-level reads open to every role: what a program is and its rules.

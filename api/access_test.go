@@ -221,6 +221,12 @@ var routeActions = map[string]access.Action{
 	"GET /v1/reconciliations":                 access.ReconciliationRead,
 	"POST /v1/reconciliations":                access.ReconciliationRun,
 	"POST /v1/payouts/run":                    access.PayoutsRun,
+	// Money left without an owner (unowned.go): walked in network_test.go too.
+	"GET /v1/retracted-awards":                   access.RetractedAwardList,
+	"POST /v1/awards/{id}/decision":              access.RetractedAwardDecide,
+	"GET /v1/disbursements/{id}/returned":        access.DisbursementRead,
+	"POST /v1/disbursements/{id}/repay-returned": access.DisbursementRepayReturned,
+	"POST /v1/disbursements/{id}/return-to-fund": access.DisbursementReturnToFund,
 }
 
 // walkedHere says whether TestEveryRouteEveryRole walks a route's callers itself: the
@@ -276,6 +282,10 @@ var policyByAction = map[access.Action]allowedBesidesAdmins{
 	access.CommitmentWrite: {}, access.CommitmentList: {auditor: true, owner: true}, access.StipendList: {auditor: true, owner: true},
 	access.StipendRun: {}, access.TaxReportRead: {auditor: true}, access.ReconciliationRead: {auditor: true},
 	access.ReconciliationRun: {}, access.PayoutsRun: {},
+	// Money left without an owner: admins decide, auditors read the list; a person reads
+	// their own disbursement's returned money (DisbursementRead).
+	access.RetractedAwardList: {auditor: true}, access.RetractedAwardDecide: {},
+	access.DisbursementRepayReturned: {}, access.DisbursementReturnToFund: {},
 }
 
 type callerKind int

@@ -686,6 +686,14 @@ var networkExpected = map[string]networkRow{
 	"GET /v1/reconciliations":                 {pass, pass, na, na, na, na, na, deny},
 	"POST /v1/reconciliations":                {pass, deny, na, na, na, na, na, deny},
 	"POST /v1/payouts/run":                    {pass, deny, na, na, na, na, na, deny},
+	// Money left without an owner: the list of awards whose evidence was retracted is the
+	// admins' and auditors'; deciding on one, and paying again or giving back to the fund
+	// what a payout returned, the admins'. A disbursement's returned money is read like it.
+	"GET /v1/retracted-awards":                   {pass, pass, na, na, na, na, na, deny},
+	"POST /v1/awards/{id}/decision":              {pass, deny, na, na, na, na, na, deny},
+	"GET /v1/disbursements/{id}/returned":        {pass, pass, pass, deny, pass, deny, na, na},
+	"POST /v1/disbursements/{id}/repay-returned": {pass, deny, deny, deny, deny, deny, na, na},
+	"POST /v1/disbursements/{id}/return-to-fund": {pass, deny, deny, deny, deny, deny, na, na},
 }
 
 // TestEveryNetworkRouteEveryRole is the network's TestEveryRouteEveryRole: every network
@@ -775,7 +783,8 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 		path = rt.Path
 		for prefix, id := range map[string]string{"/v1/programs/": "p1", "/v1/people/": subject, "/v1/participants/": subject,
 			"/v1/connections/": conns[subject], "/v1/conversations/": convs[subject],
-			"/v1/disbursements/": f.disbursementOf(t, subject), "/v1/commitments/": f.commitmentOf(t, "ana")} {
+			"/v1/disbursements/": f.disbursementOf(t, subject), "/v1/commitments/": f.commitmentOf(t, "ana"),
+			"/v1/awards/": "00000000-0000-7000-8000-000000000000"} {
 			if strings.HasPrefix(path, prefix) && strings.Contains(path, "{id}") {
 				require.NotEmpty(t, id, "%s: no id for subject %q", rt.Path, subject)
 				path = strings.Replace(path, "{id}", id, 1)

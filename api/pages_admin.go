@@ -46,6 +46,7 @@ func (s *Server) adminPages() {
 	s.page("POST /admin/reconciliation", access.ReconciliationRun, noResource, s.reconcileForm)
 	s.page("GET /admin/programs", access.ProgramMetrics, noResource, s.adminGet(s.programsView))
 	s.page("GET /admin/programs/{id}", access.ProgramMetrics, noResource, s.adminGet(s.dashboardView))
+	s.unownedPages()
 }
 
 // adminStyle is the admin pages' own style sheet, inline like the layout's (the CSP allows
@@ -90,6 +91,8 @@ func (s *Server) viewFor(path string) adminView {
 		return s.failedView
 	case path == "/admin/reconciliation":
 		return s.reconciliationView
+	case path == "/admin/retracted":
+		return s.retractedView
 	case strings.HasPrefix(path, "/admin/disbursements/"):
 		return s.disbursementView
 	}
@@ -107,7 +110,7 @@ func safeReturn(v, fallback string) *url.URL {
 	ok := err == nil && u.Scheme == "" && u.Host == "" && u.User == nil && u.Opaque == ""
 	if ok {
 		switch id, isDetail := strings.CutPrefix(u.Path, "/admin/disbursements/"); {
-		case u.Path == "/admin/approvals" || u.Path == "/admin/failed" || u.Path == "/admin/reconciliation":
+		case u.Path == "/admin/approvals" || u.Path == "/admin/failed" || u.Path == "/admin/reconciliation" || u.Path == "/admin/retracted":
 		case isDetail && uuid.Validate(id) == nil:
 		default:
 			ok = false
@@ -175,6 +178,8 @@ func (s *Server) adminFlash(ctx context.Context, q url.Values) string {
 				return fmt.Sprintf("Reconciliation run %d finished: %s.", id, countText(len(run.Differences), "difference", "differences"))
 			}
 		}
+	default:
+		return s.unownedFlash(ctx, q)
 	}
 	return ""
 }
@@ -556,7 +561,7 @@ func (s *Server) failedView(ctx context.Context, sess access.Session, target *ur
 	return failedContent, pageData{Title: "Failed payouts", CSRF: sess.CSRF, Principal: &sess.Principal, Data: d}, nil
 }
 
-var disbursementContent = newPage(adminStyle + decideForms + `
+var disbursementContent = newPage(adminStyle + decideForms + returnedSection + `
 {{with .Data.Row}}
 <dl class="facts">
 <dt>State</dt><dd id="state">{{.StateLabel}} <span class="muted">(since {{datetime .UpdatedAt}})</span></dd>
@@ -597,6 +602,7 @@ var disbursementContent = newPage(adminStyle + decideForms + `
 <tbody>{{range .Returns}}<tr><th scope="row">{{datetime .At}}</th><td>{{.Attempt}}</td><td class="amount">{{.Amount}}</td><td>{{.Event}}</td><td>{{.EntryID}}</td></tr>{{end}}</tbody></table></div>{{end}}
 {{if .FundReturnEntryID}}<p>The money went back to the program's fund by ledger entry {{.FundReturnEntryID}}.</p>{{end}}
 {{end}}
+{{template "returned" .Data.Returned}}
 <p><a href="/admin/approvals">Back to the approvals</a> · <a href="/admin/failed">Failed payouts</a></p>`)
 
 // disbursementView is one disbursement: its facts, the forms the reader may use, and its
@@ -616,11 +622,16 @@ func (s *Server) disbursementView(ctx context.Context, sess access.Session, targ
 	}
 	row := s.disbursementRow(sess.Principal, items[0])
 	row.ReturnTo, row.CSRF = row.Href, sess.CSRF
+	returned, err := s.returnedOf(ctx, sess.Principal, d, sess.CSRF)
+	if err != nil {
+		return nil, pageData{}, err
+	}
 	return disbursementContent, pageData{Title: row.Amount + " to " + row.Person, CSRF: sess.CSRF, Principal: &sess.Principal,
 		Data: struct {
-			Row disbursementRow
-			D   payouts.Disbursement
-		}{row, d}}, nil
+			Row      disbursementRow
+			D        payouts.Disbursement
+			Returned *returnedView
+		}{row, d, returned}}, nil
 }
 
 // --- Reconciliation ------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ func (s *Server) payoutRoutes() {
 	s.handle("POST /v1/disbursements/{id}/cancel", access.DisbursementCancel, s.disbursementInPath,
 		write(s, http.StatusOK, s.decide((*payouts.Store).Cancel)))
 
+	s.unownedRoutes()
+
 	s.handle("GET /v1/programs/{id}/payout-policy", access.PayoutPolicyRead, noResource, s.getPayoutPolicy)
 	s.handle("POST /v1/programs/{id}/payout-policy", access.PayoutPolicyWrite, noResource, write(s, http.StatusOK, s.setPayoutPolicy))
 	s.handle("POST /v1/programs/{id}/stipend-policy", access.PayoutPolicyWrite, noResource, write(s, http.StatusOK, s.setStipendPolicy))

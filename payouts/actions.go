@@ -198,6 +198,9 @@ func (s *Store) end(ctx context.Context, by network.By, id, reason, to, action s
 		if !slices.Contains(from, d.State) {
 			return "", fmt.Errorf("%w: %s is %s; only %s can be %s", ErrState, d.ID, d.State, strings.Join(from, ", "), to)
 		}
+		if err := refuseIfSettled(ctx, tx, *d, to); err != nil {
+			return "", err
+		}
 		funded := d.State != InsufficientFunds
 		if err := s.transition(ctx, tx, d, to, by.Name, reason); err != nil {
 			return "", err
@@ -246,6 +249,9 @@ func (s *Store) Retry(ctx context.Context, by network.By, id, reason string) (Di
 	return s.act(ctx, by, id, "payouts.disbursement.retry", func(tx pgx.Tx, d *Disbursement) (string, error) {
 		if d.State != Failed && d.State != Returned {
 			return "", fmt.Errorf("%w: %s is %s; only failed or returned disbursements are retried", ErrState, d.ID, d.State)
+		}
+		if err := refuseIfSettled(ctx, tx, *d, "retried"); err != nil {
+			return "", err
 		}
 		return reason, s.transition(ctx, tx, d, Approved, by.Name, reason)
 	})

@@ -85,6 +85,9 @@ var constraintErrors = map[string]error{
 	"payouts_policies_backoff":        ErrInvalid,
 	"payouts_destinations_account":    ErrInvalid,
 	"network_consent_required":        ErrNoConsent,
+	// payouts/unowned.go
+	"payouts_award_decisions_pkey":      ErrState,
+	"payouts_return_settlements_exceed": ErrState,
 }
 
 func translate(err error) error {

@@ -56,6 +56,15 @@ commitments and stipends:
   stipends [--program P] [--coach C] | stipends-run 2026-10
   1099 [--year 2026] [--threshold 2000.00]
 
+money left without an owner:
+  retracted [--program P]                 awards whose evidence was retracted after they were paid
+  award-decide AWARD reverse|keep --reason TEXT
+                                          reverse: what is still in the wallet back to the fund
+  returned ID                             what a paid payout's partial return left in the wallet
+  repay-returned ID --reason TEXT --as admin:PERSON
+                                          pay it again: a new disbursement PERSON requests
+  return-to-fund ID --reason TEXT         give it back to the program's fund
+
 the periodic work, now:
   run                                     sweep (auto-approvals, retries, forfeits) and due instalments
   reconcile [--days 7] | reconciliations
@@ -267,6 +276,37 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "sweep: %d auto-approved, %d retried, %d forfeited, %d asked to submit again; instalments: %d fulfilled, %d failed\n",
 			res.Sweep.AutoApproved, res.Sweep.Retried, res.Sweep.Forfeited, res.Sweep.Resubmitted, res.InstalmentsFulfilled, res.InstalmentsFailed)
 		return nil
+	case "retracted":
+		as, err := p.RetractedAwards(ctx, *program)
+		if as == nil {
+			as = []payouts.RetractedAward{}
+		}
+		return show(as, err)
+	case "award-decide":
+		if err := need(2, "AWARD reverse|keep --reason TEXT"); err != nil {
+			return err
+		}
+		return show(p.DecideRetractedAward(ctx, by, pos[0], pos[1], *reason))
+	case "returned":
+		if err := need(1, "ID"); err != nil {
+			return err
+		}
+		return show(p.Returned(ctx, pos[0]))
+	case "repay-returned":
+		if err := need(1, "ID --reason TEXT --as admin:PERSON"); err != nil {
+			return err
+		}
+		// The new disbursement's requester is a person, who may not approve it.
+		requester, err := actAsAdmin(ctx, a.Access, *as)
+		if err != nil {
+			return err
+		}
+		return show(p.RepayReturned(ctx, requester, pos[0], *reason))
+	case "return-to-fund":
+		if err := need(1, "ID --reason TEXT"); err != nil {
+			return err
+		}
+		return show(p.ReturnReturnedToFund(ctx, by, pos[0], *reason))
 	case "reconcile":
 		return show(p.Reconcile(ctx, time.Now().AddDate(0, 0, -*days)))
 	case "reconciliations":
