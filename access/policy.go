@@ -75,6 +75,9 @@ const (
 	ReconciliationRead Action = "payouts.reconciliation.read"
 	ReconciliationRun  Action = "payouts.reconciliation.run"
 	PayoutsRun         Action = "payouts.run"
+	// A sandbox program's test clock (payouts/clock.go): admins move it, auditors read it.
+	ClockRead    Action = "payouts.clock.read"
+	ClockAdvance Action = "payouts.clock.advance"
 	// Exports and the seal (DESIGN.md §3, §9): auditors and admins export the ledger, read
 	// the seal's status and verify it; participants and coaches may not (an export holds
 	// everyone's money). Verifying records its result but changes nothing in the ledger.
@@ -90,6 +93,7 @@ var readActions = map[Action]bool{
 	ConversationList: true, RuleRead: true, ProgressRead: true, AwardList: true, DisbursementList: true,
 	DisbursementRead: true, PayoutPolicyRead: true, CommitmentList: true, StipendList: true, TaxReportRead: true,
 	ReconciliationRead: true, LedgerExport: true, SealRead: true, SealVerify: true,
+	ClockRead: true,
 }
 
 // publicReads are program-level reads open to every role: what a program is and its rules.

@@ -1,0 +1,53 @@
+package api_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tandemledger/tandem/internal/app"
+)
+
+// TestClockHTTP: an admin reads and advances a sandbox program's test clock, forward only;
+// auditors read it; participants neither; every advance is in the audit trail.
+func TestClockHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	f.seed(t)
+
+	r := f.do(t, "GET", "/v1/programs/p1/clock", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "p1", r.body["program"])
+	require.Equal(t, "0s", r.body["offset"])
+	require.Equal(t, true, r.body["sandbox"])
+
+	r = f.do(t, "POST", "/v1/programs/p1/clock/advance", `{"by":"72h","reason":"exercise the window"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "72h0m0s", r.body["offset"], r.raw)
+	require.Len(t, list(r.body["advances"]), 1)
+	r = f.do(t, "POST", "/v1/programs/p1/clock/advance", `{"by":"1d"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "96h0m0s", r.body["offset"], r.raw)
+
+	for _, body := range []string{`{}`, `{"by":"-1h"}`, `{"to":"2000-01-05"}`, `{"by":"1h","to":"2099-01-01"}`, `{"by":"later"}`} {
+		r := f.do(t, "POST", "/v1/programs/p1/clock/advance", body)
+		requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+	}
+	requireProblem(t, f.do(t, "POST", "/v1/programs/p9/clock/advance", `{"by":"1h"}`), http.StatusNotFound, "not-found")
+	requireProblem(t, f.as(t, f.auditor, "POST", "/v1/programs/p1/clock/advance", `{"by":"1h"}`), http.StatusForbidden, "forbidden")
+	requireProblem(t, f.as(t, f.ana, "GET", "/v1/programs/p1/clock", ""), http.StatusForbidden, "forbidden")
+	r = f.as(t, f.auditor, "GET", "/v1/programs/p1/clock", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "96h0m0s", r.body["offset"], "refused moves moved nothing")
+
+	r = f.do(t, "GET", "/v1/audit?record=program:p1", "")
+	requireStatus(t, r, http.StatusOK)
+	advances := 0
+	for _, l := range list(r.body["lines"]) {
+		if obj(l)["action"] == "payouts.clock.advance" && obj(l)["outcome"] != "denied" {
+			advances++
+		}
+	}
+	require.Equal(t, 2, advances, r.raw)
+}
