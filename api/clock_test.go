@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 
@@ -50,4 +51,24 @@ func TestClockHTTP(t *testing.T) {
 		}
 	}
 	require.Equal(t, 2, advances, r.raw)
+}
+
+// TestDashboardShowsTestClock: the program dashboard shows the program's time once its test
+// clock is ahead of real time, and nothing before.
+func TestDashboardShowsTestClock(t *testing.T) {
+	t.Parallel()
+	f := setupAdmin(t, false)
+	s := f.session(t, f.adm1)
+	p := s.get("/admin/programs/p1")
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	require.NotContains(t, p.body, "Test clock")
+
+	requireStatus(t, f.do(t, "POST", "/v1/programs/p1/clock/advance", `{"by":"3d"}`), http.StatusOK)
+	c, err := f.app.Payouts.Clock(context.Background(), "p1")
+	require.NoError(t, err)
+	p = s.get("/admin/programs/p1")
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	require.Contains(t, p.body, "<strong>Test clock: "+c.Now.UTC().Format("2006-01-02")+" ")
+	require.Contains(t, p.body, " UTC (&#43;3 days)</strong>", "html/template writes + as &#43;")
+	requireAccessible(t, p)
 }
