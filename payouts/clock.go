@@ -23,8 +23,9 @@ import (
 // What it does not move: the ledger's times (an entry's posted and effective time stay the
 // real clock's, as do transitions, attempts and the audit trail — history is never dated in
 // the future), River's schedule (a retry job still runs at its real time; an advance that
-// makes a retry or a forfeit due earlier leaves it to the next sweep), and coach stipends
-// (computed for a calendar month across every program at once).
+// makes a retry or a forfeit due earlier leaves it to the next sweep). Coach stipends are
+// computed for a month once it has ended in the program's time (PayStipends for that month;
+// the periodic job asks for the months that ended in real time).
 //
 // The rule for "sandbox only": a program may have its clock advanced only while the server
 // pays through the sandbox provider and none of the program's disbursements was ever sent
@@ -145,6 +146,25 @@ func (s *Store) programTimeTx(ctx context.Context, db access.DBTX, program strin
 		return time.Time{}, fmt.Errorf("clock of %s at %s: %w", program, at, err)
 	}
 	return t, nil
+}
+
+// monthEnded says whether month (its first day, UTC) has ended in the program's time, or
+// with program "", in the time of the program furthest ahead.
+func (s *Store) monthEnded(ctx context.Context, program string, month time.Time) (bool, error) {
+	var off time.Duration
+	var err error
+	if program != "" {
+		off, err = s.clockOffsetTx(ctx, s.db, program)
+	} else if s.provider.Name() == "sandbox" {
+		var secs int64
+		err = s.db.QueryRow(ctx, `SELECT coalesce(max(offset_seconds), 0) FROM payouts_clock_advances`).Scan(&secs)
+		off = time.Duration(secs) * time.Second
+	}
+	if err != nil {
+		return false, fmt.Errorf("clocks: %w", err)
+	}
+	now := s.now().Add(off).UTC()
+	return month.Before(time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)), nil
 }
 
 // notSandbox says why the program's clock may not be moved, or "".

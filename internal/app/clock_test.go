@@ -260,3 +260,32 @@ func TestParseClockDuration(t *testing.T) {
 		require.Error(t, err, in)
 	}
 }
+
+// TestClockStipendMonth: a month that has not ended in real time is paid for a program whose
+// clock is past it, and for no other program.
+func TestClockStipendMonth(t *testing.T) {
+	t.Parallel()
+	e, conns := stipendEnv(t, "1000.00", map[string]string{"cy": "ana"}) // clock at 2026-06-15
+	ctx, p := e.ctx, e.a.Payouts
+	newProgram(t, e.a.Network, "p2", "1000.00", "100.00")
+	e.person("dee", "coach")
+	e.payee("p2", "bo")
+	dee := e.connect("bo", "dee", "near_peer_coach", "2026-04-01")
+	e.talk(conns["cy"], time.Date(2026, 6, 2, 10, 0, 0, 0, time.UTC), true)
+	e.talk(dee, time.Date(2026, 6, 3, 10, 0, 0, 0, time.UTC), true)
+	for _, prog := range []string{"p1", "p2"} {
+		_, err := p.SetStipendPolicy(ctx, admin, prog, "25.00")
+		require.NoError(t, err)
+	}
+	june := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	_, err := p.PayStipends(ctx, june)
+	require.ErrorIs(t, err, payouts.ErrInvalid, "June has not ended")
+
+	e.advance("p1", payouts.ClockMove{To: "2026-07-01"})
+	sts, err := p.PayStipends(ctx, june)
+	require.NoError(t, err)
+	require.Len(t, sts, 1, "p2's June has not ended")
+	require.Equal(t, "p1", sts[0].Program)
+	require.Equal(t, "cy", sts[0].Coach)
+	require.Equal(t, 1, sts[0].Sessions)
+}
