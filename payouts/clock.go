@@ -148,6 +148,20 @@ func (s *Store) programTimeTx(ctx context.Context, db access.DBTX, program strin
 	return t, nil
 }
 
+// movedSinceTx is how far the program's clock was advanced after the real instant at: what
+// to take off a program-time deadline counted from at to tell the real time it falls due.
+func (s *Store) movedSinceTx(ctx context.Context, db access.DBTX, program string, at time.Time) (time.Duration, error) {
+	if s.provider.Name() != "sandbox" {
+		return 0, nil
+	}
+	var secs int64
+	if err := db.QueryRow(ctx, `SELECT extract(epoch FROM payouts_clock_offset($1, 'infinity') - payouts_clock_offset($1, $2))::bigint`,
+		program, at).Scan(&secs); err != nil {
+		return 0, fmt.Errorf("clock of %s since %s: %w", program, at, err)
+	}
+	return time.Duration(secs) * time.Second, nil
+}
+
 // monthEnded says whether month (its first day, UTC) has ended in the program's time, or
 // with program "", in the time of the program furthest ahead.
 func (s *Store) monthEnded(ctx context.Context, program string, month time.Time) (bool, error) {

@@ -60,6 +60,16 @@ func TestClockForfeitsAfterTheWindow(t *testing.T) {
 	res, err = p.Sweep(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 0, res.Forfeited, "6 of 7 days")
+	// The failed queue and the person's page tell the real time it falls due: a day from the failure.
+	q, err := p.Queue(ctx, payouts.QueueFilter{ID: d1.ID})
+	require.NoError(t, err)
+	require.Len(t, q, 1)
+	require.NotNil(t, q[0].ForfeitAt)
+	assert.Equal(t, q[0].FailedAt.Add(24*time.Hour), *q[0].ForfeitAt)
+	home, err := p.OfPerson(ctx, "ivy", 10)
+	require.NoError(t, err)
+	require.Len(t, home.Lines, 1)
+	assert.Equal(t, q[0].FailedAt.Add(24*time.Hour), *home.Lines[0].ForfeitAt)
 
 	// A payout failing now, after the advance, has its own 7 days of program time.
 	d3 := e.grant(admin, "p1", "ivy", "15.00", "ivy-2")
