@@ -262,6 +262,11 @@ func (s *Store) AdvanceClock(ctx context.Context, by network.By, program string,
 	}
 	var c Clock
 	err := s.apply(ctx, by, func(tx pgx.Tx) (access.Event, error) {
+		// One advance of a program at a time (the trigger takes the same lock), so that two
+		// at once add up rather than one refused.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('payouts:clock:' || $1, 0))`, program); err != nil {
+			return access.Event{}, fmt.Errorf("lock the clock of %s: %w", program, err)
+		}
 		before, err := s.clockTx(ctx, tx, program)
 		if err != nil {
 			return access.Event{}, err

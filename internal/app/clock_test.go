@@ -299,3 +299,25 @@ func TestClockStipendMonth(t *testing.T) {
 	require.Equal(t, "cy", sts[0].Coach)
 	require.Equal(t, 1, sts[0].Sessions)
 }
+
+// TestClockConcurrentAdvancesAddUp: advances at once are taken one after the other.
+func TestClockConcurrentAdvancesAddUp(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	newProgram(t, e.a.Network, "p1", "", "100.00")
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := e.a.Payouts.AdvanceClock(e.ctx, admin, "p1", payouts.ClockMove{By: "1h"})
+			errs <- err
+		}()
+	}
+	for range n {
+		require.NoError(t, <-errs)
+	}
+	c, err := e.a.Payouts.Clock(e.ctx, "p1")
+	require.NoError(t, err)
+	require.Equal(t, n*time.Hour, c.Offset.Duration)
+	require.Len(t, c.Advances, n)
+}
