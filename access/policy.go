@@ -83,6 +83,9 @@ const (
 	RetractedAwardDecide      Action = "payouts.award.decide"
 	DisbursementRepayReturned Action = "payouts.disbursement.repay_returned"
 	DisbursementReturnToFund  Action = "payouts.disbursement.return_to_fund"
+	// A sandbox program's test clock (payouts/clock.go): admins move it, auditors read it.
+	ClockRead    Action = "payouts.clock.read"
+	ClockAdvance Action = "payouts.clock.advance"
 	// Exports and the seal (DESIGN.md §3, §9): auditors and admins export the ledger, read
 	// the seal's status and verify it; participants and coaches may not (an export holds
 	// everyone's money). Verifying records its result but changes nothing in the ledger.
@@ -98,6 +101,7 @@ var readActions = map[Action]bool{
 	ConversationList: true, RuleRead: true, ProgressRead: true, AwardList: true, DisbursementList: true,
 	DisbursementRead: true, PayoutPolicyRead: true, CommitmentList: true, StipendList: true, TaxReportRead: true,
 	ReconciliationRead: true, LedgerExport: true, SealRead: true, SealVerify: true, RetractedAwardList: true,
+	ClockRead: true,
 }
 
 // publicReads are program-level reads open to every role: what a program is and its rules.

@@ -130,6 +130,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/audit", access.AuditRead, noResource, s.audit)
 	s.networkRoutes()
 	s.payoutRoutes()
+	s.clockRoutes()  // clock.go: sandbox programs' test clocks
 	s.exportRoutes() // exports.go: /v1/exports, the seal, the auditor's page
 	s.adminPages()   // pages_admin.go
 	s.peoplePages()  // pages_people.go: participants' and coaches' pages

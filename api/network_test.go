@@ -676,6 +676,8 @@ var networkExpected = map[string]networkRow{
 	"GET /v1/programs/{id}/payout-policy":     {pass, pass, na, na, na, na, na, deny},
 	"POST /v1/programs/{id}/payout-policy":    {pass, deny, na, na, na, na, na, deny},
 	"POST /v1/programs/{id}/stipend-policy":   {fourEyes, deny, na, na, na, na, na, deny},
+	"GET /v1/programs/{id}/clock":             {pass, pass, na, na, na, na, na, deny},
+	"POST /v1/programs/{id}/clock/advance":    {pass, deny, na, na, na, na, na, deny},
 	"POST /v1/people/{id}/payout-destination": {pass, deny, pass, deny, deny, deny, pass, na},
 	"POST /v1/commitments":                    {fourEyes, deny, na, na, na, na, na, deny},
 	"GET /v1/commitments":                     {pass, pass, pass, deny, pass, deny, pass, deny},

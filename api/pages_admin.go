@@ -760,6 +760,8 @@ type dashboard struct {
 	States        []countRow
 	Conversations []conversationRow
 	Charts        []template.HTML
+	// Clock is the program's time when its test clock is ahead of real time, else "".
+	Clock string
 }
 
 type conversationRow struct {
@@ -770,6 +772,7 @@ type conversationRow struct {
 var dashboardContent = newPage(adminStyle + `
 {{with .Data}}
 <p>{{.Program.Name}} ({{.Program.ID}}), {{.Program.Currency}}, from {{date .Program.StartsOn.Time}} to {{date .Program.EndsOn.Time}}. {{.Rules}}</p>
+{{if .Clock}}<p><strong>Test clock: {{.Clock}}</strong>. This sandbox program's forfeits, retries, caps and instalments follow it.</p>{{end}}
 <h2>Money</h2>
 <div class="cards">{{range .Money}}<div class="card"><div>{{.Label}}</div><div class="figure">{{.Value}}</div>{{if .Note}}<div class="note">{{.Note}}</div>{{end}}</div>{{end}}</div>
 <h2>Network</h2>
@@ -810,17 +813,22 @@ func (s *Server) dashboardView(ctx context.Context, sess access.Session, target 
 		nd    network.ProgramDashboard
 		money payouts.ProgramMoney
 		pol   payouts.Policy
-		errs  [3]error
+		clock payouts.Clock
+		errs  [4]error
 	)
 	wg.Go(func() { nd, errs[0] = s.network.ProgramDashboard(ctx, p.ID, first, last) })
 	wg.Go(func() { money, errs[1] = s.payouts.ProgramMoney(ctx, p.ID, first, last) })
 	wg.Go(func() { pol, errs[2] = s.payouts.Policy(ctx, p.ID) })
+	wg.Go(func() { clock, errs[3] = s.payouts.Clock(ctx, p.ID) })
 	wg.Wait()
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, pageData{}, err
 	}
-	return dashboardContent, pageData{Title: p.Name + " dashboard", CSRF: sess.CSRF, Principal: &sess.Principal,
-		Data: buildDashboard(p, nd.Metrics, nd.Months, money, pol, first, last)}, nil
+	d := buildDashboard(p, nd.Metrics, nd.Months, money, pol, first, last)
+	if ahead := clock.Ahead(); ahead != "" {
+		d.Clock = clock.Now.UTC().Format("2006-01-02 15:04 UTC") + " (" + ahead + ")"
+	}
+	return dashboardContent, pageData{Title: p.Name + " dashboard", CSRF: sess.CSRF, Principal: &sess.Principal, Data: d}, nil
 }
 
 // dashboardPeriod is the months a dashboard shows: from the program's first month to its last

@@ -76,6 +76,7 @@ var problemKinds = []problemKind{
 	{payouts.ErrSelfApproval, http.StatusForbidden, "four-eyes", "Four eyes: another admin must approve"},
 	{payouts.ErrCapExceeded, http.StatusConflict, "cap-exceeded", "Over the person's monthly or yearly cap"},
 	{payouts.ErrNoConsent, http.StatusConflict, "no-consent", "No consent on file"},
+	{payouts.ErrNotSandbox, http.StatusConflict, "not-sandbox", "Test clocks are for sandbox programs only"},
 	{payouts.ErrBadSignature, http.StatusUnauthorized, "bad-signature", "Webhook signature does not verify"},
 	{payouts.ErrAPIVersion, http.StatusBadRequest, "api-version", "Webhook API version not supported"},
 	{errMalformed, http.StatusBadRequest, "malformed-request", "Malformed request"},

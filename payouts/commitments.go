@@ -238,7 +238,8 @@ func (s *Store) CancelCommitment(ctx context.Context, by network.By, id, reason 
 // instalment) and a disbursement that follows the policy; one who does not, a failed
 // instalment with the reason. An instalment the fund cannot cover stays scheduled, saying so.
 func (s *Store) ReleaseInstalments(ctx context.Context) (fulfilled, failed int, err error) {
-	today := s.now().UTC().Format(time.DateOnly)
+	// Due: before today in the program's time (clock.go), which moves with a test clock.
+	now, sandbox := s.now(), s.provider.Name() == "sandbox"
 	for {
 		done := false
 		err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
@@ -253,8 +254,10 @@ func (s *Store) ReleaseInstalments(ctx context.Context) (fulfilled, failed int, 
 				WHERE p.commitment_id = i.commitment_id AND p.n = i.n - 1), (c.first_due - make_interval(months => c.every_months))::date),
 				i.due_on, c.program_id, c.person_id, c.amount::text, c.currency, c.requirements, c.created_by
 				FROM payouts_instalments i JOIN payouts_commitments c ON c.id = i.commitment_id
-				WHERE i.state = 'scheduled' AND i.due_on < $1 AND i.reason NOT LIKE 'waiting for funds%'
-				ORDER BY i.due_on, i.commitment_id, i.n LIMIT 1 FOR UPDATE OF i SKIP LOCKED`, today).
+				WHERE i.state = 'scheduled' AND i.reason NOT LIKE 'waiting for funds%'
+				  AND i.due_on < (($1::timestamptz + CASE WHEN $2 THEN payouts_clock_offset(c.program_id, 'infinity') ELSE interval '0' END)
+				      AT TIME ZONE 'UTC')::date
+				ORDER BY i.due_on, i.commitment_id, i.n LIMIT 1 FOR UPDATE OF i SKIP LOCKED`, now, sandbox).
 				Scan(&cid, &n, &from, &due, &program, &person, &amount, &currency, &req, &createdBy)
 			if errors.Is(err, pgx.ErrNoRows) {
 				done = true

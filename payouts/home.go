@@ -132,11 +132,15 @@ func (s *Store) OfPerson(ctx context.Context, person string, limit int) (PersonV
 				}
 				policies[l.ProgramID] = pol
 			}
+			moved, err := s.movedSinceTx(ctx, tx, l.ProgramID, *failedAt[i]) // a test clock's advances (clock.go)
+			if err != nil {
+				return err
+			}
 			if l.Failures >= 1 && l.Failures <= pol.AutoRetries {
-				at := failedAt[i].Add(pol.RetryBackoff.Duration << (l.Failures - 1))
+				at := failedAt[i].Add(pol.RetryBackoff.Duration<<(l.Failures-1) - moved)
 				l.NextRetryAt = &at
 			}
-			forfeit := failedAt[i].AddDate(0, 0, pol.RemediationDays)
+			forfeit := failedAt[i].AddDate(0, 0, pol.RemediationDays).Add(-moved)
 			l.ForfeitAt = &forfeit
 			l.Cause = failureCause(l.Why, l.Failure)
 		}

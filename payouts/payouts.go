@@ -88,6 +88,7 @@ var constraintErrors = map[string]error{
 	// payouts/unowned.go
 	"payouts_award_decisions_pkey":      ErrState,
 	"payouts_return_settlements_exceed": ErrState,
+	"payouts_clock_forward":             ErrInvalid,
 }
 
 func translate(err error) error {
@@ -388,9 +389,16 @@ func (s *Store) transition(ctx context.Context, tx pgx.Tx, d *Disbursement, to, 
 		id, d.State, to, actor, reason); err != nil {
 		return fmt.Errorf("transition %s %s → %s: %w", d.ID, d.State, to, translate(err))
 	}
+	approvedAt := s.now()
+	if to == Approved { // in the program's time (clock.go): caps count by it
+		var err error
+		if approvedAt, err = s.programNowTx(ctx, tx, d.ProgramID); err != nil {
+			return err
+		}
+	}
 	tag, err := tx.Exec(ctx, `UPDATE payouts_disbursements SET state = $2, updated_at = clock_timestamp(),
 		approved_at = CASE WHEN $2 = 'approved' THEN coalesce(approved_at, $4) ELSE approved_at END
-		WHERE id = $1 AND state = $3`, id, to, d.State, s.now())
+		WHERE id = $1 AND state = $3`, id, to, d.State, approvedAt)
 	if err != nil {
 		return fmt.Errorf("transition %s %s → %s: %w", d.ID, d.State, to, translate(err))
 	}
@@ -451,7 +459,10 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, n newDisbursement) (Disbu
 	}
 	var approvedAt *time.Time
 	if state == Approved {
-		now := s.now()
+		now, err := s.programNowTx(ctx, tx, n.program.ID)
+		if err != nil {
+			return Disbursement{}, err
+		}
 		approvedAt = &now
 	}
 	d, err := scan(tx.QueryRow(ctx, `INSERT INTO payouts_disbursements (id, program_id, person_id, wallet, amount, currency, source, award_id,

@@ -222,7 +222,8 @@ func (s *Store) SetPolicy(ctx context.Context, by network.By, program string, n 
 
 // checkCaps refuses (ErrCapExceeded) an approval that would take the person's approved
 // disbursements in the program past the monthly or yearly cap, counted by the month and
-// year they were approved in; returned, rejected, canceled and forfeited ones do not count.
+// year they were approved in (in the program's time, clock.go); returned, rejected,
+// canceled and forfeited ones do not count.
 // It takes a lock on (program, person) so two approvals cannot both fit the same room.
 func (s *Store) checkCaps(ctx context.Context, tx pgx.Tx, pol Policy, person string, amount decimal.Decimal) error {
 	if !pol.MonthlyCap.Valid && !pol.YearlyCap.Valid {
@@ -231,7 +232,11 @@ func (s *Store) checkCaps(ctx context.Context, tx pgx.Tx, pol Policy, person str
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('payouts:caps:' || $1 || ':' || $2, 0))`, pol.Program, person); err != nil {
 		return fmt.Errorf("lock caps of %s: %w", person, err)
 	}
-	now := s.now().UTC()
+	now, err := s.programNowTx(ctx, tx, pol.Program)
+	if err != nil {
+		return err
+	}
+	now = now.UTC()
 	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	yearStart := time.Date(now.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
 	var month, year string

@@ -144,12 +144,17 @@ func (s *Store) Queue(ctx context.Context, f QueueFilter) ([]QueueItem, error) {
 		}
 		x.AutoApproveLimit, x.DualControlThreshold = pol.AutoApproveLimit, pol.DualControlThreshold
 		if x.State == Failed && x.FailedAt != nil {
-			// As fail asks for the retry, and Sweep forfeits: the backoff doubles with each failure.
+			// As fail asks for the retry, and Sweep forfeits: the backoff doubles with each failure;
+			// in real time, less what a test clock moved since (clock.go).
+			moved, err := s.movedSinceTx(ctx, s.db, x.ProgramID, *x.FailedAt)
+			if err != nil {
+				return nil, err
+			}
 			if x.Failures >= 1 && x.Failures <= pol.AutoRetries {
-				at := x.FailedAt.Add(pol.RetryBackoff.Duration << (x.Failures - 1))
+				at := x.FailedAt.Add(pol.RetryBackoff.Duration<<(x.Failures-1) - moved)
 				x.NextRetryAt = &at
 			}
-			forfeit := x.FailedAt.AddDate(0, 0, pol.RemediationDays)
+			forfeit := x.FailedAt.AddDate(0, 0, pol.RemediationDays).Add(-moved)
 			x.ForfeitAt = &forfeit
 		}
 	}

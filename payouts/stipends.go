@@ -73,7 +73,11 @@ type Stipend struct {
 // stipend per (program, coach, month), paid once.
 func (s *Store) PayStipends(ctx context.Context, month time.Time) ([]Stipend, error) {
 	month = time.Date(month.Year(), month.Month(), 1, 0, 0, 0, 0, time.UTC)
-	if !month.Before(time.Date(s.now().UTC().Year(), s.now().UTC().Month(), 1, 0, 0, 0, 0, time.UTC)) {
+	// Ended in real time, or in the time of a program whose test clock is ahead (clock.go).
+	if ended, err := s.monthEnded(ctx, "", month); err != nil || !ended {
+		if err != nil {
+			return nil, err
+		}
 		return nil, invalid("month", "%s has not ended yet", month.Format("2006-01"))
 	}
 	rows, err := s.db.Query(ctx, `SELECT DISTINCT ON (program_id) program_id, rate::text FROM payouts_stipend_policies ORDER BY program_id, id DESC`)
@@ -92,6 +96,12 @@ func (s *Store) PayStipends(ctx context.Context, month time.Time) ([]Stipend, er
 	for program, rate := range rates {
 		if rate.IsZero() {
 			continue
+		}
+		if ended, err := s.monthEnded(ctx, program, month); err != nil || !ended {
+			if err != nil {
+				return out, err
+			}
+			continue // not in this program's time: another program's test clock is ahead
 		}
 		rows, err := s.db.Query(ctx, `SELECT c.other_id, count(*) FROM network_conversations v
 			JOIN network_connections c ON c.id = v.connection_id AND c.role = 'near_peer_coach'

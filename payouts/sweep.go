@@ -89,6 +89,14 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 			if err := tx.QueryRow(ctx, `SELECT max(at) FROM payouts_transitions WHERE disbursement_id = $1 AND to_state = 'failed'`, it.id).Scan(&last); err != nil {
 				return err
 			}
+			// Both in the program's time (clock.go): a test clock moves the window.
+			if last, err = s.programTimeTx(ctx, tx, d.ProgramID, last); err != nil {
+				return err
+			}
+			now, err := s.programNowTx(ctx, tx, d.ProgramID)
+			if err != nil {
+				return err
+			}
 			if !now.Before(last.AddDate(0, 0, pol.RemediationDays)) {
 				if err := s.transition(ctx, tx, &d, Forfeited, SystemActor.Name,
 					fmt.Sprintf("not fixed within the remediation window of %d days", pol.RemediationDays)); err != nil {

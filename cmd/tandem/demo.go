@@ -181,6 +181,7 @@ func (r *demoRun) steps() []demoStep {
 		{"making the admins' tokens", "", r.adminTokens},
 		{"making the grants", "grants (paid, rejected, waiting) and failing payouts", r.grants},
 		{"paying the stipends", "the coaches' stipend rate and stipends, some approved and paid", r.stipends},
+		{"forfeiting on the test clock", "an advance of the program's test clock and the forfeit of the payout left failed", r.forfeit}, // democlock.go
 		{"reconciling", "a reconciliation with the sandbox", r.finish},
 		{"making the tokens", "", r.makeTokens},
 		{"recording that it finished", "", func(ctx context.Context) error { return r.mark(ctx, demoFinished, "") }},
@@ -1165,7 +1166,7 @@ func (r *demoRun) finish(ctx context.Context) error {
 	fmt.Fprintf(tw, "  conversations\t%d (%d verified) over %s\n", conversations, verified, r.monthSpan())
 	fmt.Fprintf(tw, "  awards\t%d, %s USD, %d participants with a milestone\n", m.AwardsPosted, money(m.AmountAwarded), m.ParticipantsWithMilestone)
 	fmt.Fprintf(tw, "  payouts\t%d paid (%s USD); %d failed then paid; %s\n", states[payouts.Paid], money(paid.String()), retried,
-		joinCounts(map[string]int{"failed": states[payouts.Failed], "awaiting approval": states[payouts.AwaitingApproval], "rejected": states[payouts.Rejected]}))
+		joinCounts(map[string]int{"failed": states[payouts.Failed], "forfeited": states[payouts.Forfeited], "awaiting approval": states[payouts.AwaitingApproval], "rejected": states[payouts.Rejected]}))
 	fmt.Fprintf(tw, "  fund\t%s USD left of %s (program/%s/fund)\n", money(m.Fund.Posted.String()), money(demoFunding), r.pid)
 	fmt.Fprintf(tw, "  cash at the provider\t%s USD (%s)\n", money(cash.Posted.String()), network.CashAccount("USD"))
 	for _, t := range tb.Totals {

@@ -38,6 +38,7 @@ usage:
   tandem token <command>                 API tokens: run 'tandem token help'
   tandem network <command>               programs, people, facts, rules: 'tandem network help'
   tandem program fund P AMOUNT           donor money into a program's fund
+  tandem program clock P advance 3d      move a sandbox program's test clock forward
   tandem payouts <command>               disbursements, approvals, providers: 'tandem payouts help'
   tandem demo [--addr HOST:PORT]         load a demo program and watch milestones pay out
                                          (--addr: the server's, for the sign-in page it prints)

@@ -23,6 +23,7 @@ programs:
   program create --id P --name N --currency USD --starts 2026-09-01 --ends 2027-06-30 [--auto-approve 100.00]
   program list | program show P
   program fund P AMOUNT [--key K]        donor money into the program's fund (also: tandem program fund)
+  program clock P [advance 3d|2027-01-05]  a sandbox program's test clock (also: tandem program clock)
   metrics P                              the program's metrics (DESIGN.md §5)
 
 people:
@@ -69,6 +70,9 @@ func networkCmd(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	cmd, rest := args[0], args[1:]
 	if (cmd == "program" || cmd == "person" || cmd == "rule") && len(rest) > 0 {
 		cmd, rest = cmd+" "+rest[0], rest[1:]
+	}
+	if cmd == "program clock" {
+		return clockCmd(ctx, rest, stdout, stderr) // clockcli.go
 	}
 	fs := flag.NewFlagSet("tandem network "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
