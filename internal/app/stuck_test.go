@@ -55,3 +55,64 @@ func TestPayoutOrphanedJobRescued(t *testing.T) {
 	require.Contains(t, jobs[0].Text, "Stuck job rescued")
 	requireLedgerClean(t, second, pool, "USD", decimal.RequireFromString("40.00"))
 }
+
+// TestReconcileUnrecordedSend: a process died after the provider paid one attempt and before
+// the answer was recorded, and another before it sent its attempt at all. Reconciliation
+// reports the first once, as unrecorded_send — not as a transfer missing in the ledger and an
+// attempt missing at the provider at once — records the transfer's reference and applies the
+// provider's outcome (paid); the second stays missing_at_provider. A second run finds only
+// the attempt never sent.
+func TestReconcileUnrecordedSend(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.New(t, dbtest.Options{MaxConns: 12})
+	plan := newFaultPlan()
+	a := buildApp(t, pool, app.Config{Payouts: app.Payouts{Fault: plan.Fault}}) // never started: no job interferes
+	payoutFixture(t, a, "ana", "bo")
+	since := time.Now().Add(-time.Hour)
+	sent := createPayout(t, a.Payouts, "ana", "30.00", "sent-unrecorded", payouts.Approved)
+	unsent := createPayout(t, a.Payouts, "bo", "20.00", "never-sent", payouts.Approved)
+	plan.failNext("submit:after-send", 1)
+	require.ErrorIs(t, a.Payouts.Submit(ctx, uuid.MustParse(sent.ID)), errCrash)
+	plan.failNext("submit:after-pending", 1)
+	require.ErrorIs(t, a.Payouts.Submit(ctx, uuid.MustParse(unsent.ID)), errCrash)
+	// Both opened over a minute ago (the attempts' guard keeps submitted_at; bypassed here).
+	conn, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "SET session_replication_role = replica")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "UPDATE payouts_attempts SET submitted_at = submitted_at - interval '5 minutes'")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "RESET session_replication_role")
+	require.NoError(t, err)
+	conn.Release()
+
+	run, err := a.Payouts.Reconcile(ctx, since)
+	require.NoError(t, err)
+	type diff struct{ kind, disbursement, ref string }
+	var got []diff
+	for _, d := range run.Differences {
+		got = append(got, diff{d.Kind, d.Disbursement, d.ProviderRef})
+	}
+	require.ElementsMatch(t, []diff{
+		{payouts.UnrecordedSend, sent.ID, "sbx_" + sent.ID},
+		{payouts.MissingAtProvider, unsent.ID, ""},
+	}, got)
+	for _, d := range run.Differences {
+		if d.Kind == payouts.UnrecordedSend {
+			require.Equal(t, "attempt 1 reached sandbox as sbx_"+sent.ID+" (paid), which the ledger had not recorded: recorded now", d.Detail)
+		}
+	}
+	paid := getPayout(t, a, sent.ID)
+	require.Equal(t, payouts.Paid, paid.State)
+	require.Len(t, paid.Attempts, 1)
+	require.Equal(t, "sbx_"+sent.ID, paid.Attempts[0].ProviderRef)
+	require.Equal(t, map[string]int{"pending": 1, "commit": 1}, payoutEntries(t, pool, sent.ID))
+	require.Equal(t, payouts.Submitted, getPayout(t, a, unsent.ID).State)
+
+	again, err := a.Payouts.Reconcile(ctx, since)
+	require.NoError(t, err)
+	require.Len(t, again.Differences, 1)
+	require.Equal(t, payouts.MissingAtProvider, again.Differences[0].Kind)
+	require.Equal(t, unsent.ID, again.Differences[0].Disbursement)
+}
