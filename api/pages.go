@@ -123,11 +123,12 @@ func navFor(p *access.Principal, current string) []navLink {
 	switch p.Role {
 	case access.Admin:
 		links = []navLink{{Href: "/admin/approvals", Label: "Approvals"}, {Href: "/admin/failed", Label: "Failed payouts"},
-			{Href: "/admin/reconciliation", Label: "Reconciliation"}, {Href: "/admin/programs", Label: "Programs"}}
+			{Href: "/admin/reconciliation", Label: "Reconciliation"}, {Href: "/admin/programs", Label: "Programs"},
+			{Href: "/admin/jobs", Label: "Jobs"}}
 	case access.Auditor:
 		links = []navLink{{Href: "/audit", Label: "Exports and seal"}, {Href: "/admin/approvals", Label: "Approvals"},
 			{Href: "/admin/failed", Label: "Failed payouts"}, {Href: "/admin/reconciliation", Label: "Reconciliation"},
-			{Href: "/admin/programs", Label: "Programs"}}
+			{Href: "/admin/programs", Label: "Programs"}, {Href: "/admin/jobs", Label: "Jobs"}}
 	case access.Coach:
 		links = []navLink{{Href: "/coach", Label: "My participants"}, {Href: "/me", Label: "My home"}}
 	case access.Participant:

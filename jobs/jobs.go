@@ -81,7 +81,7 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		if err := river.AddWorkerSafely(workers, &EvaluateMilestonesWorker{Network: cfg.Network, Logger: cfg.Logger}); err != nil {
 			return nil, fmt.Errorf("register evaluate_milestones worker: %w", err)
 		}
-		if err := river.AddWorkerSafely(workers, &ReleaseAwardsWorker{Network: cfg.Network, Logger: cfg.Logger}); err != nil {
+		if err := river.AddWorkerSafely(workers, &ReleaseAwardsWorker{Network: cfg.Network, Pool: cfg.Pool, Logger: cfg.Logger}); err != nil {
 			return nil, fmt.Errorf("register release_awards worker: %w", err)
 		}
 	}

@@ -23,6 +23,7 @@ type EvalResult struct {
 	Awarded int // new awards paid into the wallet
 	Waiting int // new awards waiting for funds
 	Paid    int // awards that were waiting for funds and are now paid
+	Blocked int // awards that could not be made or paid (see BlockedAward)
 }
 
 // EvaluateParticipant evaluates every rule in force of every program participant is
@@ -80,26 +81,48 @@ func (s *Store) evaluateIn(ctx context.Context, tx pgx.Tx, sn snapshot, ps progr
 	for _, rv := range rules {
 		for _, due := range Evaluate(facts, rv.Rule, now).Due {
 			key := AwardKey(p.ID, e.PersonID, rv.Rule.ID, due.Period)
-			switch made[key] {
-			case AwardPosted:
-			case AwardInsufficientFunds:
-				paid, err := s.payWaiting(ctx, tx, p, key)
-				if err != nil {
+			if made[key] == AwardPosted {
+				continue
+			}
+			// Each award in a savepoint of its own: one that fails is blocked, with its
+			// reason, and does not hold up the participant's others.
+			var status string
+			blocked, err := isolated(ctx, tx, func(sp pgx.Tx) error {
+				if made[key] == AwardInsufficientFunds {
+					paid, err := s.payWaiting(ctx, sp, p, key)
+					if paid {
+						status = "paid"
+					}
 					return err
 				}
-				if paid {
-					res.Paid++
+				a, err := s.makeAward(ctx, sp, p, rv, e.PersonID, key, due)
+				status = a.Status
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("rule %s period %s: %w", rv.Rule.ID, due.Period, err)
+			}
+			if blocked != nil {
+				res.Blocked++
+				s.logger.WarnContext(ctx, "award blocked", "key", key, "error", blocked)
+				if err := blockAward(ctx, tx, BlockedAward{Key: key, Program: p.ID, Participant: e.PersonID, Rule: rv.Rule.ID,
+					Period: due.Period, Amount: rv.Rule.Award.Amount, Currency: p.Currency, Reason: blocked.Error()}); err != nil {
+					return err
 				}
+				continue
+			}
+			switch status {
+			case "paid":
+				res.Paid++
+			case AwardPosted:
+				res.Awarded++
+			case "":
+				continue // waiting still, or another evaluation has it
 			default:
-				a, err := s.makeAward(ctx, tx, p, rv, e.PersonID, key, due)
-				if err != nil {
-					return fmt.Errorf("rule %s period %s: %w", rv.Rule.ID, due.Period, err)
-				}
-				if a.Status == AwardPosted {
-					res.Awarded++
-				} else {
-					res.Waiting++
-				}
+				res.Waiting++
+			}
+			if err := unblockAward(ctx, tx, key); err != nil {
+				return err
 			}
 		}
 	}

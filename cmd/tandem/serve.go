@@ -83,7 +83,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		logger.Warn("no admin token yet: every /v1 request needs one. Create the first with: " +
 			"`. .tandem/env && bin/tandem token create --role admin --name <you>` (make run) or `tandem token create --role admin --name <you>`")
 	}
-	h := api.New(api.Config{Pool: pool, Ledger: l, Access: store, Network: a.Network, Payouts: a.Payouts, Logger: logger, BehindTLSProxy: *behindProxy, Health: map[string]api.HealthFunc{
+	h := api.New(api.Config{Pool: pool, Ledger: l, Access: store, Network: a.Network, Payouts: a.Payouts, Jobs: a.Jobs, Logger: logger, BehindTLSProxy: *behindProxy, Health: map[string]api.HealthFunc{
 		"database": func(ctx context.Context) (any, error) {
 			st := pool.Stat()
 			return map[string]any{"total_conns": st.TotalConns(), "idle_conns": st.IdleConns()}, pool.Ping(ctx)

@@ -92,6 +92,8 @@ type App struct {
 	Payouts *payouts.Store
 	// River runs the workers once Start is called; it is not started by New.
 	River *river.Client[pgx.Tx]
+	// Jobs lists failed jobs and retries or cancels them (the admins' jobs page).
+	Jobs *jobs.Board
 }
 
 // New assembles Tandem on pool (migrations already applied).
@@ -123,7 +125,11 @@ func New(pool *pgxpool.Pool, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &App{Pool: pool, Ledger: l, Access: access.New(pool), Network: n, Payouts: p, River: client}, nil
+	board, err := jobs.NewBoard(pool)
+	if err != nil {
+		return nil, err
+	}
+	return &App{Pool: pool, Ledger: l, Access: access.New(pool), Network: n, Payouts: p, River: client, Jobs: board}, nil
 }
 
 // Start runs the River workers until Stop. They run on a context of their own: a cancelled

@@ -2,15 +2,20 @@ package app_test
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tandemledger/tandem/internal/app"
 	"github.com/tandemledger/tandem/internal/dbtest"
+	"github.com/tandemledger/tandem/jobs"
+	"github.com/tandemledger/tandem/network"
 	"github.com/tandemledger/tandem/payouts"
 )
 
@@ -115,4 +120,117 @@ func TestReconcileUnrecordedSend(t *testing.T) {
 	require.Len(t, again.Differences, 1)
 	require.Equal(t, payouts.MissingAtProvider, again.Differences[0].Kind)
 	require.Equal(t, unsent.ID, again.Differences[0].Disbursement)
+}
+
+// ruleOne pays 10.00 for one mentor conversation; ruleOneMore pays 20.00 for the same.
+const (
+	ruleOne = `{"id": "one", "title": "Met your mentor", "count": "conversations",
+	"where": {"role": "mentor"}, "at_least": 1, "award": {"amount": "10.00", "kind": "microgrant"}, "repeat": "once"}`
+	ruleOneMore = `{"id": "one-more", "title": "Met your mentor (bonus)", "count": "conversations",
+	"where": {"role": "mentor"}, "at_least": 1, "award": {"amount": "20.00", "kind": "microgrant"}, "repeat": "once"}`
+)
+
+// TestAwardBlockedAlone: of two awards one evaluation makes, one cannot be handed over (a
+// refusal every time, as a closed wallet would be). The evaluation succeeds: the other award
+// is made and paid into the wallet, the failing one is rolled back alone and listed as
+// blocked with its reason (and in the audit trail). Once the cause is gone, the next
+// evaluation makes it and lifts the block. Before, the one failure failed the whole
+// evaluation: no award at all until River gave up.
+func TestAwardBlockedAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.New(t, dbtest.Options{MaxConns: 12})
+	a := buildApp(t, pool, app.Config{}) // not started: the test evaluates itself
+	in, err := jobs.NewInserter(pool)
+	require.NoError(t, err)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	n, err := network.New(pool, network.Config{Ledger: a.Ledger, Jobs: in,
+		OnAward: func(ctx context.Context, tx pgx.Tx, aw network.Award, p network.Program) error {
+			if aw.RuleID == "one-more" && refuse.Load() {
+				return errors.New("the payee's wallet is closed")
+			}
+			return a.Payouts.OnAward(ctx, tx, aw, p)
+		}})
+	require.NoError(t, err)
+	newProgram(t, n, "p1", "1000.00", "100.00", ruleOne, ruleOneMore)
+	addMentor(t, n, "mo")
+	c := addParticipant(t, n, "p1", "ana", "mo")
+	conv(t, n, c, 1, true)
+	require.False(t, t.Failed())
+
+	res, err := n.EvaluateParticipant(ctx, "ana")
+	require.NoError(t, err)
+	require.Equal(t, network.EvalResult{Awarded: 1, Blocked: 1}, res)
+	awards, err := n.Awards(ctx, network.AwardFilter{Participant: "ana"})
+	require.NoError(t, err)
+	require.Len(t, awards, 1)
+	require.Equal(t, "one", awards[0].RuleID)
+	requireAmount(t, "10", posted(t, a, network.WalletAccount("ana")))
+	blocked, err := n.BlockedAwards(ctx)
+	require.NoError(t, err)
+	require.Len(t, blocked, 1)
+	require.Equal(t, "award:p1:ana:one-more:once", blocked[0].Key)
+	require.Contains(t, blocked[0].Reason, "the payee's wallet is closed")
+	require.Equal(t, 1, blocked[0].Attempts)
+	require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'network.award.block' AND record LIKE '%award:p1:ana:one-more:once'`))
+	who, err := n.BlockedParticipants(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"ana"}, who)
+
+	// Still refused: still blocked, one more attempt counted.
+	res, err = n.EvaluateParticipant(ctx, "ana")
+	require.NoError(t, err)
+	require.Equal(t, network.EvalResult{Blocked: 1}, res)
+	blocked, err = n.BlockedAwards(ctx)
+	require.NoError(t, err)
+	require.Len(t, blocked, 1)
+	require.Equal(t, 2, blocked[0].Attempts)
+
+	refuse.Store(false)
+	res, err = n.EvaluateParticipant(ctx, "ana")
+	require.NoError(t, err)
+	require.Equal(t, network.EvalResult{Awarded: 1}, res)
+	blocked, err = n.BlockedAwards(ctx)
+	require.NoError(t, err)
+	require.Empty(t, blocked)
+	requireAmount(t, "30", posted(t, a, network.WalletAccount("ana")))
+}
+
+// TestSweepReevaluatesLostEvaluations: an evaluate_milestones job was discarded (it gave up)
+// with a fact folded into it, and another participant has a blocked award. The periodic
+// awards sweep asks for both participants' evaluation again, so the award the fact earned
+// is made without waiting for the participant's next fact.
+func TestSweepReevaluatesLostEvaluations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.New(t, dbtest.Options{MaxConns: 12})
+	a := buildApp(t, pool, app.Config{})
+	newProgram(t, a.Network, "p1", "1000.00", "100.00", ruleOne)
+	addMentor(t, a.Network, "mo")
+	c := addParticipant(t, a.Network, "p1", "ana", "mo")
+	addParticipant(t, a.Network, "p1", "bo", "mo")
+	conv(t, a.Network, c, 1, true)
+	require.False(t, t.Failed())
+	// ana's evaluation gave up; bo has a blocked award (recorded as an evaluation would).
+	_, err := pool.Exec(ctx, `UPDATE river_job SET state = 'discarded', finalized_at = now(), attempt = 25
+		WHERE kind = 'evaluate_milestones'`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `INSERT INTO network_award_blocks (award_key, program_id, participant_id, rule_id, period, amount, currency, reason)
+		VALUES ('award:p1:bo:one:once', 'p1', 'bo', 'one', 'once', 10, 'USD', 'test')`)
+	require.NoError(t, err)
+
+	require.NoError(t, a.Start(ctx))
+	_, err = a.River.Insert(ctx, jobs.ReleaseAwardsArgs{Funding: "periodic sweep (test)"}, nil)
+	require.NoError(t, err)
+	waitFor(t, "ana's award", func() bool {
+		awards, err := a.Network.Awards(ctx, network.AwardFilter{Participant: "ana"})
+		require.NoError(t, err)
+		return len(awards) == 1
+	})
+	// bo, who has no award due, was evaluated again too.
+	waitFor(t, "bo's evaluation", func() bool {
+		return queryInt(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'evaluate_milestones' AND args->>'participant' = 'bo'
+			AND state = 'completed'`) >= 1
+	})
 }
