@@ -37,6 +37,8 @@ func jobsError(err error) error {
 	switch {
 	case errors.Is(err, jobs.ErrJobNotFound):
 		return fmt.Errorf("%w: %v", errNotFound, err)
+	case errors.Is(err, jobs.ErrDuplicate):
+		return fmt.Errorf("%w: %v", network.ErrExists, err)
 	case errors.Is(err, jobs.ErrInvalidState):
 		return fmt.Errorf("%w: %v", ledger.ErrInvalid, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -32,6 +33,10 @@ func NewBoard(pool *pgxpool.Pool) (*Board, error) {
 
 // ErrJobNotFound: no job with that id.
 var ErrJobNotFound = errors.New("job not found")
+
+// ErrDuplicate: the job cannot be retried while a job of its kind with the same arguments
+// waits or runs (the kind is unique).
+var ErrDuplicate = errors.New("an identical job is already waiting or running")
 
 // ErrInvalidState: the state asked for is not one a job can be in.
 var ErrInvalidState = errors.New("invalid job state")
@@ -138,6 +143,10 @@ func (b *Board) change(ctx context.Context, tx pgx.Tx, id int64, what string,
 	r, err = fn(ctx, tx, id)
 	if errors.Is(err, river.ErrNotFound) {
 		return Job{}, Job{}, fmt.Errorf("%w: %d", ErrJobNotFound, id)
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return Job{}, Job{}, fmt.Errorf("%s job %d: %w", what, id, ErrDuplicate)
 	}
 	if err != nil {
 		return Job{}, Job{}, fmt.Errorf("%s job %d: %w", what, id, err)
