@@ -49,6 +49,7 @@ environment:
   STRIPE_API_BASE        Stripe's API address (default https://api.stripe.com; stripe-mock in tests)
   TANDEM_SANDBOX_DELAY   how long sandbox payouts take to settle (default 0s)
   TANDEM_1099_THRESHOLD  the 1099-NEC reporting threshold (default 2000.00)
+  TANDEM_RESCUE_AFTER    how long a job may run before it is taken for orphaned and retried (default 3m)
 `
 
 // errUsage marks command-line mistakes: they exit with status 2.

@@ -67,7 +67,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a, err := app.New(pool, app.Config{Logger: logger, Payouts: payoutCfg})
+	var rescueAfter time.Duration
+	if v := os.Getenv("TANDEM_RESCUE_AFTER"); v != "" {
+		if rescueAfter, err = time.ParseDuration(v); err != nil || rescueAfter < time.Second {
+			return fmt.Errorf("%w: TANDEM_RESCUE_AFTER=%q: a duration of at least 1s, like 3m", errUsage, v)
+		}
+	}
+	a, err := app.New(pool, app.Config{Logger: logger, Payouts: payoutCfg, RescueAfter: rescueAfter})
 	if err != nil {
 		return err
 	}
