@@ -44,7 +44,9 @@ type Config struct {
 	MaxWorkers int
 	// RescueAfter is how long a job may stay running before River's rescuer takes it for
 	// orphaned (its process died) and retries it (default DefaultRescueAfter). A kind whose
-	// worker has a longer Timeout is rescued only once that timeout has passed too.
+	// worker has a longer Timeout is rescued only once that timeout has passed too. A window
+	// under a minute (tests) also shortens the default job timeout to it: River requires the
+	// window to be at least the timeout.
 	RescueAfter time.Duration
 }
 

@@ -36,12 +36,15 @@ func (s *Store) EvaluateParticipant(ctx context.Context, participant string) (Ev
 	var res EvalResult
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		res = EvalResult{}
-		tag, err := tx.Exec(ctx, `UPDATE network_people SET eval_gen = eval_gen + 1 WHERE id = $1`, participant)
+		// The same statement says whether the participant has blocked awards (BlockedAward).
+		var hasBlocks bool
+		err := tx.QueryRow(ctx, `UPDATE network_people SET eval_gen = eval_gen + 1 WHERE id = $1
+			RETURNING EXISTS (SELECT 1 FROM network_award_blocks WHERE participant_id = $1)`, participant).Scan(&hasBlocks)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: person %q", ErrNotFound, participant)
+		}
 		if err != nil {
 			return fmt.Errorf("bump evaluation generation: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("%w: person %q", ErrNotFound, participant)
 		}
 		now := s.now()
 		sn, err := loadSnapshot(ctx, tx, participant, true)
@@ -53,7 +56,14 @@ func (s *Store) EvaluateParticipant(ctx context.Context, participant string) (Ev
 				return fmt.Errorf("program %s: %w", ps.program.ID, err)
 			}
 		}
-		if res == (EvalResult{}) {
+		if hasBlocks {
+			// Blocks this evaluation did not renew are of awards made since, or no longer due.
+			if _, err := tx.Exec(ctx, `DELETE FROM network_award_blocks WHERE participant_id = $1 AND blocked_at < transaction_timestamp()`,
+				participant); err != nil {
+				return fmt.Errorf("remove lifted award blocks: %w", err)
+			}
+		}
+		if res == (EvalResult{}) && !hasBlocks {
 			// Nothing was paid: all this transaction wrote is the generation bump, which
 			// need not wait for the disk. Losing it in a crash is harmless — any fact that
 			// read the bumped generation committed after it in the WAL, so it is lost too or

@@ -15,8 +15,8 @@ import (
 
 // BlockedAward is an award a rule earned that could not be made or paid (a closed wallet, a
 // hand-over to payouts refused): the evaluation recorded why and went on with the
-// participant's other awards. Every later evaluation tries it again (the periodic milestones
-// sweep asks for one); once it goes through, its block is removed.
+// participant's other awards. Every later evaluation tries it again (the periodic awards
+// sweep asks for one); once it goes through, or is no longer due, its block is removed.
 type BlockedAward struct {
 	Key         string          `json:"award_key"`
 	Program     string          `json:"program_id"`
@@ -43,7 +43,8 @@ func transient(err error) bool {
 		case "40", "08", "53", "57", "58": // rollback (deadlock, serialization), connection, resources, operator, system
 			return true
 		}
-		return false
+		// A unique violation is a race another transaction won: the retry finds its result.
+		return pe.Code == "23505"
 	}
 	return pgconn.SafeToRetry(err) || pgconn.Timeout(err)
 }
@@ -91,7 +92,8 @@ func unblockAward(ctx context.Context, tx pgx.Tx, key string) error {
 // BlockedAwards lists the awards blocked now, oldest first.
 func (s *Store) BlockedAwards(ctx context.Context) ([]BlockedAward, error) {
 	rows, err := s.db.Query(ctx, `SELECT award_key, program_id, participant_id, rule_id, period, amount::text, currency, reason,
-		attempts, first_blocked_at, blocked_at FROM network_award_blocks ORDER BY first_blocked_at, award_key LIMIT 1000`)
+		attempts, first_blocked_at, blocked_at FROM network_award_blocks b WHERE NOT `+awardPaid+`
+		ORDER BY first_blocked_at, award_key LIMIT 1000`)
 	if err != nil {
 		return nil, fmt.Errorf("blocked awards: %w", err)
 	}
@@ -107,9 +109,16 @@ func (s *Store) BlockedAwards(ctx context.Context) ([]BlockedAward, error) {
 	return out, nil
 }
 
-// BlockedParticipants lists the participants with a blocked award: the milestones sweep
-// asks for their evaluation again.
+// awardPaid says of a block b that its award was paid since (by a release of waiting awards,
+// which does not look at blocks): the block is stale.
+const awardPaid = `EXISTS (SELECT 1 FROM network_awards a WHERE a.award_key = b.award_key AND a.status = 'posted')`
+
+// BlockedParticipants lists the participants with a blocked award: the awards sweep asks
+// for their evaluation again. Stale blocks (awards paid since) are removed first.
 func (s *Store) BlockedParticipants(ctx context.Context) ([]string, error) {
+	if _, err := s.db.Exec(ctx, `DELETE FROM network_award_blocks b WHERE `+awardPaid); err != nil {
+		return nil, fmt.Errorf("remove stale award blocks: %w", err)
+	}
 	rows, err := s.db.Query(ctx, `SELECT DISTINCT participant_id FROM network_award_blocks ORDER BY 1`)
 	if err != nil {
 		return nil, fmt.Errorf("participants with blocked awards: %w", err)

@@ -228,9 +228,13 @@ func TestSweepReevaluatesLostEvaluations(t *testing.T) {
 		require.NoError(t, err)
 		return len(awards) == 1
 	})
-	// bo, who has no award due, was evaluated again too.
+	// bo, who has no award due, was evaluated again too, which lifted the block of an award
+	// no longer due.
 	waitFor(t, "bo's evaluation", func() bool {
 		return queryInt(t, pool, `SELECT count(*) FROM river_job WHERE kind = 'evaluate_milestones' AND args->>'participant' = 'bo'
 			AND state = 'completed'`) >= 1
 	})
+	blocked, err := a.Network.BlockedAwards(ctx)
+	require.NoError(t, err)
+	require.Empty(t, blocked)
 }
