@@ -55,10 +55,15 @@ func TestJobsBoard(t *testing.T) {
 	// Retried only once the identical job waiting is gone (the kind is unique).
 	require.Equal(t, http.StatusConflict, f.as(t, f.adm1, "POST", fmt.Sprintf("/v1/jobs/%d/retry", discarded), `{}`).status)
 
-	// The page: by kind, with the last error; buttons for admins only.
+	// The page: by kind, with the last error; buttons for admins only; blocked awards.
+	_, err := f.pool.Exec(ctx, `INSERT INTO network_award_blocks (award_key, program_id, participant_id, rule_id, period, amount, currency, reason)
+		VALUES ('award:p1:ana:bonus:once', 'p1', 'ana', 'bonus', 'once', 20, 'USD', 'hand award over: the wallet is closed')`)
+	require.NoError(t, err)
 	aud := f.session(t, f.auditor)
 	p := aud.get("/admin/jobs")
 	require.Equal(t, http.StatusOK, p.status, p.body)
+	require.Contains(t, p.body, "Blocked awards")
+	require.Contains(t, p.body, "hand award over: the wallet is closed")
 	require.Contains(t, p.body, "<h2>ledger_check</h2>")
 	require.Contains(t, p.body, "<h2>seal_ledger</h2>")
 	require.Contains(t, p.body, "connection refused")
