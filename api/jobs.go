@@ -63,7 +63,7 @@ func jobsQuery(q url.Values) (states []string, kind string, limit int, err error
 	return states, strings.TrimSpace(q.Get("kind")), limit, nil
 }
 
-// listJobs answers GET /v1/jobs.
+// listJobs answers GET /v1/jobs: the jobs, and the awards blocked now (as the page shows).
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	states, kind, limit, err := jobsQuery(r.URL.Query())
 	if err != nil {
@@ -82,7 +82,17 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []jobs.Job{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": list})
+	var blocked []network.BlockedAward
+	if s.network != nil {
+		if blocked, err = s.network.BlockedAwards(r.Context()); err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+	}
+	if blocked == nil {
+		blocked = []network.BlockedAward{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": list, "blocked_awards": blocked})
 }
 
 // jobNote is the body of a retry or cancel: why, for the audit trail.
@@ -226,9 +236,11 @@ func (s *Server) jobsView(ctx context.Context, sess access.Session, target *url.
 		o.Selected = o.Value == selected
 		options = append(options, o)
 	}
-	blocked, err := s.network.BlockedAwards(ctx)
-	if err != nil {
-		return nil, pageData{}, err
+	var blocked []network.BlockedAward
+	if s.network != nil {
+		if blocked, err = s.network.BlockedAwards(ctx); err != nil {
+			return nil, pageData{}, err
+		}
 	}
 	p := sess.Principal
 	return jobsContent, pageData{Title: "Jobs", CSRF: sess.CSRF, Principal: &p, Data: struct {
