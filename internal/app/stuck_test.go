@@ -238,3 +238,29 @@ func TestSweepReevaluatesLostEvaluations(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, blocked)
 }
+
+// TestAwardBlockedByClosedWallet: the participant's wallet was closed; the evaluation does not
+// fail (River would retry it 25 times and discard it) but blocks the award, saying why.
+func TestAwardBlockedByClosedWallet(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.New(t, dbtest.Options{MaxConns: 12})
+	a := buildApp(t, pool, app.Config{}) // not started: the test evaluates itself
+	newProgram(t, a.Network, "p1", "1000.00", "100.00", ruleOne)
+	addMentor(t, a.Network, "mo")
+	c := addParticipant(t, a.Network, "p1", "ana", "mo")
+	conv(t, a.Network, c, 1, true)
+	require.False(t, t.Failed())
+	_, err := a.Ledger.CloseAccount(ctx, network.WalletAccount("ana"))
+	require.NoError(t, err)
+
+	res, err := a.Network.EvaluateParticipant(ctx, "ana")
+	require.NoError(t, err)
+	require.Equal(t, network.EvalResult{Blocked: 1}, res)
+	blocked, err := a.Network.BlockedAwards(ctx)
+	require.NoError(t, err)
+	require.Len(t, blocked, 1)
+	require.Equal(t, "award:p1:ana:one:once", blocked[0].Key)
+	require.Contains(t, blocked[0].Reason, "closed")
+	require.Equal(t, "10", blocked[0].Amount.String())
+}
