@@ -92,6 +92,11 @@ const (
 	LedgerExport Action = "ledger.export"
 	SealRead     Action = "ledger.seal.read"
 	SealVerify   Action = "ledger.seal.verify"
+	// Jobs (DESIGN.md §8): a job that gives up is visible to admins, who may retry or cancel
+	// it; auditors read the list.
+	JobList   Action = "jobs.list"
+	JobRetry  Action = "jobs.retry"
+	JobCancel Action = "jobs.cancel"
 )
 
 var readActions = map[Action]bool{
@@ -101,7 +106,7 @@ var readActions = map[Action]bool{
 	ConversationList: true, RuleRead: true, ProgressRead: true, AwardList: true, DisbursementList: true,
 	DisbursementRead: true, PayoutPolicyRead: true, CommitmentList: true, StipendList: true, TaxReportRead: true,
 	ReconciliationRead: true, LedgerExport: true, SealRead: true, SealVerify: true, RetractedAwardList: true,
-	ClockRead: true,
+	ClockRead: true, JobList: true,
 }
 
 // publicReads are program-level reads open to every role: what a program is and its rules.

@@ -29,6 +29,7 @@ import (
 	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/api"
 	"github.com/tandemledger/tandem/internal/dbtest"
+	"github.com/tandemledger/tandem/jobs"
 	"github.com/tandemledger/tandem/ledger"
 )
 
@@ -71,6 +72,11 @@ func setupAccess(t *testing.T, cfg api.Config) *accessFixture {
 	}
 	logs := &logBuffer{}
 	cfg.Pool, cfg.Ledger, cfg.Access = pool, l, store
+	if cfg.Jobs == nil {
+		board, err := jobs.NewBoard(pool)
+		require.NoError(t, err)
+		cfg.Jobs = board
+	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Health = map[string]api.HealthFunc{
 		"database": func(ctx context.Context) (any, error) { return nil, pool.Ping(ctx) },
@@ -229,13 +235,19 @@ var routeActions = map[string]access.Action{
 	"GET /v1/disbursements/{id}/returned":        access.DisbursementRead,
 	"POST /v1/disbursements/{id}/repay-returned": access.DisbursementRepayReturned,
 	"POST /v1/disbursements/{id}/return-to-fund": access.DisbursementReturnToFund,
+
+	// Jobs (jobs.go): admins retry and cancel, auditors read; walked here.
+	"GET /v1/jobs":              access.JobList,
+	"POST /v1/jobs/{id}/retry":  access.JobRetry,
+	"POST /v1/jobs/{id}/cancel": access.JobCancel,
 }
 
 // walkedHere says whether TestEveryRouteEveryRole walks a route's callers itself: the
 // ledger's and the audit trail's, whose records are wallets and entries, and the exports'
 // and the seal's, which are the whole ledger's.
 func walkedHere(path string) bool {
-	return strings.HasPrefix(path, "/v1/ledger/") || path == "/v1/audit" || path == "/v1/exports" || strings.HasPrefix(path, "/v1/seal")
+	return strings.HasPrefix(path, "/v1/ledger/") || path == "/v1/audit" || path == "/v1/exports" || strings.HasPrefix(path, "/v1/seal") ||
+		strings.HasPrefix(path, "/v1/jobs")
 }
 
 // allowedBesidesAdmins says who, other than admins (who may take every action here), may
@@ -289,6 +301,7 @@ var policyByAction = map[access.Action]allowedBesidesAdmins{
 	// their own disbursement's returned money (DisbursementRead).
 	access.RetractedAwardList: {auditor: true}, access.RetractedAwardDecide: {},
 	access.DisbursementRepayReturned: {}, access.DisbursementReturnToFund: {},
+	access.JobList: {auditor: true}, access.JobRetry: {}, access.JobCancel: {},
 }
 
 type callerKind int

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/jobs"
 	"github.com/tandemledger/tandem/ledger"
 	"github.com/tandemledger/tandem/network"
 	"github.com/tandemledger/tandem/payouts"
@@ -50,7 +51,9 @@ type Config struct {
 	// Network and Payouts serve the network and disbursement routes.
 	Network *network.Store
 	Payouts *payouts.Store
-	Logger  *slog.Logger
+	// Jobs serves /v1/jobs and /admin/jobs: failed jobs, retried or cancelled by admins.
+	Jobs   *jobs.Board
+	Logger *slog.Logger
 	// Health checks, by name (e.g. "database", "river"), shown by /healthz.
 	Health map[string]HealthFunc
 	// WriteRate and WriteBurst bound each token's write requests and refused requests (each
@@ -70,6 +73,7 @@ type Server struct {
 	access  *access.Store
 	network *network.Store
 	payouts *payouts.Store
+	jobs    *jobs.Board
 	logger  *slog.Logger
 	health  map[string]HealthFunc
 	mux     *http.ServeMux
@@ -83,7 +87,7 @@ type Server struct {
 // New builds the handler with every route.
 func New(cfg Config) *Server {
 	s := &Server{pool: cfg.Pool, ledger: cfg.Ledger, access: cfg.Access, network: cfg.Network, payouts: cfg.Payouts,
-		logger: cfg.Logger, health: cfg.Health,
+		jobs: cfg.Jobs, logger: cfg.Logger, health: cfg.Health,
 		mux: http.NewServeMux(), behindTLSProxy: cfg.BehindTLSProxy}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

@@ -124,11 +124,12 @@ func navFor(p *access.Principal, current string) []navLink {
 	case access.Admin:
 		links = []navLink{{Href: "/admin/approvals", Label: "Approvals"}, {Href: "/admin/failed", Label: "Failed payouts"},
 			{Href: "/admin/reconciliation", Label: "Reconciliation"}, {Href: "/admin/programs", Label: "Programs"},
-			{Href: "/admin/retracted", Label: "Evidence retracted"}}
+			{Href: "/admin/retracted", Label: "Evidence retracted"}, {Href: "/admin/jobs", Label: "Jobs"}}
 	case access.Auditor:
 		links = []navLink{{Href: "/audit", Label: "Exports and seal"}, {Href: "/admin/approvals", Label: "Approvals"},
 			{Href: "/admin/failed", Label: "Failed payouts"}, {Href: "/admin/reconciliation", Label: "Reconciliation"},
-			{Href: "/admin/programs", Label: "Programs"}, {Href: "/admin/retracted", Label: "Evidence retracted"}}
+			{Href: "/admin/programs", Label: "Programs"}, {Href: "/admin/retracted", Label: "Evidence retracted"},
+			{Href: "/admin/jobs", Label: "Jobs"}}
 	case access.Coach:
 		links = []navLink{{Href: "/coach", Label: "My participants"}, {Href: "/me", Label: "My home"}}
 	case access.Participant:

@@ -47,6 +47,7 @@ func (s *Server) adminPages() {
 	s.page("GET /admin/programs", access.ProgramMetrics, noResource, s.adminGet(s.programsView))
 	s.page("GET /admin/programs/{id}", access.ProgramMetrics, noResource, s.adminGet(s.dashboardView))
 	s.unownedPages()
+	s.jobRoutes() // jobs.go: /admin/jobs and /v1/jobs
 }
 
 // adminStyle is the admin pages' own style sheet, inline like the layout's (the CSP allows
@@ -93,6 +94,8 @@ func (s *Server) viewFor(path string) adminView {
 		return s.reconciliationView
 	case path == "/admin/retracted":
 		return s.retractedView
+	case path == "/admin/jobs":
+		return s.jobsView
 	case strings.HasPrefix(path, "/admin/disbursements/"):
 		return s.disbursementView
 	}
@@ -110,7 +113,7 @@ func safeReturn(v, fallback string) *url.URL {
 	ok := err == nil && u.Scheme == "" && u.Host == "" && u.User == nil && u.Opaque == ""
 	if ok {
 		switch id, isDetail := strings.CutPrefix(u.Path, "/admin/disbursements/"); {
-		case u.Path == "/admin/approvals" || u.Path == "/admin/failed" || u.Path == "/admin/reconciliation" || u.Path == "/admin/retracted":
+		case u.Path == "/admin/approvals" || u.Path == "/admin/failed" || u.Path == "/admin/reconciliation" || u.Path == "/admin/retracted" || u.Path == "/admin/jobs":
 		case isDetail && uuid.Validate(id) == nil:
 		default:
 			ok = false
@@ -164,6 +167,8 @@ func (s *Server) adminFlash(ctx context.Context, q url.Values) string {
 			return fmt.Sprintf("Your approval of %s to %s is recorded: %s. It waits for another admin.", v.Amount, v.Person, v.ApprovalText)
 		}
 		return fmt.Sprintf("Approved %s to %s: it is now %s.", v.Amount, v.Person, v.StateLabel)
+	case doneJobRetry, doneJobCancel:
+		return s.jobFlash(ctx, done, q.Get("job"))
 	case doneReconcile:
 		id, err := strconv.ParseInt(q.Get("run"), 10, 64)
 		if err != nil {

@@ -44,7 +44,7 @@ func setupPayouts(t *testing.T, river bool, cfg app.Config) *netFixture {
 		t.Cleanup(a.Ledger.Close)
 	}
 	srv := httptest.NewServer(api.New(api.Config{Pool: pool, Ledger: a.Ledger, Access: a.Access, Network: a.Network,
-		Payouts: a.Payouts, WriteRate: rate.Inf}))
+		Payouts: a.Payouts, Jobs: a.Jobs, WriteRate: rate.Inf}))
 	t.Cleanup(srv.Close) // runs before the app stops
 	f := &netFixture{testBundle: &testBundle{srv: srv, pool: pool, access: a.Access}, app: a,
 		now: time.Now().UTC(), program: "p1"}

@@ -42,7 +42,19 @@ type Config struct {
 	SealInterval time.Duration
 	// MaxWorkers for the default queue (default 20).
 	MaxWorkers int
+	// RescueAfter is how long a job may stay running before River's rescuer takes it for
+	// orphaned (its process died) and retries it (default DefaultRescueAfter). A kind whose
+	// worker has a longer Timeout is rescued only once that timeout has passed too. A window
+	// under a minute (tests) also shortens the default job timeout to it: River requires the
+	// window to be at least the timeout.
+	RescueAfter time.Duration
 }
+
+// DefaultRescueAfter is the rescue window: jobs time out after a minute (the ledger check
+// and reconciliation after ten), so a job still running after three minutes belongs to a
+// process that died. River's own default, an hour, held payouts that long after a crash: a
+// unique submit or settle job left running blocks its own replacement until rescued.
+const DefaultRescueAfter = 3 * time.Minute
 
 // NewClient returns a River client with every Tandem worker and periodic job registered. The
 // periodic jobs are configured on every client, because River runs them on whichever client
@@ -57,6 +69,9 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	if cfg.SealInterval <= 0 {
 		cfg.SealInterval = time.Minute
 	}
+	if cfg.RescueAfter <= 0 {
+		cfg.RescueAfter = DefaultRescueAfter
+	}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &LedgerCheckWorker{Ledger: cfg.Ledger, Logger: cfg.Logger}); err != nil {
 		return nil, fmt.Errorf("register ledger check worker: %w", err)
@@ -68,7 +83,7 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		if err := river.AddWorkerSafely(workers, &EvaluateMilestonesWorker{Network: cfg.Network, Logger: cfg.Logger}); err != nil {
 			return nil, fmt.Errorf("register evaluate_milestones worker: %w", err)
 		}
-		if err := river.AddWorkerSafely(workers, &ReleaseAwardsWorker{Network: cfg.Network, Logger: cfg.Logger}); err != nil {
+		if err := river.AddWorkerSafely(workers, &ReleaseAwardsWorker{Network: cfg.Network, Pool: cfg.Pool, Logger: cfg.Logger}); err != nil {
 			return nil, fmt.Errorf("register release_awards worker: %w", err)
 		}
 	}
@@ -119,9 +134,15 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		// fact waited seconds in the queue under 500 facts/s (make bench, (f)).
 		FetchCooldown: 10 * time.Millisecond,
 		Logger:        cfg.Logger,
-		Queues:        map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}},
-		Workers:       workers,
-		PeriodicJobs:  periodic,
+		// River rescues orphaned running jobs on the leader every 30 s, those running longer
+		// than this (and than their kind's Timeout).
+		RescueStuckJobsAfter: cfg.RescueAfter,
+		// River's default job timeout, or the rescue window where that is shorter (tests):
+		// River refuses a window shorter than the timeout.
+		JobTimeout:   min(time.Minute, cfg.RescueAfter),
+		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}},
+		Workers:      workers,
+		PeriodicJobs: periodic,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new river client: %w", err)

@@ -88,15 +88,25 @@ func (ReleaseAwardsArgs) Kind() string { return "release_awards" }
 type ReleaseAwardsWorker struct {
 	river.WorkerDefaults[ReleaseAwardsArgs]
 	Network *network.Store
-	Logger  *slog.Logger
+	// Pool reads River's discarded evaluations (the periodic sweep); nil skips them.
+	Pool   *pgxpool.Pool
+	Logger *slog.Logger
 }
 
 // Work pays what the fund now covers. Without a program (the periodic sweep) it tries every
 // program with awards waiting: a fund can also grow without tandem program fund (an entry
 // posted by an admin, a reversed award).
+//
+// The periodic sweep also asks again for the evaluation of participants whose
+// evaluate_milestones job was discarded (it gave up: the facts folded into it would
+// otherwise wait for the participant's next fact) since the previous sweep, and of
+// participants with a blocked award.
 func (w *ReleaseAwardsWorker) Work(ctx context.Context, job *river.Job[ReleaseAwardsArgs]) error {
 	programs := []string{job.Args.Program}
 	if job.Args.Program == "" {
+		if err := w.reevaluate(ctx, job.ID); err != nil {
+			return err
+		}
 		var err error
 		if programs, err = w.Network.ProgramsWaiting(ctx); err != nil {
 			return err
@@ -110,6 +120,41 @@ func (w *ReleaseAwardsWorker) Work(ctx context.Context, job *river.Job[ReleaseAw
 		if w.Logger != nil && n > 0 {
 			w.Logger.InfoContext(ctx, "awards paid after funding", "program", p, "paid", n)
 		}
+	}
+	return nil
+}
+
+// reevaluate asks for the evaluations lost to discarded jobs since the previous sweep (the
+// last one that completed; a week back, River's retention of discarded jobs, before the
+// first) and for those of participants with blocked awards.
+func (w *ReleaseAwardsWorker) reevaluate(ctx context.Context, self int64) error {
+	if w.Pool == nil {
+		return nil
+	}
+	rows, err := w.Pool.Query(ctx, `SELECT DISTINCT args->>'participant' FROM river_job
+		WHERE kind = 'evaluate_milestones' AND state = 'discarded' AND finalized_at >= coalesce(
+			(SELECT max(attempted_at) FROM river_job WHERE kind = 'release_awards' AND state = 'completed'
+				AND coalesce(args->>'program', '') = '' AND id <> $1),
+			now() - interval '7 days')
+		ORDER BY 1`, self)
+	if err != nil {
+		return fmt.Errorf("discarded evaluations: %w", err)
+	}
+	lost, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("discarded evaluations: %w", err)
+	}
+	blocked, err := w.Network.BlockedParticipants(ctx)
+	if err != nil {
+		return err
+	}
+	people := slices.Compact(slices.Sorted(slices.Values(append(lost, blocked...))))
+	n, err := w.Network.Reevaluate(ctx, people)
+	if err != nil {
+		return err
+	}
+	if w.Logger != nil && n > 0 {
+		w.Logger.InfoContext(ctx, "evaluations asked for again", "after_discarded_jobs", len(lost), "with_blocked_awards", len(blocked))
 	}
 	return nil
 }

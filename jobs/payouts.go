@@ -44,6 +44,10 @@ func (w *SubmitPayoutWorker) Work(ctx context.Context, job *river.Job[SubmitPayo
 	return err
 }
 
+// Timeout bounds one submission: a provider call that hangs must not hold the job (and, as
+// the job is unique, the disbursement) for longer; River retries it with the same key.
+func (w *SubmitPayoutWorker) Timeout(*river.Job[SubmitPayoutArgs]) time.Duration { return time.Minute }
+
 // SettlePayoutArgs asks what became of a sent attempt.
 type SettlePayoutArgs struct {
 	Disbursement uuid.UUID `json:"disbursement"`
@@ -79,6 +83,9 @@ func (w *SettlePayoutWorker) Work(ctx context.Context, job *river.Job[SettlePayo
 	}
 	return nil
 }
+
+// Timeout bounds one settlement.
+func (w *SettlePayoutWorker) Timeout(*river.Job[SettlePayoutArgs]) time.Duration { return time.Minute }
 
 // RetryPayoutArgs asks for a failed disbursement to be retried automatically.
 type RetryPayoutArgs struct {
@@ -204,10 +211,14 @@ func (w *ReconcileWorker) Work(ctx context.Context, job *river.Job[ReconcileArgs
 // Timeout bounds a reconciliation of a large provider history.
 func (w *ReconcileWorker) Timeout(*river.Job[ReconcileArgs]) time.Duration { return 10 * time.Minute }
 
-// SubmitTx implements payouts.Jobs.
-func (in *Inserter) SubmitTx(ctx context.Context, tx pgx.Tx, id uuid.UUID, round int) error {
-	_, err := in.client.InsertTx(ctx, tx, SubmitPayoutArgs{Disbursement: id, Round: round}, nil)
-	return err
+// SubmitTx implements payouts.Jobs: false when a submission of this round was already
+// waiting or running (River skipped the insert as a duplicate).
+func (in *Inserter) SubmitTx(ctx context.Context, tx pgx.Tx, id uuid.UUID, round int) (bool, error) {
+	res, err := in.client.InsertTx(ctx, tx, SubmitPayoutArgs{Disbursement: id, Round: round}, nil)
+	if err != nil {
+		return false, err
+	}
+	return !res.UniqueSkippedAsDuplicate, nil
 }
 
 // SettleTx implements payouts.Jobs.

@@ -23,6 +23,7 @@ type EvalResult struct {
 	Awarded int // new awards paid into the wallet
 	Waiting int // new awards waiting for funds
 	Paid    int // awards that were waiting for funds and are now paid
+	Blocked int // awards that could not be made or paid (see BlockedAward)
 }
 
 // EvaluateParticipant evaluates every rule in force of every program participant is
@@ -35,12 +36,15 @@ func (s *Store) EvaluateParticipant(ctx context.Context, participant string) (Ev
 	var res EvalResult
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		res = EvalResult{}
-		tag, err := tx.Exec(ctx, `UPDATE network_people SET eval_gen = eval_gen + 1 WHERE id = $1`, participant)
+		// The same statement says whether the participant has blocked awards (BlockedAward).
+		var hasBlocks bool
+		err := tx.QueryRow(ctx, `UPDATE network_people SET eval_gen = eval_gen + 1 WHERE id = $1
+			RETURNING EXISTS (SELECT 1 FROM network_award_blocks WHERE participant_id = $1)`, participant).Scan(&hasBlocks)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: person %q", ErrNotFound, participant)
+		}
 		if err != nil {
 			return fmt.Errorf("bump evaluation generation: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("%w: person %q", ErrNotFound, participant)
 		}
 		now := s.now()
 		sn, err := loadSnapshot(ctx, tx, participant, true)
@@ -52,7 +56,14 @@ func (s *Store) EvaluateParticipant(ctx context.Context, participant string) (Ev
 				return fmt.Errorf("program %s: %w", ps.program.ID, err)
 			}
 		}
-		if res == (EvalResult{}) {
+		if hasBlocks {
+			// Blocks this evaluation did not renew are of awards made since, or no longer due.
+			if _, err := tx.Exec(ctx, `DELETE FROM network_award_blocks WHERE participant_id = $1 AND blocked_at < transaction_timestamp()`,
+				participant); err != nil {
+				return fmt.Errorf("remove lifted award blocks: %w", err)
+			}
+		}
+		if res == (EvalResult{}) && !hasBlocks {
 			// Nothing was paid: all this transaction wrote is the generation bump, which
 			// need not wait for the disk. Losing it in a crash is harmless — any fact that
 			// read the bumped generation committed after it in the WAL, so it is lost too or
@@ -80,26 +91,48 @@ func (s *Store) evaluateIn(ctx context.Context, tx pgx.Tx, sn snapshot, ps progr
 	for _, rv := range rules {
 		for _, due := range Evaluate(facts, rv.Rule, now).Due {
 			key := AwardKey(p.ID, e.PersonID, rv.Rule.ID, due.Period)
-			switch made[key] {
-			case AwardPosted:
-			case AwardInsufficientFunds:
-				paid, err := s.payWaiting(ctx, tx, p, key)
-				if err != nil {
+			if made[key] == AwardPosted {
+				continue
+			}
+			// Each award in a savepoint of its own: one that fails is blocked, with its
+			// reason, and does not hold up the participant's others.
+			var status string
+			blocked, err := isolated(ctx, tx, func(sp pgx.Tx) error {
+				if made[key] == AwardInsufficientFunds {
+					paid, err := s.payWaiting(ctx, sp, p, key)
+					if paid {
+						status = "paid"
+					}
 					return err
 				}
-				if paid {
-					res.Paid++
+				a, err := s.makeAward(ctx, sp, p, rv, e.PersonID, key, due)
+				status = a.Status
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("rule %s period %s: %w", rv.Rule.ID, due.Period, err)
+			}
+			if blocked != nil {
+				res.Blocked++
+				s.logger.WarnContext(ctx, "award blocked", "key", key, "error", blocked)
+				if err := blockAward(ctx, tx, BlockedAward{Key: key, Program: p.ID, Participant: e.PersonID, Rule: rv.Rule.ID,
+					Period: due.Period, Amount: rv.Rule.Award.Amount, Currency: p.Currency, Reason: blocked.Error()}); err != nil {
+					return err
 				}
+				continue
+			}
+			switch status {
+			case "paid":
+				res.Paid++
+			case AwardPosted:
+				res.Awarded++
+			case "":
+				continue // waiting still, or another evaluation has it
 			default:
-				a, err := s.makeAward(ctx, tx, p, rv, e.PersonID, key, due)
-				if err != nil {
-					return fmt.Errorf("rule %s period %s: %w", rv.Rule.ID, due.Period, err)
-				}
-				if a.Status == AwardPosted {
-					res.Awarded++
-				} else {
-					res.Waiting++
-				}
+				res.Waiting++
+			}
+			if err := unblockAward(ctx, tx, key); err != nil {
+				return err
 			}
 		}
 	}

@@ -111,8 +111,9 @@ func translate(err error) error {
 type Jobs interface {
 	// SubmitTx asks for disbursement to be sent to the provider. Round counts the times it
 	// was approved (a retry approves it again), so that the submission of a retry is not
-	// taken for the previous one's while that job is still finishing.
-	SubmitTx(ctx context.Context, tx pgx.Tx, disbursement uuid.UUID, round int) error
+	// taken for the previous one's while that job is still finishing. It reports whether a
+	// job was enqueued: false when one for this round is already waiting or running.
+	SubmitTx(ctx context.Context, tx pgx.Tx, disbursement uuid.UUID, round int) (bool, error)
 	// SettleTx asks, at at, what became of a sent attempt.
 	SettleTx(ctx context.Context, tx pgx.Tx, disbursement uuid.UUID, attempt int, at time.Time) error
 	// RetryTx asks, at at, for a failed disbursement to be retried automatically.
@@ -414,14 +415,22 @@ func (s *Store) transition(ctx context.Context, tx pgx.Tx, d *Disbursement, to, 
 
 // askSubmit asks for an approved disbursement to be submitted, in this round of approval.
 func (s *Store) askSubmit(ctx context.Context, tx pgx.Tx, id uuid.UUID) error {
+	_, err := s.enqueueSubmit(ctx, tx, id)
+	return err
+}
+
+// enqueueSubmit is askSubmit, reporting whether a job was enqueued (false: one of this round
+// is already waiting or running).
+func (s *Store) enqueueSubmit(ctx context.Context, tx pgx.Tx, id uuid.UUID) (bool, error) {
 	var round int
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM payouts_transitions WHERE disbursement_id = $1 AND to_state = 'approved'`, id).Scan(&round); err != nil {
-		return err
+		return false, err
 	}
-	if err := s.jobs.SubmitTx(ctx, tx, id, round); err != nil {
-		return fmt.Errorf("ask to submit %s: %w", id, err)
+	queued, err := s.jobs.SubmitTx(ctx, tx, id, round)
+	if err != nil {
+		return false, fmt.Errorf("ask to submit %s: %w", id, err)
 	}
-	return nil
+	return queued, nil
 }
 
 // newDisbursement is what insert needs.

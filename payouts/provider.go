@@ -72,11 +72,15 @@ type Receipt struct {
 type Record struct {
 	Ref          string
 	Disbursement string // from the transfer's metadata, when the provider keeps it
-	Amount       decimal.Decimal
-	Currency     string
-	Destination  string
-	Returned     decimal.Decimal
-	Failed       bool
+	// IdempotencyKey is the key the transfer was made under (Payout.IdempotencyKey), when the
+	// provider tells it: reconciliation matches it to an attempt whose answer was never
+	// recorded (a crash between sending and recording).
+	IdempotencyKey string
+	Amount         decimal.Decimal
+	Currency       string
+	Destination    string
+	Returned       decimal.Decimal
+	Failed         bool
 	// Settled: the outcome (Failed or not) is final at the provider.
 	Settled bool
 	Created time.Time

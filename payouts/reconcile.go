@@ -19,6 +19,10 @@ const (
 	CurrencyMismatch    = "currency_mismatch"
 	DestinationMismatch = "destination_mismatch"
 	StatusMismatch      = "status_mismatch"
+	// UnrecordedSend: the provider made the transfer of an attempt whose answer the ledger
+	// never recorded (the process died between sending and recording). Reconciliation
+	// records the reference and applies the provider's outcome, and reports it once.
+	UnrecordedSend = "unrecorded_send"
 )
 
 // Reconciliation is one run of Reconcile.
@@ -44,9 +48,10 @@ type Difference struct {
 
 // ledgerPayout is an attempt as the ledger knows it.
 type ledgerPayout struct {
-	disbursement, ref, dest, currency, outcome string
-	amount, returned                           decimal.Decimal
-	attempt                                    int
+	disbursement, ref, key, dest, currency, outcome string
+	amount, returned                                decimal.Decimal
+	attempt                                         int
+	matched                                         bool // an unsent attempt the provider has a transfer for
 }
 
 // Reconcile compares the provider's transfers since since with the attempts the ledger
@@ -54,11 +59,13 @@ type ledgerPayout struct {
 // webhook), and records the run with every difference: a transfer the ledger does not know
 // (missing_in_ledger), a sent attempt the provider does not have (missing_at_provider), and
 // amounts, currencies, destinations or outcomes that disagree. Attempts younger than a
-// minute that have no reference yet are in flight and not compared.
+// minute that have no reference yet are in flight and not compared; an older one the
+// provider has a transfer for (matched by idempotency key) was sent and never recorded: it is
+// reported once (unrecorded_send) and the transfer's reference and outcome are applied.
 func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation, error) {
 	prov := s.provider.Name()
 	run := Reconciliation{Provider: prov, Since: since, Differences: []Difference{}}
-	rows, err := s.db.Query(ctx, `SELECT a.disbursement_id::text, a.attempt, coalesce(a.provider_ref, ''), a.destination, d.currency,
+	rows, err := s.db.Query(ctx, `SELECT a.disbursement_id::text, a.attempt, coalesce(a.provider_ref, ''), a.idempotency_key, a.destination, d.currency,
 		coalesce(a.outcome, ''), d.amount::text, a.returned::text
 		FROM payouts_attempts a JOIN payouts_disbursements d ON d.id = a.disbursement_id
 		WHERE a.provider = $1 AND a.submitted_at >= $2 AND (a.provider_ref IS NOT NULL OR a.submitted_at < clock_timestamp() - interval '1 minute')`,
@@ -68,13 +75,17 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 	}
 	byRef := map[string]*ledgerPayout{}
 	var unsent []*ledgerPayout
+	unsentByKey := map[string]*ledgerPayout{}
 	var lp ledgerPayout
 	var amount, returned string
-	if _, err := pgx.ForEachRow(rows, []any{&lp.disbursement, &lp.attempt, &lp.ref, &lp.dest, &lp.currency, &lp.outcome, &amount, &returned}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&lp.disbursement, &lp.attempt, &lp.ref, &lp.key, &lp.dest, &lp.currency, &lp.outcome, &amount, &returned}, func() error {
 		p := lp
 		p.amount, p.returned = decimal.RequireFromString(amount), decimal.RequireFromString(returned)
 		if p.ref == "" {
 			unsent = append(unsent, &p)
+			if p.outcome == "" {
+				unsentByKey[p.key] = &p
+			}
 		} else {
 			byRef[p.ref] = &p
 		}
@@ -96,6 +107,25 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 	err = s.provider.List(ctx, since, func(r Record) error {
 		run.ProviderRecords++
 		l, ok := byRef[r.Ref]
+		if u := unsentByKey[r.IdempotencyKey]; !ok && r.IdempotencyKey != "" && u != nil && u.disbursement == r.Disbursement {
+			// Sent, and the answer never recorded: the reference and the outcome are applied.
+			l, ok = u, true
+			delete(unsentByKey, r.IdempotencyKey)
+			l.matched = true
+			outcome := "not settled yet; its settlement is asked for"
+			switch {
+			case r.Settled && r.Failed:
+				outcome = "failed"
+			case r.Settled:
+				outcome = "paid"
+			}
+			add(Difference{Kind: UnrecordedSend, Disbursement: l.disbursement, ProviderRef: r.Ref, LedgerAmount: l.amount.String(),
+				ProviderAmount: r.Amount.String(), Detail: fmt.Sprintf("attempt %d reached %s as %s (%s), which the ledger had not recorded: recorded now",
+					l.attempt, prov, r.Ref, outcome)})
+			updates = append(updates, update{l, r})
+		} else if ok && (l.outcome == "" && r.Settled || l.outcome == string(OutcomePaid) && r.Returned.GreaterThan(l.returned)) {
+			updates = append(updates, update{l, r})
+		}
 		if !ok {
 			add(Difference{Kind: MissingInLedger, ProviderRef: r.Ref, Disbursement: validUUID(r.Disbursement),
 				ProviderAmount: r.Amount.String(), Detail: fmt.Sprintf("%s transfer %s of %s %s to %s has no attempt in the ledger",
@@ -103,9 +133,6 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 			return nil
 		}
 		seen[r.Ref] = true
-		if l.outcome == "" && r.Settled || l.outcome == string(OutcomePaid) && r.Returned.GreaterThan(l.returned) {
-			updates = append(updates, update{l, r})
-		}
 		base := Difference{Disbursement: l.disbursement, ProviderRef: r.Ref, LedgerAmount: l.amount.String(), ProviderAmount: r.Amount.String()}
 		if !strings.EqualFold(r.Currency, l.currency) {
 			d := base
@@ -148,7 +175,7 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 		}
 	}
 	for _, l := range unsent {
-		if l.outcome == "" {
+		if l.outcome == "" && !l.matched {
 			add(Difference{Kind: MissingAtProvider, Disbursement: l.disbursement, LedgerAmount: l.amount.String(),
 				Detail: fmt.Sprintf("attempt %d was opened over a minute ago and never reached %s (its submit job will resend it)", l.attempt, prov)})
 		}
@@ -177,7 +204,9 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 			return run, err
 		}
 		receipt := Receipt{Ref: u.r.Ref, Outcome: OutcomePaid, Returned: u.r.Returned}
-		if u.r.Failed {
+		if !u.r.Settled {
+			receipt = Receipt{Ref: u.r.Ref, Outcome: OutcomePending}
+		} else if u.r.Failed {
 			receipt = Receipt{Ref: u.r.Ref, Outcome: OutcomeFailed, Reason: "the provider failed it (found by reconciliation)"}
 		}
 		if err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {

@@ -100,14 +100,14 @@ func (s *Sandbox) status(ctx context.Context, where, arg string) (Receipt, error
 
 // List implements Provider.
 func (s *Sandbox) List(ctx context.Context, since time.Time, fn func(Record) error) error {
-	rows, err := s.db.Query(ctx, `SELECT ref, disbursement_id::text, amount::text, currency, destination, reversed::text,
+	rows, err := s.db.Query(ctx, `SELECT ref, disbursement_id::text, idempotency_key, amount::text, currency, destination, reversed::text,
 		outcome = 'failed', settles_at <= clock_timestamp(), created_at FROM payouts_sandbox_transfers WHERE created_at >= $1 ORDER BY created_at, ref`, since)
 	if err != nil {
 		return fmt.Errorf("sandbox list: %w", err)
 	}
 	var rec Record
 	var amount, reversed string
-	_, err = pgx.ForEachRow(rows, []any{&rec.Ref, &rec.Disbursement, &amount, &rec.Currency, &rec.Destination, &reversed,
+	_, err = pgx.ForEachRow(rows, []any{&rec.Ref, &rec.Disbursement, &rec.IdempotencyKey, &amount, &rec.Currency, &rec.Destination, &reversed,
 		&rec.Failed, &rec.Settled, &rec.Created}, func() error {
 		rec.Amount, rec.Returned = decimal.RequireFromString(amount), decimal.RequireFromString(reversed)
 		return fn(rec)

@@ -146,6 +146,13 @@ func (s *Stripe) List(ctx context.Context, since time.Time, fn func(Record) erro
 		if rec.Disbursement == "" {
 			rec.Disbursement = t.TransferGroup
 		}
+		// Send's keys: the disbursement id for the first attempt, id:n for the n-th.
+		switch n := t.Metadata["attempt"]; {
+		case n == "1":
+			rec.IdempotencyKey = rec.Disbursement
+		case n != "" && rec.Disbursement != "":
+			rec.IdempotencyKey = rec.Disbursement + ":" + n
+		}
 		if t.Destination != nil {
 			rec.Destination = t.Destination.ID
 		}

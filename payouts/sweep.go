@@ -25,7 +25,8 @@ type SweepResult struct {
 //   - failed disbursements past the remediation window are forfeited to the fund by an
 //     explicit entry; those still owed an automatic retry whose backoff passed are retried
 //     (the retry job normally does it on time);
-//   - approved or open submissions whose job was lost are asked for again.
+//   - approved or open submissions whose job was lost are asked for again; Resubmitted
+//     counts the jobs really enqueued, not those found still waiting or running.
 func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 	var res SweepResult
 	now := s.now()
@@ -68,9 +69,14 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 				return err
 			}
 			if d.State == Approved || d.State == Submitted {
-				// Submit resends an unsent attempt, or asks to settle a sent one.
-				res.Resubmitted++
-				return s.askSubmit(ctx, tx, it.id)
+				// Submit resends an unsent attempt, or asks to settle a sent one. A job still
+				// waiting or running (one orphaned by a dead process stays running until
+				// River rescues it) is not enqueued again, and not counted.
+				queued, err := s.enqueueSubmit(ctx, tx, it.id)
+				if queued {
+					res.Resubmitted++
+				}
+				return err
 			}
 			pol, err := programPolicyTx(ctx, tx, d.ProgramID)
 			if err != nil {

@@ -53,6 +53,7 @@ environment:
   TANDEM_SANDBOX_DELAY   how long sandbox payouts take to settle (default 0s)
   TANDEM_1099_THRESHOLD  the 1099-NEC reporting threshold (default 2000.00)
   TANDEM_ADDR            the server's address for tandem demo's sign-in page (default 127.0.0.1:8080)
+  TANDEM_RESCUE_AFTER    how long a job may run before it is taken for orphaned and retried (default 3m)
 `
 
 // errUsage marks command-line mistakes: they exit with status 2.

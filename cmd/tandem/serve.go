@@ -74,7 +74,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a, err := app.New(pool, app.Config{Logger: logger, Payouts: payoutCfg})
+	var rescueAfter time.Duration
+	if v := os.Getenv("TANDEM_RESCUE_AFTER"); v != "" {
+		if rescueAfter, err = time.ParseDuration(v); err != nil || rescueAfter < time.Second {
+			return fmt.Errorf("%w: TANDEM_RESCUE_AFTER=%q: a duration of at least 1s, like 3m", errUsage, v)
+		}
+	}
+	a, err := app.New(pool, app.Config{Logger: logger, Payouts: payoutCfg, RescueAfter: rescueAfter})
 	if err != nil {
 		return err
 	}
@@ -90,7 +96,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		logger.Warn("no admin token yet: every /v1 request needs one. Create the first with: " +
 			"`. .tandem/env && bin/tandem token create --role admin --name <you>` (make run) or `tandem token create --role admin --name <you>`")
 	}
-	h := api.New(api.Config{Pool: pool, Ledger: l, Access: store, Network: a.Network, Payouts: a.Payouts, Logger: logger, BehindTLSProxy: *behindProxy, Health: map[string]api.HealthFunc{
+	h := api.New(api.Config{Pool: pool, Ledger: l, Access: store, Network: a.Network, Payouts: a.Payouts, Jobs: a.Jobs, Logger: logger, BehindTLSProxy: *behindProxy, Health: map[string]api.HealthFunc{
 		"database": func(ctx context.Context) (any, error) {
 			st := pool.Stat()
 			return map[string]any{"total_conns": st.TotalConns(), "idle_conns": st.IdleConns()}, pool.Ping(ctx)

@@ -33,6 +33,9 @@ type Config struct {
 	SweepInterval time.Duration
 	// SealInterval is how often the seal job chains new entries (default 1 minute).
 	SealInterval time.Duration
+	// RescueAfter is how long a job may run before River takes it for orphaned by a dead
+	// process and retries it (default jobs.DefaultRescueAfter, 3 minutes).
+	RescueAfter time.Duration
 	// Now is the network's and payouts' clock (tests).
 	Now func() time.Time
 	// Payouts configures the payout provider; the zero value is the sandbox.
@@ -89,6 +92,8 @@ type App struct {
 	Payouts *payouts.Store
 	// River runs the workers once Start is called; it is not started by New.
 	River *river.Client[pgx.Tx]
+	// Jobs lists failed jobs and retries or cancels them (the admins' jobs page).
+	Jobs *jobs.Board
 }
 
 // New assembles Tandem on pool (migrations already applied).
@@ -116,11 +121,15 @@ func New(pool *pgxpool.Pool, cfg Config) (*App, error) {
 	}
 	client, err := jobs.NewClient(jobs.Config{Pool: pool, Ledger: l, Network: n, Payouts: p, Logger: cfg.Logger,
 		MaxWorkers: cfg.Workers, CheckInterval: cfg.CheckInterval, SweepInterval: cfg.SweepInterval,
-		SealInterval: cfg.SealInterval, Now: cfg.Now})
+		SealInterval: cfg.SealInterval, Now: cfg.Now, RescueAfter: cfg.RescueAfter})
 	if err != nil {
 		return nil, err
 	}
-	return &App{Pool: pool, Ledger: l, Access: access.New(pool), Network: n, Payouts: p, River: client}, nil
+	board, err := jobs.NewBoard(pool)
+	if err != nil {
+		return nil, err
+	}
+	return &App{Pool: pool, Ledger: l, Access: access.New(pool), Network: n, Payouts: p, River: client, Jobs: board}, nil
 }
 
 // Start runs the River workers until Stop. They run on a context of their own: a cancelled
