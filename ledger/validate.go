@@ -33,13 +33,19 @@ var codeSyntax = regexp.MustCompile(`^[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)*$`)
 
 // ValidateCode checks an account code: path segments of letters, digits, '_', '.', ':' and
 // '-', separated by single slashes, at most MaxCodeLength bytes
-// (e.g. "program/stem-2027/fund").
+// (e.g. "program/stem-2027/fund"). A segment of dots alone ("." or "..") is refused: URLs
+// resolve it away, so the account could not be named over HTTP.
 func ValidateCode(code string) error {
 	if code == "" {
 		return invalid("account", "code is empty")
 	}
 	if len(code) > MaxCodeLength || !codeSyntax.MatchString(code) {
 		return invalid("account", "%q is not a valid code (letters, digits, _ . : - in segments separated by /, at most %d bytes)", truncate(code, 60), MaxCodeLength)
+	}
+	for _, seg := range strings.Split(code, "/") {
+		if strings.Trim(seg, ".") == "" {
+			return invalid("account", "%q has a segment of dots alone (%q), which a URL would resolve away", truncate(code, 60), seg)
+		}
 	}
 	return nil
 }

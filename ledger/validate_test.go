@@ -162,6 +162,12 @@ func TestValidateCode(t *testing.T) {
 		{"percent", "a%20b", false},
 		{"backslash", `a\b`, false},
 		{"nul", "a\x00b", false},
+		{"dot segment", "participant/./wallet", false},
+		{"dot-dot segment", "participant/../admin/wallet", false},
+		{"leading dot-dot", "../x", false},
+		{"trailing dot", "x/.", false},
+		{"only dots", "...", false},
+		{"dots within a segment", "a.b/..c/d..", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := ledger.ValidateCode(tc.code)
