@@ -803,6 +803,11 @@ func TestRefusalsFold(t *testing.T) {
 	require.Equal(t, 2, lineCount["ana test.change x:1 ok"], "changes never fold")
 	require.LessOrEqual(t, lineCount["ana ledger.balance.read account:participant/ben/wallet denied"], 2, "repeats fold")
 
+	require.Greater(t, lines[0].Repeats, 1) // unless a minute turned right after the first
+	require.NotNil(t, lines[0].LastAt, "a folded line says when its latest repeat was")
+	require.False(t, lines[0].LastAt.Before(lines[0].At))
+	require.Nil(t, lines[len(lines)-1].LastAt, "a line without repeats has no latest repeat")
+
 	first := lines[0].ID
 	for _, sql := range []string{
 		`UPDATE audit_log SET repeats = repeats + 1 WHERE outcome = 'ok'`,

@@ -80,7 +80,7 @@ func Record(ctx context.Context, db DBTX, ev Event) error {
 		VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, $9, $10, $11,
 			CASE WHEN $12::text <> '' THEN md5(concat_ws(E'\n', $12::text, $5::text, $6::text,
 				to_char(date_trunc('minute', clock_timestamp() AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:MI'))) END)
-		ON CONFLICT (fold_key) WHERE fold_key IS NOT NULL DO UPDATE SET repeats = audit_log.repeats + 1`,
+		ON CONFLICT (fold_key) WHERE fold_key IS NOT NULL DO UPDATE SET repeats = audit_log.repeats + 1, last_at = clock_timestamp()`,
 		ev.Actor.Name, tokenID, string(ev.Actor.Role), ev.Actor.PersonID, ev.Action, ev.Record, outcome,
 		before, after, ev.Detail, ev.RequestID, fold)
 	if err != nil {
@@ -148,8 +148,10 @@ type AuditLine struct {
 	After     json.RawMessage `json:"after,omitempty"`
 	Detail    string          `json:"detail,omitempty"`
 	RequestID string          `json:"request_id,omitempty"`
-	// Repeats counts a refusal and its repeats within the minute (1 for every other line).
-	Repeats int `json:"repeats"`
+	// Repeats counts a refusal and its repeats within the minute (1 for every other line);
+	// LastAt is the time of the latest repeat.
+	Repeats int        `json:"repeats"`
+	LastAt  *time.Time `json:"last_at,omitempty"`
 }
 
 // AuditFilter pages through the trail: lines with id > AfterID, oldest first.
@@ -168,7 +170,7 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter) ([]AuditLine, error) {
 		f.Limit = 1000
 	}
 	rows, err := s.db.Query(ctx, `SELECT id, at, actor, coalesce(token_id::text, ''), coalesce(role, ''),
-			coalesce(person_id, ''), action, record, outcome, before, after, detail, request_id, repeats
+			coalesce(person_id, ''), action, record, outcome, before, after, detail, request_id, repeats, last_at
 		  FROM audit_log WHERE id > $1 AND ($2 = '' OR record = $2) ORDER BY id LIMIT $3`, f.AfterID, f.Record, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -176,7 +178,7 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter) ([]AuditLine, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditLine, error) {
 		var l AuditLine
 		err := r.Scan(&l.ID, &l.At, &l.Actor, &l.TokenID, &l.Role, &l.PersonID, &l.Action, &l.Record, &l.Outcome,
-			&l.Before, &l.After, &l.Detail, &l.RequestID, &l.Repeats)
+			&l.Before, &l.After, &l.Detail, &l.RequestID, &l.Repeats, &l.LastAt)
 		return l, err
 	})
 	if err != nil {

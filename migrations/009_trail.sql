@@ -4,11 +4,13 @@
 -- A refused request is recorded on its own line (outcome 'denied'). Repeats of the same
 -- refusal — the same token (or actor), action and record within the same minute — fold into
 -- the first line's repeats count instead of adding lines: fold_key names that group, and a
--- unique index makes the insert an upsert. The trail stays append-only otherwise: the only
--- change a line takes is a denied line's repeats growing.
+-- unique index makes the insert an upsert; last_at is the time of the latest repeat. The
+-- trail stays append-only otherwise: the only change a line takes is a denied line's repeats
+-- growing, with its last_at.
 
 ALTER TABLE audit_log
     ADD COLUMN repeats integer NOT NULL DEFAULT 1,
+    ADD COLUMN last_at timestamptz,
     ADD COLUMN fold_key text,
     ADD CONSTRAINT audit_log_repeats CHECK (repeats >= 1),
     ADD CONSTRAINT audit_log_fold_key CHECK (fold_key IS NULL OR outcome = 'denied');
@@ -18,6 +20,7 @@ CREATE UNIQUE INDEX audit_log_fold ON audit_log (fold_key) WHERE fold_key IS NOT
 CREATE FUNCTION audit_log_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF OLD.outcome <> 'denied' OR OLD.fold_key IS NULL OR NEW.repeats <= OLD.repeats
+       OR NEW.last_at IS NULL OR NEW.last_at < OLD.at
        OR (NEW.id, NEW.at, NEW.actor, NEW.token_id, NEW.role, NEW.person_id, NEW.action, NEW.record,
            NEW.outcome, NEW.before, NEW.after, NEW.detail, NEW.request_id, NEW.fold_key)
           IS DISTINCT FROM
