@@ -120,10 +120,19 @@ func validatePostings(ps []Posting) error {
 	}
 	for _, c := range sortedKeys(net) {
 		if !net[c].IsZero() {
-			return fmt.Errorf("%w: %s debits exceed credits by %s", ErrUnbalanced, c, FormatAmount(net[c], c))
+			return fmt.Errorf("%w: %s", ErrUnbalanced, Imbalance(c, net[c]))
 		}
 	}
 	return nil
+}
+
+// Imbalance says which side of currency exceeds the other and by how much, given debits
+// less credits: "USD credits exceed debits by 10.00".
+func Imbalance(currency string, debitsLessCredits decimal.Decimal) string {
+	if debitsLessCredits.IsNegative() {
+		return fmt.Sprintf("%s credits exceed debits by %s", currency, FormatAmount(debitsLessCredits.Neg(), currency))
+	}
+	return fmt.Sprintf("%s debits exceed credits by %s", currency, FormatAmount(debitsLessCredits, currency))
 }
 
 func validateCommon(key, description string, metadata json.RawMessage, keyRequired bool) error {
