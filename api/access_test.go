@@ -1076,3 +1076,17 @@ func mustField(t *testing.T, raw []byte, name string) json.RawMessage {
 	require.Contains(t, m, name)
 	return m[name]
 }
+
+// TestPagesRefuseNUL: the pages read their path like the JSON routes: NUL or bytes that are
+// not UTF-8 in an id is 422, not 500.
+func TestPagesRefuseNUL(t *testing.T) {
+	t.Parallel()
+	f := setupAdmin(t, false)
+	admin := f.session(t, f.adm2)
+	for _, path := range []string{"/admin/disbursements/%00", "/admin/disbursements/a%ff", "/admin/programs/p%00"} {
+		p := admin.get(path)
+		require.Equal(t, http.StatusUnprocessableEntity, p.status, "%s: %s", path, p.body)
+	}
+	p := admin.post("/admin/disbursements/%00/approve", url.Values{"reason": {"ok"}})
+	require.Equal(t, http.StatusUnprocessableEntity, p.status, p.body)
+}
