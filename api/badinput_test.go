@@ -8,8 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -501,4 +504,94 @@ func TestDatabaseDownIsUnavailable(t *testing.T) {
 		require.NotContains(t, r.raw, addr)
 		require.NotContains(t, r.raw, "dial")
 	}
+}
+
+// TestDatabaseStoppedIsUnavailable: a database that goes away under a running server —
+// its connections cut, new ones refused — is 503 unavailable too. The database sits behind a
+// TCP relay the test stops.
+func TestDatabaseStoppedIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	cfg := b.pool.Config().ConnConfig
+	target := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	relay := startRelay(t, target)
+	pcfg, err := pgxpool.ParseConfig(b.pool.Config().ConnString())
+	require.NoError(t, err)
+	host, port, err := net.SplitHostPort(relay.addr())
+	require.NoError(t, err)
+	pcfg.ConnConfig.Host = host
+	p, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	pcfg.ConnConfig.Port = uint16(p)
+	pcfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	l := ledger.New(pool, nil)
+	t.Cleanup(l.Close)
+	srv := httptest.NewServer(api.New(api.Config{Pool: pool, Ledger: l, Access: access.New(pool), WriteRate: rate.Inf}))
+	t.Cleanup(srv.Close)
+	get := func() response {
+		req, err := http.NewRequest("GET", srv.URL+"/v1/ledger/accounts", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+b.token)
+		return send(t, req)
+	}
+	require.Equal(t, http.StatusOK, get().status)
+
+	relay.stop()
+	for range 3 { // a cut connection first, then refused ones
+		r := get()
+		requireProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+		require.Equal(t, "5", r.header.Get("Retry-After"))
+		require.NotContains(t, r.raw, relay.addr())
+	}
+}
+
+// relay forwards TCP connections to a target until stopped; stopping cuts every connection
+// and refuses new ones.
+type relay struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startRelay(t *testing.T, target string) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	r := &relay{ln: ln}
+	t.Cleanup(r.stop)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, c, up)
+			r.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return r
+}
+
+func (r *relay) addr() string { return r.ln.Addr().String() }
+
+func (r *relay) stop() {
+	r.ln.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+	r.conns = nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -142,6 +143,15 @@ const retryAfterUnavailable = "5"
 // (bad encoding, too long) is errInvalidInput. The detail says no more: the original error,
 // which may carry internals, is logged.
 func classify(err error) error {
+	// Any failure to connect, whatever the server said (shutting down, refusing connections,
+	// unknown database); a connection cut under a query (unexpected EOF); a query that never
+	// reached the server (SafeToRetry: a closed connection, a deadline on acquiring one): the
+	// database is not available.
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) {
+		return fmt.Errorf("%w: the database is not available; retry shortly", errUnavailable)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {
@@ -151,12 +161,6 @@ func classify(err error) error {
 		case pgErr.Code == "22021", pgErr.Code == "22P05", pgErr.Code == "22001", pgErr.Code == "54000":
 			return fmt.Errorf("%w: a value could not be stored: %s", errInvalidInput, pgErr.Message)
 		}
-		return err
-	}
-	var connectErr *pgconn.ConnectError
-	var netErr net.Error
-	if errors.As(err, &connectErr) || errors.As(err, &netErr) {
-		return fmt.Errorf("%w: the database is not available; retry shortly", errUnavailable)
 	}
 	return err
 }
