@@ -414,6 +414,9 @@ func writeList[T any](w http.ResponseWriter, key string, items []T, cursorKey st
 // given; if both are, they must agree.
 func idempotencyKey(r *http.Request, body string) (string, error) {
 	h := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+	if !utf8.ValidString(h) {
+		return "", fmt.Errorf("%w: Idempotency-Key: the header must be UTF-8", errInvalidInput)
+	}
 	switch {
 	case h == "":
 		return body, nil

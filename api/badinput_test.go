@@ -595,3 +595,53 @@ func (r *relay) stop() {
 	}
 	r.conns = nil
 }
+
+// TestOddQueriesAreNot5xx: every GET route of the table with odd values for the query
+// parameters the routes read answers 2xx or 4xx, never 5xx.
+func TestOddQueriesAreNot5xx(t *testing.T) {
+	t.Parallel()
+	f := setupNetwork(t, false)
+	f.seed(t)
+	long := strings.Repeat("x", 5000)
+	params := []string{"after", "after_id", "after_seq", "limit", "as_of", "as_of_seq", "status", "state", "participant",
+		"coach", "person", "program", "prefix", "role", "retired", "year", "record", "scope", "format", "from", "to", "days", "month"}
+	values := []string{"x", "-1", "0", "99999999999999999999", "9223372036854775807", "1e9", "2026-13-45", long, "%27%3B", "00000000-0000-0000-0000-000000000000", "ana/../ben"}
+	for _, rt := range api.New(api.Config{}).Routes() {
+		if rt.Method != "GET" {
+			continue
+		}
+		path := wildcard.ReplaceAllString(rt.Path, "p1")
+		if strings.Contains(rt.Path, "{code") {
+			path = wildcard.ReplaceAllString(rt.Path, "program/p1/fund")
+		}
+		for _, p := range params {
+			for _, v := range values {
+				r := f.do(t, "GET", path+"?"+p+"="+v, "")
+				require.Less(t, r.status, 500, "%s?%s=%.40s: %s", path, p, v, r.raw)
+			}
+		}
+	}
+}
+
+// TestIdempotencyKeyHeaderNotUTF8: an Idempotency-Key header that is not UTF-8 is refused
+// with 422 on every route that takes one, never 500.
+func TestIdempotencyKeyHeaderNotUTF8(t *testing.T) {
+	t.Parallel()
+	f := setupNetwork(t, false)
+	f.seed(t)
+	admin := f.requesterToken(t)
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/ledger/entries", entryJSON("", "org/cash/stripe", "program/p1/fund", "1.00")},
+		{"/v1/programs/p1/fund", `{"amount":"1.00"}`},
+		{"/v1/conversations", f.conversationBody(f.conn, 1, "", "")},
+		{"/v1/disbursements", grantBody("ana", "5.00", "why")},
+		{"/v1/commitments", fmt.Sprintf(`{"program":"p1","person":"ana","amount":"40.00","instalments":2,"every_months":3,"first_due":%q}`, f.day(30))},
+	} {
+		before := f.networkRows(t)
+		r := f.as(t, admin, "POST", tc.path, tc.body, "Idempotency-Key", "k\xff\xfe")
+		require.Less(t, r.status, 500, "%s: %s", tc.path, r.raw)
+		requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+		require.Contains(t, r.body["detail"], "Idempotency-Key", "%s: %s", tc.path, r.raw)
+		require.Equal(t, before, f.networkRows(t), tc.path)
+	}
+}
