@@ -1089,4 +1089,13 @@ func TestPagesRefuseNUL(t *testing.T) {
 	}
 	p := admin.post("/admin/disbursements/%00/approve", url.Values{"reason": {"ok"}})
 	require.Equal(t, http.StatusUnprocessableEntity, p.status, p.body)
+	// A form's fields too, named.
+	dis := f.awaiting(t, "120.00", "nul-form")
+	before := f.networkRows(t)
+	for _, form := range []url.Values{{"reason": {"fine\x00"}}, {"return_to": {"/admin/\xff"}}} {
+		p = admin.post("/admin/disbursements/"+dis+"/reject", form)
+		require.Equal(t, http.StatusUnprocessableEntity, p.status, p.body)
+		require.Contains(t, p.body, "(in the form)")
+	}
+	require.Equal(t, before, f.networkRows(t))
 }

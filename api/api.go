@@ -54,9 +54,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// Health checks, by name (e.g. "database", "river"), shown by /healthz.
 	Health map[string]HealthFunc
-	// WriteRate and WriteBurst bound each token's write requests and refused requests (each
-	// writes an audit line): defaults 20/s, burst 40. Reads get ten times as much. rate.Inf
-	// turns the limits off.
+	// WriteRate and WriteBurst bound each token's write requests, refused or not: defaults
+	// 20/s, burst 40. Reads, refused or not, get ten times as much. rate.Inf turns the limits
+	// off. Every refusal within the budget is recorded (repeats fold, access.Record).
 	WriteRate  rate.Limit
 	WriteBurst int
 	// BehindTLSProxy says TLS is terminated by a proxy in front: cookies are marked Secure
@@ -75,7 +75,7 @@ type Server struct {
 	health  map[string]HealthFunc
 	mux     *http.ServeMux
 	table   []route
-	writes  *limiter // write requests and refusals, per token
+	writes  *limiter // write requests, per token
 	reads   *limiter // read requests, per token
 
 	behindTLSProxy bool
@@ -357,8 +357,8 @@ func nulString(body []byte) error {
 	}
 }
 
-// checkParams refuses path and query parameters that no record can hold: invalid UTF-8 or
-// NUL (PostgreSQL text takes neither), naming the parameter.
+// checkParams refuses path, query and form parameters that no record can hold: invalid
+// UTF-8 or NUL (PostgreSQL text takes neither), naming the parameter.
 func checkParams(r *http.Request, pattern string) error {
 	bad := func(v string) bool { return !utf8.ValidString(v) || strings.ContainsRune(v, 0) }
 	for rest := pattern; ; {
@@ -376,13 +376,21 @@ func checkParams(r *http.Request, pattern string) error {
 			return fmt.Errorf("%w: %s (in the path): must be UTF-8 without NUL characters", errInvalidInput, name)
 		}
 	}
-	for k, vs := range r.URL.Query() {
+	if err := checkValues(r.URL.Query(), "query", bad); err != nil {
+		return err
+	}
+	// A page's form, parsed already for its CSRF token.
+	return checkValues(r.PostForm, "form", bad)
+}
+
+func checkValues(values map[string][]string, where string, bad func(string) bool) error {
+	for k, vs := range values {
 		if bad(k) {
-			return fmt.Errorf("%w: a query parameter's name must be UTF-8 without NUL characters", errInvalidInput)
+			return fmt.Errorf("%w: a %s parameter's name must be UTF-8 without NUL characters", errInvalidInput, where)
 		}
 		for _, v := range vs {
 			if bad(v) {
-				return fmt.Errorf("%w: %s (in the query): must be UTF-8 without NUL characters", errInvalidInput, k)
+				return fmt.Errorf("%w: %s (in the %s): must be UTF-8 without NUL characters", errInvalidInput, k, where)
 			}
 		}
 	}
