@@ -947,6 +947,10 @@ func TestProgressHidesBands(t *testing.T) {
 	require.Contains(t, ana.raw, `"redacted": true`)
 	require.Contains(t, ana.raw, `"economic_connectedness": null`, "left out, not shown as 0")
 	require.NotContains(t, ana.raw, `"economic_connectedness": "`)
+	cy := f.as(t, f.cy, "GET", "/v1/participants/ana/progress", "") // her coach
+	requireStatus(t, cy, http.StatusOK)
+	require.Contains(t, cy.raw, `"economic_connectedness": null`)
+	require.NotContains(t, cy.raw, `"economic_connectedness": "`)
 	adm := f.do(t, "GET", "/v1/participants/ana/progress", "")
 	requireStatus(t, adm, http.StatusOK)
 	require.Contains(t, adm.raw, `"economic_connectedness": "2"`) // one connection, high band: 2 × 1 ÷ 1
