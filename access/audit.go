@@ -76,11 +76,16 @@ func Record(ctx context.Context, db DBTX, ev Event) error {
 			fold = "token:" + *tokenID
 		}
 	}
-	_, err = db.Exec(ctx, `INSERT INTO audit_log (actor, token_id, role, person_id, action, record, outcome, before, after, detail, request_id, fold_key)
-		VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, $9, $10, $11,
-			CASE WHEN $12::text <> '' THEN md5(concat_ws(E'\n', $12::text, $5::text, $6::text,
-				to_char(date_trunc('minute', clock_timestamp() AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:MI'))) END)
-		ON CONFLICT (fold_key) WHERE fold_key IS NOT NULL DO UPDATE SET repeats = audit_log.repeats + 1, last_at = clock_timestamp()`,
+	// A repeat's insert does nothing and audit_log_fold counts it on the first line (009).
+	_, err = db.Exec(ctx, `WITH k AS (
+			SELECT CASE WHEN $12::text <> '' THEN md5(concat_ws(E'\n', $12::text, $5::text, $6::text,
+				to_char(date_trunc('minute', clock_timestamp() AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:MI'))) END AS key),
+		ins AS (
+			INSERT INTO audit_log (actor, token_id, role, person_id, action, record, outcome, before, after, detail, request_id, fold_key)
+			SELECT $1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, $9, $10, $11, k.key FROM k
+			ON CONFLICT (fold_key) WHERE fold_key IS NOT NULL DO NOTHING
+			RETURNING id)
+		SELECT audit_log_fold(k.key) FROM k WHERE k.key IS NOT NULL AND NOT EXISTS (SELECT FROM ins)`,
 		ev.Actor.Name, tokenID, string(ev.Actor.Role), ev.Actor.PersonID, ev.Action, ev.Record, outcome,
 		before, after, ev.Detail, ev.RequestID, fold)
 	if err != nil {

@@ -32,6 +32,15 @@ BEGIN
     RETURN NEW;
 END $$;
 
+-- Counting a repeat is the one update of the trail, made by this function as its owner: the
+-- role the application connects as needs no UPDATE on audit_log (INSERT ... ON CONFLICT DO
+-- NOTHING, then this).
+CREATE FUNCTION audit_log_fold(key text) RETURNS void
+    LANGUAGE sql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    UPDATE audit_log SET repeats = repeats + 1, last_at = clock_timestamp()
+     WHERE fold_key = key AND outcome = 'denied';
+$$;
+
 DROP TRIGGER audit_log_append_only ON audit_log;
 CREATE TRIGGER audit_log_guard BEFORE UPDATE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_guard();
