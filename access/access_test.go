@@ -736,3 +736,139 @@ func TestSignInEndsThePreviousSession(t *testing.T) {
 	_, err = s.Session(ctx, second.ID)
 	require.NoError(t, err)
 }
+
+// TestRecordStoresAnyText: no text an event carries — invalid UTF-8, NUL, in the record, the
+// detail, the request id or the before and after — can make its trail line fail.
+func TestRecordStoresAnyText(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	bad := "a\x00b\xffc"
+	require.NoError(t, access.Record(ctx, pool, access.Event{Actor: access.Principal{Name: "cli:" + bad, Role: access.Admin},
+		Action: "test.thing", Record: "x:" + bad, Detail: bad, RequestID: bad,
+		Before: map[string]string{bad: bad}, After: []string{bad}}))
+	require.NoError(t, access.Record(ctx, pool, access.Event{Actor: tester, Action: "test.denied", Record: bad,
+		Denied: true, Detail: bad, RequestID: bad}))
+	lines := auditLines(t, s)
+	require.Len(t, lines, 2)
+	want := `a\x00b` + "\uFFFD" + "c"
+	require.Equal(t, "x:"+want, lines[0].Record)
+	require.Equal(t, want, lines[0].Detail)
+	require.Equal(t, want, lines[0].RequestID)
+	require.Equal(t, "cli:"+want, lines[0].Actor)
+	require.JSONEq(t, fmt.Sprintf(`{%q:%q}`, want, want), string(lines[0].Before))
+	require.JSONEq(t, fmt.Sprintf(`[%q]`, want), string(lines[0].After))
+	require.Equal(t, want, lines[1].Record)
+	require.Equal(t, "denied", lines[1].Outcome)
+}
+
+// TestRefusalsFold: a refusal repeated by the same token on the same action and record
+// within a minute counts on one line; another record, action or token, or a change, is a
+// line of its own. The count is the only change a line takes.
+func TestRefusalsFold(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	tok, _ := mint(t, s, access.NewToken{Name: "ana", Role: access.Participant, PersonID: "ana"})
+	ana := access.Principal{TokenID: tok.ID, Name: "ana", Role: access.Participant, PersonID: "ana"}
+	refuse := func(p access.Principal, action, record string) {
+		t.Helper()
+		require.NoError(t, access.Record(ctx, pool, access.Event{Actor: p, Action: action, Record: record, Denied: true, Detail: "no"}))
+	}
+	before := len(auditLines(t, s))
+	for range 5 {
+		refuse(ana, "ledger.balance.read", "account:participant/ben/wallet")
+	}
+	refuse(ana, "ledger.balance.read", "account:participant/cy/wallet")
+	refuse(ana, "ledger.statement.read", "account:participant/ben/wallet")
+	refuse(tester, "ledger.balance.read", "account:participant/ben/wallet")
+	refuse(tester, "ledger.balance.read", "account:participant/ben/wallet")
+	for range 2 { // changes never fold
+		require.NoError(t, access.Record(ctx, pool, access.Event{Actor: ana, Action: "test.change", Record: "x:1"}))
+	}
+	lines := auditLines(t, s)[before:]
+	// Lines per refusal, with their repeats summed: a minute may turn during the test, which
+	// starts a second line for the same refusal.
+	count, lineCount := map[string]int{}, map[string]int{}
+	var order []string
+	for _, l := range lines {
+		k := fmt.Sprintf("%s %s %s %s", l.Actor, l.Action, l.Record, l.Outcome)
+		if _, seen := count[k]; !seen {
+			order = append(order, k)
+		}
+		count[k] += l.Repeats
+		lineCount[k]++
+	}
+	require.Equal(t, []string{
+		"ana ledger.balance.read account:participant/ben/wallet denied",
+		"ana ledger.balance.read account:participant/cy/wallet denied",
+		"ana ledger.statement.read account:participant/ben/wallet denied",
+		"cli:tester ledger.balance.read account:participant/ben/wallet denied",
+		"ana test.change x:1 ok",
+	}, order)
+	require.Equal(t, map[string]int{
+		"ana ledger.balance.read account:participant/ben/wallet denied":        5,
+		"ana ledger.balance.read account:participant/cy/wallet denied":         1,
+		"ana ledger.statement.read account:participant/ben/wallet denied":      1,
+		"cli:tester ledger.balance.read account:participant/ben/wallet denied": 2,
+		"ana test.change x:1 ok": 2,
+	}, count)
+	require.Equal(t, 2, lineCount["ana test.change x:1 ok"], "changes never fold")
+	require.LessOrEqual(t, lineCount["ana ledger.balance.read account:participant/ben/wallet denied"], 2, "repeats fold")
+
+	require.Greater(t, lines[0].Repeats, 1) // unless a minute turned right after the first
+	require.NotNil(t, lines[0].LastAt, "a folded line says when its latest repeat was")
+	require.False(t, lines[0].LastAt.Before(lines[0].At))
+	require.Nil(t, lines[len(lines)-1].LastAt, "a line without repeats has no latest repeat")
+
+	first := lines[0].ID
+	for _, sql := range []string{
+		`UPDATE audit_log SET repeats = repeats + 1 WHERE outcome = 'ok'`,
+		`UPDATE audit_log SET repeats = 1 WHERE id = ` + fmt.Sprint(first),
+		`UPDATE audit_log SET repeats = repeats + 1, detail = 'changed' WHERE id = ` + fmt.Sprint(first),
+		`UPDATE audit_log SET record = 'x' WHERE id = ` + fmt.Sprint(first),
+		`DELETE FROM audit_log WHERE id = ` + fmt.Sprint(first),
+	} {
+		_, err := pool.Exec(ctx, sql)
+		requireAppendOnly(t, err, sql)
+	}
+}
+
+// TestRefusalsFoldWithoutUpdatePrivilege: a role that may only insert into and read the
+// trail still folds repeated refusals: the count is kept by audit_log_fold, as its owner.
+func TestRefusalsFoldWithoutUpdatePrivilege(t *testing.T) {
+	t.Parallel()
+	_, pool := newStore(t)
+	role := fmt.Sprintf("audit_insert_only_%d", time.Now().UnixNano())
+	if _, err := pool.Exec(ctx, `CREATE ROLE `+role); err != nil {
+		t.Skipf("cannot create a role here: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = pool.Exec(ctx, `DROP OWNED BY `+role)
+		_, _ = pool.Exec(ctx, `DROP ROLE `+role)
+	})
+	_, err := pool.Exec(ctx, `GRANT USAGE ON SCHEMA public TO `+role+`; GRANT SELECT, INSERT ON audit_log TO `+role)
+	require.NoError(t, err)
+
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+role); err != nil {
+			return err
+		}
+		// Control: the role cannot update the trail itself.
+		if _, err := tx.Exec(ctx, `SAVEPOINT s; UPDATE audit_log SET repeats = repeats + 1`); err == nil {
+			return errors.New("the role may update audit_log")
+		}
+		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT s`); err != nil {
+			return err
+		}
+		for range 3 {
+			if err := access.Record(ctx, tx, access.Event{Actor: tester, Action: "test.denied", Record: "x:1", Denied: true}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	var n, lines int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT sum(repeats), count(*) FROM audit_log WHERE action = 'test.denied'`).Scan(&n, &lines))
+	require.Equal(t, 3, n)
+	require.LessOrEqual(t, lines, 2)
+}

@@ -1,9 +1,11 @@
 package access
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,7 +41,16 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, actor Principal, requestID s
 
 // Record appends ev to the audit trail on db — the transaction that makes the change, so
 // that a change and its trail line commit or roll back together.
+//
+// No input can make a line fail: the texts (actor, record, detail, request id…) are stored
+// as valid UTF-8 without NUL, whatever the caller passed. A refusal (Denied) that repeats
+// one already recorded for the same token (or actor), action and record in the same minute
+// counts on that line (repeats) rather than adding one, so a flood of refusals can neither
+// fill the trail nor go unrecorded.
 func Record(ctx context.Context, db DBTX, ev Event) error {
+	for _, s := range []*string{&ev.Actor.Name, &ev.Actor.PersonID, &ev.Action, &ev.Record, &ev.Detail, &ev.RequestID} {
+		*s = clean(*s)
+	}
 	before, err := jsonOrNil(ev.Before)
 	if err != nil {
 		return fmt.Errorf("audit %s: encode before: %w", ev.Action, err)
@@ -56,21 +67,75 @@ func Record(ctx context.Context, db DBTX, ev Event) error {
 	if ev.Actor.TokenID != "" {
 		tokenID = &ev.Actor.TokenID
 	}
-	_, err = db.Exec(ctx, `INSERT INTO audit_log (actor, token_id, role, person_id, action, record, outcome, before, after, detail, request_id)
-		VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, $9, $10, $11)`,
+	// A refusal folds with those of the same subject (token, else actor), action and record
+	// in the same minute by the database's clock; a hash keeps the key short.
+	var fold string
+	if ev.Denied {
+		fold = "actor:" + ev.Actor.Name
+		if tokenID != nil {
+			fold = "token:" + *tokenID
+		}
+	}
+	// A repeat's insert does nothing and audit_log_fold counts it on the first line (009).
+	_, err = db.Exec(ctx, `WITH k AS (
+			SELECT CASE WHEN $12::text <> '' THEN md5(concat_ws(E'\n', $12::text, $5::text, $6::text,
+				to_char(date_trunc('minute', clock_timestamp() AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:MI'))) END AS key),
+		ins AS (
+			INSERT INTO audit_log (actor, token_id, role, person_id, action, record, outcome, before, after, detail, request_id, fold_key)
+			SELECT $1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, $9, $10, $11, k.key FROM k
+			ON CONFLICT (fold_key) WHERE fold_key IS NOT NULL DO NOTHING
+			RETURNING id)
+		SELECT audit_log_fold(k.key) FROM k WHERE k.key IS NOT NULL AND NOT EXISTS (SELECT FROM ins)`,
 		ev.Actor.Name, tokenID, string(ev.Actor.Role), ev.Actor.PersonID, ev.Action, ev.Record, outcome,
-		before, after, ev.Detail, ev.RequestID)
+		before, after, ev.Detail, ev.RequestID, fold)
 	if err != nil {
 		return fmt.Errorf("audit %s: %w", ev.Action, err)
 	}
 	return nil
 }
 
+// clean makes s storable as PostgreSQL text: invalid UTF-8 becomes U+FFFD and NUL is
+// written as the escape \x00.
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ReplaceAll(s, "\x00", `\x00`)
+}
+
+// jsonOrNil encodes v for a jsonb column, which refuses NUL (\u0000): strings holding it
+// are stored with the escape \x00 instead, as clean does.
 func jsonOrNil(v any) ([]byte, error) {
 	if v == nil {
 		return nil, nil
 	}
-	return json.Marshal(v)
+	b, err := json.Marshal(v)
+	if err != nil || !bytes.Contains(b, []byte(`\u0000`)) {
+		return b, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var generic any
+	if err := dec.Decode(&generic); err != nil {
+		return nil, err
+	}
+	return json.Marshal(cleanJSON(generic))
+}
+
+func cleanJSON(v any) any {
+	switch v := v.(type) {
+	case string:
+		return clean(v)
+	case []any:
+		for i := range v {
+			v[i] = cleanJSON(v[i])
+		}
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[clean(k)] = cleanJSON(x)
+		}
+		return out
+	}
+	return v
 }
 
 // AuditLine is a stored audit event.
@@ -88,6 +153,10 @@ type AuditLine struct {
 	After     json.RawMessage `json:"after,omitempty"`
 	Detail    string          `json:"detail,omitempty"`
 	RequestID string          `json:"request_id,omitempty"`
+	// Repeats counts a refusal and its repeats within the minute (1 for every other line);
+	// LastAt is the time of the latest repeat.
+	Repeats int        `json:"repeats"`
+	LastAt  *time.Time `json:"last_at,omitempty"`
 }
 
 // AuditFilter pages through the trail: lines with id > AfterID, oldest first.
@@ -106,7 +175,7 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter) ([]AuditLine, error) {
 		f.Limit = 1000
 	}
 	rows, err := s.db.Query(ctx, `SELECT id, at, actor, coalesce(token_id::text, ''), coalesce(role, ''),
-			coalesce(person_id, ''), action, record, outcome, before, after, detail, request_id
+			coalesce(person_id, ''), action, record, outcome, before, after, detail, request_id, repeats, last_at
 		  FROM audit_log WHERE id > $1 AND ($2 = '' OR record = $2) ORDER BY id LIMIT $3`, f.AfterID, f.Record, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -114,7 +183,7 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter) ([]AuditLine, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditLine, error) {
 		var l AuditLine
 		err := r.Scan(&l.ID, &l.At, &l.Actor, &l.TokenID, &l.Role, &l.PersonID, &l.Action, &l.Record, &l.Outcome,
-			&l.Before, &l.After, &l.Detail, &l.RequestID)
+			&l.Before, &l.After, &l.Detail, &l.RequestID, &l.Repeats, &l.LastAt)
 		return l, err
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -144,7 +145,8 @@ func (f *accessFixture) wallets(t *testing.T) string {
 func (f *accessFixture) auditCount(t *testing.T, where string) int {
 	t.Helper()
 	var n int
-	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE `+where).Scan(&n))
+	// A refusal's line counts its repeats: the count is of requests, not lines.
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT coalesce(sum(repeats), 0) FROM audit_log WHERE `+where).Scan(&n))
 	return n
 }
 
@@ -526,9 +528,10 @@ func TestParticipantCannotReadAnothersBalance(t *testing.T) {
 		requireProblem(t, r, http.StatusForbidden, "forbidden")
 		require.NotContains(t, r.raw, "70.00", p)
 	}
-	// A path that names ana first but resolves to no account of hers reveals nothing.
+	// A path that names ana first but resolves to no account of hers reveals nothing: a
+	// code with a segment of dots is not one an account can have.
 	r = asAna("/v1/ledger/balances/participant/ana/wallet%2F..%2F..%2Fben%2Fwallet")
-	requireProblem(t, r, http.StatusNotFound, "account-not-found")
+	requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
 	require.NotContains(t, r.raw, "70.00")
 	// Her own missing account is a plain 404.
 	requireProblem(t, asAna("/v1/ledger/balances/participant/ana/savings"), http.StatusNotFound, "account-not-found")
@@ -704,15 +707,15 @@ func TestRateLimit(t *testing.T) {
 	require.Equal(t, 201, f.call(t, "POST", "/v1/ledger/accounts", account("rl/b2"), bearer(other)).status)
 	requireProblem(t, f.call(t, "POST", "/v1/ledger/accounts", account("rl/b3"), bearer(other)), 429, "rate-limited")
 
-	// Refusals spend the refused token's write budget (each writes an audit line), so a
-	// token cannot flood the trail; they touch no one else's budget.
+	// Refusals spend the refused token's write budget, like the writes they refuse; they
+	// touch no one else's budget. Each is recorded, repeats counted on one line.
 	_, auditor := f.mint(t, access.NewToken{Name: "auditor", Role: access.Auditor})
 	last := f.lastAuditID(t)
 	for i := 0; i < 2; i++ {
 		requireProblem(t, f.call(t, "POST", "/v1/ledger/accounts", account("rl/c"), bearer(auditor)), 403, "forbidden")
 	}
 	requireProblem(t, f.call(t, "POST", "/v1/ledger/accounts", account("rl/c"), bearer(auditor)), 429, "rate-limited")
-	require.Len(t, f.auditAfter(t, last), 2, "only the refusals within the budget are recorded")
+	require.Equal(t, 2, repeats(f.auditAfter(t, last)), "the refusals within the budget are recorded")
 
 	// The budget refills at the configured rate.
 	time.Sleep(5100 * time.Millisecond)
@@ -991,4 +994,134 @@ func TestTokenSecretNeverEchoed(t *testing.T) {
 	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT string_agg(a::text, ',') FROM audit_log a`).Scan(&all))
 	require.NotContains(t, all, strings.TrimPrefix(f.token, "tdm_"))
 	require.NotContains(t, f.log.String(), strings.TrimPrefix(f.token, "tdm_"))
+}
+
+// repeats counts the requests lines stand for: a refusal's line counts its repeats.
+func repeats(lines []access.AuditLine) int {
+	n := 0
+	for _, l := range lines {
+		n += l.Repeats
+	}
+	return n
+}
+
+// TestEveryRefusalIsAudited: every refused request leaves its line, whatever it carries
+// (an X-Request-Id that is not short printable ASCII is replaced by one the server makes),
+// and a burst of refusals is counted in full, folded onto one line.
+func TestEveryRefusalIsAudited(t *testing.T) {
+	t.Parallel()
+	// Writes: one a second, burst 2; reads ten times as much.
+	f := setupAccess(t, api.Config{WriteRate: 1, WriteBurst: 2})
+	anaTok, ana := f.mint(t, access.NewToken{Name: "ana", Role: access.Participant, PersonID: "ana"})
+	serverMade := regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+	for i, id := range []string{"\xff\xfe", "caf\xc3\xa9", "a b", "tab\there", strings.Repeat("x", 65), "\x80"} {
+		last := f.lastAuditID(t)
+		// Another record each time: repeats on one record fold onto its first line.
+		r := f.call(t, "GET", fmt.Sprintf("/v1/ledger/balances/participant/ben%d/wallet", i), "", bearer(ana), "X-Request-Id", id)
+		requireProblem(t, r, http.StatusForbidden, "forbidden")
+		got := r.header.Get("X-Request-Id")
+		require.Regexp(t, serverMade, got, "%q replaced", id)
+		require.Equal(t, got, r.body["request_id"])
+		lines := f.auditAfter(t, last)
+		require.Len(t, lines, 1, "%q: the refusal has its line", id)
+		require.Equal(t, got, lines[0].RequestID)
+		require.Equal(t, anaTok.ID, lines[0].TokenID)
+
+		// An audited write with the same header succeeds, with its line (a token each: the
+		// write budget is small here).
+		_, admin := f.mint(t, access.NewToken{Name: fmt.Sprintf("admin %d", last), Role: access.Admin})
+		r = f.call(t, "POST", "/v1/ledger/accounts", fmt.Sprintf(`{"code":"rid/%d","type":"asset","currency":"USD"}`, last),
+			bearer(admin), "X-Request-Id", id)
+		require.Equal(t, http.StatusCreated, r.status, "%q: %s", id, r.raw)
+		require.Regexp(t, serverMade, r.header.Get("X-Request-Id"))
+		require.Equal(t, 1, f.auditCount(t, fmt.Sprintf(`record = 'account:rid/%d' AND request_id = '%s'`, last, r.header.Get("X-Request-Id"))))
+	}
+	// A short printable id is the client's own.
+	r := f.call(t, "GET", "/v1/ledger/balances/participant/ben/wallet", "", bearer(ana), "X-Request-Id", "ok-id_1.2:3")
+	require.Equal(t, "ok-id_1.2:3", r.header.Get("X-Request-Id"))
+
+	// A burst of refused reads, past the write budget: every one is counted.
+	_, ana2 := f.mint(t, access.NewToken{Name: "ana's laptop", Role: access.Participant, PersonID: "ana"})
+	last := f.lastAuditID(t)
+	const burst = 15
+	for range burst {
+		requireProblem(t, f.call(t, "GET", "/v1/ledger/statements/participant/ben/wallet", "", bearer(ana2)), http.StatusForbidden, "forbidden")
+	}
+	lines := f.auditAfter(t, last)
+	require.Equal(t, burst, repeats(lines), "every refusal is counted")
+	require.LessOrEqual(t, len(lines), 2, "repeats fold (two lines if a minute turned)")
+	for _, l := range lines {
+		require.Equal(t, "ledger.statement.read", l.Action)
+		require.Equal(t, "account:participant/ben/wallet", l.Record)
+		require.Equal(t, "denied", l.Outcome)
+	}
+	r = f.call(t, "GET", fmt.Sprintf("/v1/audit?after_id=%d", last), "", bearer(f.token))
+	require.Equal(t, http.StatusOK, r.status, r.raw)
+	require.Equal(t, float64(lines[0].Repeats), r.body["lines"].([]any)[0].(map[string]any)["repeats"])
+}
+
+// TestReconciliationIsAudited: running a reconciliation, by JSON or by the page's form,
+// leaves a trail line naming the run and what it found.
+func TestReconciliationIsAudited(t *testing.T) {
+	t.Parallel()
+	f := setupAdmin(t, false)
+	line := func(id any) access.AuditLine {
+		t.Helper()
+		lines, err := f.access.Audit(context.Background(), access.AuditFilter{Record: fmt.Sprintf("reconciliation:%v", id)})
+		require.NoError(t, err)
+		require.Len(t, lines, 1)
+		return lines[0]
+	}
+
+	r := f.do(t, "POST", "/v1/reconciliations", `{"days":3}`, "X-Request-Id", "recon-1")
+	requireStatus(t, r, http.StatusCreated)
+	l := line(int64(r.body["id"].(float64)))
+	require.Equal(t, string(access.ReconciliationRun), l.Action)
+	require.Equal(t, "ok", l.Outcome)
+	require.Equal(t, "recon-1", l.RequestID)
+	require.Equal(t, "admin", l.Actor)
+	require.Contains(t, l.Detail, "0 differences")
+	require.JSONEq(t, `0`, string(mustField(t, l.After, "differences")))
+
+	admin := f.session(t, f.adm2)
+	p := admin.post("/admin/reconciliation", url.Values{"days": {"7"}})
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	var id int64
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT max(id) FROM payouts_reconciliations`).Scan(&id))
+	l = line(id)
+	require.Equal(t, string(access.ReconciliationRun), l.Action)
+	require.Equal(t, "admin adm2", l.Actor)
+}
+
+// mustField is one field of a JSON object.
+func mustField(t *testing.T, raw []byte, name string) json.RawMessage {
+	t.Helper()
+	var m map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(raw, &m))
+	require.Contains(t, m, name)
+	return m[name]
+}
+
+// TestPagesRefuseNUL: the pages read their path like the JSON routes: NUL or bytes that are
+// not UTF-8 in an id is 422, not 500.
+func TestPagesRefuseNUL(t *testing.T) {
+	t.Parallel()
+	f := setupAdmin(t, false)
+	admin := f.session(t, f.adm2)
+	for _, path := range []string{"/admin/disbursements/%00", "/admin/disbursements/a%ff", "/admin/programs/p%00"} {
+		p := admin.get(path)
+		require.Equal(t, http.StatusUnprocessableEntity, p.status, "%s: %s", path, p.body)
+	}
+	p := admin.post("/admin/disbursements/%00/approve", url.Values{"reason": {"ok"}})
+	require.Equal(t, http.StatusUnprocessableEntity, p.status, p.body)
+	// A form's fields too, named.
+	dis := f.awaiting(t, "120.00", "nul-form")
+	before := f.networkRows(t)
+	for _, form := range []url.Values{{"reason": {"fine\x00"}}, {"return_to": {"/admin/\xff"}}} {
+		p = admin.post("/admin/disbursements/"+dis+"/reject", form)
+		require.Equal(t, http.StatusUnprocessableEntity, p.status, p.body)
+		require.Contains(t, p.body, "(in the form)")
+	}
+	require.Equal(t, before, f.networkRows(t))
 }

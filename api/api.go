@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -56,9 +57,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Health checks, by name (e.g. "database", "river"), shown by /healthz.
 	Health map[string]HealthFunc
-	// WriteRate and WriteBurst bound each token's write requests and refused requests (each
-	// writes an audit line): defaults 20/s, burst 40. Reads get ten times as much. rate.Inf
-	// turns the limits off.
+	// WriteRate and WriteBurst bound each token's write requests, refused or not: defaults
+	// 20/s, burst 40. Reads, refused or not, get ten times as much. rate.Inf turns the limits
+	// off. Every refusal within the budget is recorded (repeats fold, access.Record).
 	WriteRate  rate.Limit
 	WriteBurst int
 	// BehindTLSProxy says TLS is terminated by a proxy in front: cookies are marked Secure
@@ -78,7 +79,7 @@ type Server struct {
 	health  map[string]HealthFunc
 	mux     *http.ServeMux
 	table   []route
-	writes  *limiter // write requests and refusals, per token
+	writes  *limiter // write requests, per token
 	reads   *limiter // read requests, per token
 
 	behindTLSProxy bool
@@ -148,7 +149,7 @@ func (s *Server) routes() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-Id")
-	if id == "" || len(id) > 64 {
+	if !validRequestID(id) { // it goes into logs and the audit trail: short printable ASCII only
 		b := make([]byte, 8)
 		_, _ = rand.Read(b)
 		id = hex.EncodeToString(b)
@@ -195,6 +196,20 @@ func (r *statusRecorder) WriteHeader(code int) { r.status = code; r.ResponseWrit
 
 type requestIDKey struct{}
 
+// validRequestID reports whether a client's X-Request-Id can be kept: 1 to 64 printable
+// ASCII characters, no spaces. Anything else is replaced by one the server makes.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
 func requestID(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey{}).(string)
 	return id
@@ -209,16 +224,16 @@ func decode(r *http.Request, v any) error {
 			return fmt.Errorf("%w: send application/json, not %q", errMediaType, ct)
 		}
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: the limit is %d bytes", errTooLarge, mbe.Limit)
-		}
-		return fmt.Errorf("%w: read body: %v", errMalformed, err)
+		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return fmt.Errorf("%w: empty body, expected a JSON object", errMalformed)
+	}
+	// NUL first, so that every route names the field the same way, whatever else is wrong.
+	if err := nulString(body); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -231,6 +246,158 @@ func decode(r *http.Request, v any) error {
 	}
 	if len(bytes.TrimSpace(body[dec.InputOffset():])) > 0 {
 		return fmt.Errorf("%w: trailing data after the JSON object", errMalformed)
+	}
+	return nil
+}
+
+// decodeOptional is decode for bodies whose every field is optional: an empty body is {}.
+func decodeOptional(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return decode(r, v)
+}
+
+// readBody reads the whole body, answering errTooLarge past MaxBodyBytes.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("%w: the limit is %d bytes", errTooLarge, mbe.Limit)
+		}
+		return nil, fmt.Errorf("%w: read body: %v", errMalformed, err)
+	}
+	return body, nil
+}
+
+// nulString refuses a JSON document with a NUL character (\u0000) in a key or a string,
+// naming where (e.g. "postings[1].account"): PostgreSQL text cannot hold NUL, and every
+// route answers the same way for every field.
+func nulString(body []byte) error {
+	if !bytes.Contains(body, []byte(`\u0000`)) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	type level struct {
+		object bool
+		key    string // the object's current key
+		index  int    // the array's next index
+		atKey  bool   // the object expects a key next
+	}
+	var stack []level
+	where := func() string {
+		var b strings.Builder
+		for _, l := range stack {
+			if l.object {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(l.key)
+			} else {
+				fmt.Fprintf(&b, "[%d]", l.index-1)
+			}
+		}
+		if b.Len() == 0 {
+			return "body"
+		}
+		return b.String()
+	}
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", errMalformed, err)
+		}
+		var top *level
+		if len(stack) > 0 {
+			top = &stack[len(stack)-1]
+		}
+		if top != nil && top.object && top.atKey {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:len(stack)-1]
+				if top := len(stack) - 1; top >= 0 && stack[top].object {
+					stack[top].atKey = true
+				}
+				continue
+			}
+			top.key, top.atKey = tok.(string), false
+			if strings.ContainsRune(top.key, 0) {
+				return fmt.Errorf("%w: %s: a key holds a NUL character", errInvalidInput, where())
+			}
+			continue
+		}
+		if top != nil && !top.object {
+			if d, ok := tok.(json.Delim); !ok || d != ']' {
+				top.index++
+			}
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				stack = append(stack, level{object: true, atKey: true})
+				continue
+			case '[':
+				stack = append(stack, level{})
+				continue
+			default: // ']'
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if strings.ContainsRune(t, 0) {
+				return fmt.Errorf("%w: %s: must not contain NUL characters", errInvalidInput, where())
+			}
+		}
+		if top := len(stack) - 1; top >= 0 && stack[top].object {
+			stack[top].atKey = true
+		}
+	}
+}
+
+// checkParams refuses path, query and form parameters that no record can hold: invalid
+// UTF-8 or NUL (PostgreSQL text takes neither), naming the parameter.
+func checkParams(r *http.Request, pattern string) error {
+	bad := func(v string) bool { return !utf8.ValidString(v) || strings.ContainsRune(v, 0) }
+	for rest := pattern; ; {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			break
+		}
+		name := strings.TrimSuffix(rest[i+1:i+j], "...")
+		rest = rest[i+j+1:]
+		if name != "$" && bad(r.PathValue(name)) {
+			return fmt.Errorf("%w: %s (in the path): must be UTF-8 without NUL characters", errInvalidInput, name)
+		}
+	}
+	if err := checkValues(r.URL.Query(), "query", bad); err != nil {
+		return err
+	}
+	// A page's form, parsed already for its CSRF token.
+	return checkValues(r.PostForm, "form", bad)
+}
+
+func checkValues(values map[string][]string, where string, bad func(string) bool) error {
+	for k, vs := range values {
+		if bad(k) {
+			return fmt.Errorf("%w: a %s parameter's name must be UTF-8 without NUL characters", errInvalidInput, where)
+		}
+		for _, v := range vs {
+			if bad(v) {
+				return fmt.Errorf("%w: %s (in the %s): must be UTF-8 without NUL characters", errInvalidInput, k, where)
+			}
+		}
 	}
 	return nil
 }
@@ -260,6 +427,9 @@ func writeList[T any](w http.ResponseWriter, key string, items []T, cursorKey st
 // given; if both are, they must agree.
 func idempotencyKey(r *http.Request, body string) (string, error) {
 	h := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+	if !utf8.ValidString(h) {
+		return "", fmt.Errorf("%w: Idempotency-Key: the header must be UTF-8", errInvalidInput)
+	}
 	switch {
 	case h == "":
 		return body, nil

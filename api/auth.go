@@ -78,8 +78,8 @@ func (s *Server) handle(pattern string, action access.Action, res resourceFunc, 
 			s.writeProblem(w, r, fmt.Errorf("%w: no principal", access.ErrUnauthenticated))
 			return
 		}
-		// The budget is spent before the policy runs: a refusal writes an audit line, so
-		// refusals must be bounded as much as writes are.
+		// The budget is spent before the policy runs: a refusal writes (or counts on) an
+		// audit line, so refusals are bounded as much as the requests they refuse.
 		budget := s.writes
 		if action.ReadOnly() {
 			budget = s.reads
@@ -88,6 +88,10 @@ func (s *Server) handle(pattern string, action access.Action, res resourceFunc, 
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			s.writeProblem(w, r, fmt.Errorf("%w: token %s: at most %g requests a second of this kind (burst %d); retry in %s",
 				errRateLimited, p.Name, float64(budget.every), budget.burst, wait.Round(time.Millisecond)))
+			return
+		}
+		if err := checkParams(r, pattern); err != nil {
+			s.writeProblem(w, r, err)
 			return
 		}
 		if err := access.Authorize(p, action, res(r)); err != nil {
@@ -100,19 +104,14 @@ func (s *Server) handle(pattern string, action access.Action, res resourceFunc, 
 }
 
 // deny logs and records a refused attempt. The trail line is written on its own: there is
-// no change to attach it to.
+// no change to attach it to. Every refusal is recorded: repeats within a minute fold into
+// one line's count (access.Record), so a flood of refusals cannot fill the trail, and the
+// request already spent its token's budget.
 func (s *Server) deny(r *http.Request, p access.Principal, action access.Action, err error) {
 	s.logger.WarnContext(r.Context(), "forbidden", "request_id", requestID(r.Context()), "token", p.TokenID,
 		"role", p.Role, "person", p.PersonID, "action", action, "path", r.URL.Path, "error", err)
 	if s.pool == nil {
 		return
-	}
-	if action.ReadOnly() { // a refused write spent the write budget already
-		if _, ok := s.writes.allow(p.TokenID); !ok {
-			s.logger.WarnContext(r.Context(), "refusal not recorded in the audit trail: the token's budget is spent",
-				"request_id", requestID(r.Context()), "token", p.TokenID)
-			return
-		}
 	}
 	ev := access.Event{Actor: p, Action: string(action), Record: recordOf(r), Denied: true, Detail: err.Error(),
 		RequestID: requestID(r.Context())}

@@ -4,13 +4,23 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 
+	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/api"
+	"github.com/tandemledger/tandem/ledger"
 )
 
 // apiSnapshot fingerprints every row of the ledger tables (count and md5 of the rows' text):
@@ -342,4 +352,296 @@ func TestHTTPLedgerBadInput(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status, r.raw)
 	require.Equal(t, f.commitEntry, r.body["id"])
 	require.Equal(t, before, b.apiSnapshot(t), "replays must write nothing")
+}
+
+// wildcard matches a route pattern's path parameters ({id}, {code...}).
+var wildcard = regexp.MustCompile(`\{[^}]+\}`)
+
+// TestEveryRouteRefusesNUL walks every route of the server's table with NUL (and bytes
+// that are not UTF-8) in each path parameter, in the query and in a string of the body:
+// each answers 422 naming where, never 5xx. PostgreSQL text holds neither.
+func TestEveryRouteRefusesNUL(t *testing.T) {
+	t.Parallel()
+	f := setupNetwork(t, false)
+	f.seed(t)
+	routes := api.New(api.Config{}).Routes()
+	require.NotEmpty(t, routes)
+	admin := f.requesterToken(t) // an admin naming a person, as approving wants
+	for _, rt := range routes {
+		t.Run(rt.Method+" "+rt.Path, func(t *testing.T) {
+			body := ""
+			if rt.Method == "POST" {
+				body = `{}`
+			}
+			if wildcard.MatchString(rt.Path) {
+				for _, bad := range []string{"%00", "a%00b", "%ff", "ab%c3"} {
+					r := f.do(t, rt.Method, wildcard.ReplaceAllString(rt.Path, bad), body)
+					requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+					require.Contains(t, r.body["detail"], "(in the path)", r.raw)
+					// A participant's request is refused the same way, before any record is read.
+					r = f.as(t, f.ana, rt.Method, wildcard.ReplaceAllString(rt.Path, bad), body)
+					requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+				}
+			}
+			// A well-formed id: routes that parse it before the body get as far as the body.
+			path := wildcard.ReplaceAllString(rt.Path, "00000000-0000-4000-8000-000000000000")
+			for _, q := range []string{"participant=%00", "program=p%00", "person=%ff", "a%00=1"} {
+				r := f.do(t, rt.Method, path+"?"+q, body)
+				requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+				require.Contains(t, r.body["detail"], "query", r.raw)
+			}
+			if rt.Method == "POST" {
+				for field, b := range map[string]string{
+					"reason":              `{"reason":"why\u0000"}`,
+					"a.b[1]":              `{"a":{"b":["x","\u0000"]}}`,
+					"a key":               `{"x\u0000":1}`,
+					"idempotency_key":     `{"idempotency_key":"\u0000"}`,
+					"postings[0].account": `{"postings":[{"account":"\u0000"}]}`,
+				} {
+					r := f.as(t, admin, "POST", path, b)
+					requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+					require.Contains(t, r.body["detail"], fieldOrKey(field), r.raw)
+				}
+			}
+		})
+	}
+
+	// The bodies of the routes that answered 500 before, each otherwise well formed.
+	dis := f.grant(t, f.requesterToken(t), "ana", "5.00", "g-nul")
+	for _, tc := range []struct{ path, body, field string }{
+		{"/v1/programs", `{"id":"p\u0000","name":"X","currency":"USD","starts_on":"2026-01-01","ends_on":"2026-12-31"}`, "id"},
+		{"/v1/people", `{"id":"zed","name":"Z\u0000","roles":["participant"]}`, "name"},
+		{"/v1/people", `{"id":"zed","name":"Z","roles":["participant"],"interests":["a","b\u0000"]}`, "interests[1]"},
+		{"/v1/people/ana/consent", `{"given":true,"signed_by":"ana\u0000","signed_on":"2026-01-01","scope":"s"}`, "signed_by"},
+		{"/v1/people/ana/band", `{"band":"low","reason":"r\u0000"}`, "reason"},
+		{"/v1/people/ana/roles", `{"role":"mentor\u0000"}`, "role"},
+		{"/v1/programs/p1/enrolments", `{"person_id":"ben\u0000"}`, "person_id"},
+		{"/v1/connections", `{"participant_id":"ana","other_id":"mo\u0000","role":"mentor","origin":"matched","started_on":"2026-01-01"}`, "other_id"},
+		{"/v1/connections/" + f.conn + "/end", `{"reason":"\u0000"}`, "reason"},
+		{"/v1/conversations", strings.Replace(f.conversationBody(f.conn, 1, "NUL", ""), `"NUL"`, `"k\u0000"`, 1), "idempotency_key"},
+		{"/v1/conversations", strings.Replace(f.conversationBody("NUL", 1, "k", ""), `"NUL"`, `"\u0000"`, 1), "connection_id"},
+		{"/v1/conversations/batch", `{"conversations":[` + f.conversationBody(f.conn, 1, "k", `,"notes":"\u0000"`) + `]}`, "conversations[0].notes"},
+		{"/v1/rules", ruleBody("p1", strings.Replace(mentorRule, `"Met your`, `"\u0000Met your`, 1)), "rule.title"},
+		{"/v1/rules/p1/mentor-4/retire", `{"reason":"\u0000"}`, "reason"},
+		{"/v1/disbursements", `{"program":"p1","person":"ana","amount":"5.00","reason":"r\u0000"}`, "reason"},
+		{"/v1/disbursements/" + dis["id"].(string) + "/reject", `{"reason":"\u0000"}`, "reason"},
+		{"/v1/commitments", `{"program":"p1","person":"ana\u0000","amount":"40.00","instalments":2,"every_months":3,"first_due":"2030-01-01"}`, "person"},
+		{"/v1/people/ana/payout-destination", `{"provider":"sandbox","account":"\u0000"}`, "account"},
+	} {
+		before := f.networkRows(t)
+		r := f.as(t, admin, "POST", tc.path, tc.body, "Idempotency-Key", "nul-"+tc.field)
+		requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+		require.Contains(t, r.body["detail"], tc.field+": ", "%s: %s", tc.path, r.raw)
+		require.Equal(t, before, f.networkRows(t), tc.path)
+	}
+}
+
+// fieldOrKey is what a NUL's problem detail names for the bodies of the walk above.
+func fieldOrKey(field string) string {
+	if field == "a key" {
+		return "a key holds a NUL character"
+	}
+	return field + ": "
+}
+
+// TestEveryPostRouteBoundsTheBody: a 5 MiB body answers 413 on every POST route of the
+// table, also where the authorization step reads the body first (connections,
+// conversations), and whether or not its length is known in advance.
+func TestEveryPostRouteBoundsTheBody(t *testing.T) {
+	t.Parallel()
+	f := setupNetwork(t, false)
+	f.seed(t)
+	admin := f.requesterToken(t)
+	big := `{"reason":"` + strings.Repeat("x", 5<<20) + `"}`
+	n := 0
+	for _, rt := range api.New(api.Config{}).Routes() {
+		if rt.Method != "POST" {
+			continue
+		}
+		n++
+		path := wildcard.ReplaceAllString(rt.Path, "00000000-0000-4000-8000-000000000000")
+		before := f.networkRows(t)
+		r := f.as(t, admin, "POST", path, big, "Idempotency-Key", "big")
+		requireProblem(t, r, http.StatusRequestEntityTooLarge, "request-too-large")
+		req, err := http.NewRequest("POST", f.srv.URL+path, io.MultiReader(strings.NewReader(big))) // chunked
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", bearer(admin))
+		requireProblem(t, send(t, req), http.StatusRequestEntityTooLarge, "request-too-large")
+		require.Equal(t, before, f.networkRows(t), rt.Path)
+	}
+	require.Greater(t, n, 30)
+}
+
+// TestDatabaseDownIsUnavailable: with PostgreSQL out of reach, requests answer 503
+// unavailable with Retry-After, not 500, and say nothing of the connection.
+func TestDatabaseDownIsUnavailable(t *testing.T) {
+	t.Parallel()
+	// A port nothing listens on: take one, then close it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	cfg, err := pgxpool.ParseConfig("postgres://tandem@" + addr + "/tandem?connect_timeout=2")
+	require.NoError(t, err)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	l2 := ledger.New(pool, nil)
+	t.Cleanup(l2.Close)
+	srv := httptest.NewServer(api.New(api.Config{Pool: pool, Ledger: l2, Access: access.New(pool), WriteRate: rate.Inf}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct{ method, path, body string }{
+		{"GET", "/v1/ledger/accounts", ""},
+		{"POST", "/v1/ledger/entries", entryJSON("k", "org/cash/stripe", "program/p/fund", "1.00")},
+	} {
+		req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer tdm_whatever")
+		r := send(t, req)
+		requireProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+		require.Equal(t, "5", r.header.Get("Retry-After"))
+		require.NotContains(t, r.raw, addr)
+		require.NotContains(t, r.raw, "dial")
+	}
+}
+
+// TestDatabaseStoppedIsUnavailable: a database that goes away under a running server —
+// its connections cut, new ones refused — is 503 unavailable too. The database sits behind a
+// TCP relay the test stops.
+func TestDatabaseStoppedIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	cfg := b.pool.Config().ConnConfig
+	target := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	relay := startRelay(t, target)
+	pcfg, err := pgxpool.ParseConfig(b.pool.Config().ConnString())
+	require.NoError(t, err)
+	host, port, err := net.SplitHostPort(relay.addr())
+	require.NoError(t, err)
+	pcfg.ConnConfig.Host = host
+	p, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	pcfg.ConnConfig.Port = uint16(p)
+	pcfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	l := ledger.New(pool, nil)
+	t.Cleanup(l.Close)
+	srv := httptest.NewServer(api.New(api.Config{Pool: pool, Ledger: l, Access: access.New(pool), WriteRate: rate.Inf}))
+	t.Cleanup(srv.Close)
+	get := func() response {
+		req, err := http.NewRequest("GET", srv.URL+"/v1/ledger/accounts", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+b.token)
+		return send(t, req)
+	}
+	require.Equal(t, http.StatusOK, get().status)
+
+	relay.stop()
+	for range 3 { // a cut connection first, then refused ones
+		r := get()
+		requireProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+		require.Equal(t, "5", r.header.Get("Retry-After"))
+		require.NotContains(t, r.raw, relay.addr())
+	}
+}
+
+// relay forwards TCP connections to a target until stopped; stopping cuts every connection
+// and refuses new ones.
+type relay struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startRelay(t *testing.T, target string) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	r := &relay{ln: ln}
+	t.Cleanup(r.stop)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, c, up)
+			r.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return r
+}
+
+func (r *relay) addr() string { return r.ln.Addr().String() }
+
+func (r *relay) stop() {
+	r.ln.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+	r.conns = nil
+}
+
+// TestOddQueriesAreNot5xx: every GET route of the table with odd values for the query
+// parameters the routes read answers 2xx or 4xx, never 5xx.
+func TestOddQueriesAreNot5xx(t *testing.T) {
+	t.Parallel()
+	f := setupNetwork(t, false)
+	f.seed(t)
+	long := strings.Repeat("x", 5000)
+	params := []string{"after", "after_id", "after_seq", "limit", "as_of", "as_of_seq", "status", "state", "participant",
+		"coach", "person", "program", "prefix", "role", "retired", "year", "record", "scope", "format", "from", "to", "days", "month"}
+	values := []string{"x", "-1", "0", "99999999999999999999", "9223372036854775807", "1e9", "2026-13-45", long, "%27%3B", "00000000-0000-0000-0000-000000000000", "ana/../ben"}
+	for _, rt := range api.New(api.Config{}).Routes() {
+		if rt.Method != "GET" {
+			continue
+		}
+		path := wildcard.ReplaceAllString(rt.Path, "p1")
+		if strings.Contains(rt.Path, "{code") {
+			path = wildcard.ReplaceAllString(rt.Path, "program/p1/fund")
+		}
+		for _, p := range params {
+			for _, v := range values {
+				r := f.do(t, "GET", path+"?"+p+"="+v, "")
+				require.Less(t, r.status, 500, "%s?%s=%.40s: %s", path, p, v, r.raw)
+			}
+		}
+	}
+}
+
+// TestIdempotencyKeyHeaderNotUTF8: an Idempotency-Key header that is not UTF-8 is refused
+// with 422 on every route that takes one, never 500.
+func TestIdempotencyKeyHeaderNotUTF8(t *testing.T) {
+	t.Parallel()
+	f := setupNetwork(t, false)
+	f.seed(t)
+	admin := f.requesterToken(t)
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/ledger/entries", entryJSON("", "org/cash/stripe", "program/p1/fund", "1.00")},
+		{"/v1/programs/p1/fund", `{"amount":"1.00"}`},
+		{"/v1/conversations", f.conversationBody(f.conn, 1, "", "")},
+		{"/v1/disbursements", grantBody("ana", "5.00", "why")},
+		{"/v1/commitments", fmt.Sprintf(`{"program":"p1","person":"ana","amount":"40.00","instalments":2,"every_months":3,"first_due":%q}`, f.day(30))},
+	} {
+		before := f.networkRows(t)
+		r := f.as(t, admin, "POST", tc.path, tc.body, "Idempotency-Key", "k\xff\xfe")
+		require.Less(t, r.status, 500, "%s: %s", tc.path, r.raw)
+		requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+		require.Contains(t, r.body["detail"], "Idempotency-Key", "%s: %s", tc.path, r.raw)
+		require.Equal(t, before, f.networkRows(t), tc.path)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -42,7 +43,7 @@ func (s *Server) networkRoutes() {
 	s.handle("GET /v1/conversations", access.ConversationList, s.participantInQuery, s.listConversations)
 	for _, action := range []string{network.ReviewVerify, network.ReviewUnverify, network.ReviewRetract} {
 		s.handle("POST /v1/conversations/{id}/"+action, access.ConversationReview, s.conversationInPath,
-			write(s, http.StatusOK, s.review(action)))
+			writeOptional(s, http.StatusOK, s.review(action)))
 	}
 
 	s.handle("POST /v1/rules", access.RuleWrite, noResource, s.saveRule)
@@ -63,9 +64,18 @@ func by(r *http.Request) network.By {
 
 // write wraps a handler that decodes a body of type T and returns what to answer.
 func write[T any](s *Server, status int, fn func(r *http.Request, body T) (any, error)) http.HandlerFunc {
+	return writeWith(s, status, decode, fn)
+}
+
+// writeOptional is write for a body whose fields are all optional: no body is {}.
+func writeOptional[T any](s *Server, status int, fn func(r *http.Request, body T) (any, error)) http.HandlerFunc {
+	return writeWith(s, status, decodeOptional, fn)
+}
+
+func writeWith[T any](s *Server, status int, decodeFunc func(*http.Request, any) error, fn func(r *http.Request, body T) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var body T
-		if err := decode(r, &body); err != nil {
+		if err := decodeFunc(r, &body); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
@@ -142,15 +152,22 @@ func (s *Server) conversationInPath(r *http.Request) access.Resource {
 	return s.participantResource(r, c.ParticipantID)
 }
 
-// peekBody reads the body and puts it back for the handler.
+// peekBody reads the body and puts it back for the handler, with the error that ended the
+// read (a body over MaxBodyBytes): the handler's decode answers it.
 func peekBody(r *http.Request) []byte {
 	b, err := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(b))
 	if err != nil {
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), errReader{err}))
 		return nil
 	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
 	return b
 }
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // The body's owner is read by decoding the body into the very type the handler decodes, so
 // that both see the same value: encoding/json matches keys case-insensitively and the last
@@ -285,9 +302,30 @@ func (s *Server) getPerson(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, map[string]any{"person": redact(r, p), "enrolments": enrolments}, err)
 }
 
-func (s *Server) recordConsent(r *http.Request, nc network.NewConsent) (any, error) {
-	return s.network.RecordConsent(r.Context(), by(r), r.PathValue("id"), nc)
+// consentBody is network.NewConsent as sent: given must be there (true records consent,
+// false its withdrawal: a missing value is not taken for either); signed_on defaults to
+// today, as on the command line.
+type consentBody struct {
+	Given    *bool  `json:"given"`
+	SignedBy string `json:"signed_by"`
+	Guardian bool   `json:"guardian"`
+	SignedOn string `json:"signed_on"`
+	Scope    string `json:"scope"`
 }
+
+func (s *Server) recordConsent(r *http.Request, b consentBody) (any, error) {
+	if b.Given == nil {
+		return nil, fmt.Errorf("%w: given: required: true records consent, false its withdrawal", network.ErrInvalid)
+	}
+	if b.SignedOn == "" {
+		b.SignedOn = today()
+	}
+	return s.network.RecordConsent(r.Context(), by(r), r.PathValue("id"), network.NewConsent{Given: *b.Given,
+		SignedBy: b.SignedBy, Guardian: b.Guardian, SignedOn: b.SignedOn, Scope: b.Scope})
+}
+
+// today is the default date of a consent or a connection, as on the command line.
+func today() string { return time.Now().UTC().Format(time.DateOnly) }
 
 type bandBody struct {
 	Band   string `json:"band"`
@@ -317,7 +355,15 @@ func (s *Server) recordTaxForm(r *http.Request, b taxFormBody) (any, error) {
 	return s.network.RecordTaxForm(r.Context(), by(r), r.PathValue("id"))
 }
 
+// connect records a connection; origin defaults to matched and started_on to today, as on
+// the command line.
 func (s *Server) connect(r *http.Request, nc network.NewConnection) (any, error) {
+	if nc.Origin == "" {
+		nc.Origin = "matched"
+	}
+	if nc.StartedOn == "" {
+		nc.StartedOn = today()
+	}
 	c, err := s.network.Connect(r.Context(), by(r), nc)
 	return redactConnection(r, c), err
 }
@@ -516,7 +562,7 @@ const notYetReached = "not yet reached"
 func redactProgress(p network.ParticipantProgress, banded map[string]map[string]bool) network.ParticipantProgress {
 	for i := range p.Programs {
 		pp := &p.Programs[i]
-		pp.Metrics.EconomicConnectedness = decimal.Zero
+		pp.Metrics.EconomicConnectedness = nil
 		pp.Metrics.CrossClassShare = nil
 		pp.Metrics.Redacted = true
 		hidden := func(rule string) bool { return banded[pp.Program.ID][rule] }

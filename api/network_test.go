@@ -479,7 +479,7 @@ func TestNetworkAccessHTTP(t *testing.T) {
 func (f *netFixture) denials(t *testing.T) int {
 	t.Helper()
 	var n int
-	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE outcome = 'denied'`).Scan(&n))
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT coalesce(sum(repeats), 0) FROM audit_log WHERE outcome = 'denied'`).Scan(&n))
 	return n
 }
 
@@ -575,13 +575,13 @@ func TestNetworkBadInputHTTP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := f.networkRows(t)
 			var audit int
-			require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log`).Scan(&audit))
+			require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT coalesce(sum(repeats), 0) FROM audit_log`).Scan(&audit))
 			r := f.as(t, tc.who, "POST", tc.path, tc.body, tc.headers...)
 			requireProblem(t, r, tc.status, tc.slug)
 			require.Contains(t, r.body["detail"], tc.detail)
 			require.Equal(t, before, f.networkRows(t), "a refused request changes nothing")
 			var after int
-			require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log`).Scan(&after))
+			require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT coalesce(sum(repeats), 0) FROM audit_log`).Scan(&after))
 			require.Equal(t, audit, after, "nor writes an audit line")
 		})
 	}
@@ -867,7 +867,7 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 	auditRows := func(t *testing.T) (all, denied int) {
 		t.Helper()
 		require.NoError(t, f.pool.QueryRow(context.Background(),
-			`SELECT count(*), count(*) FILTER (WHERE outcome = 'denied') FROM audit_log`).Scan(&all, &denied))
+			`SELECT coalesce(sum(repeats), 0), coalesce(sum(repeats) FILTER (WHERE outcome = 'denied'), 0) FROM audit_log`).Scan(&all, &denied))
 		return all, denied
 	}
 	walked := map[string]int{}
@@ -915,7 +915,7 @@ func TestEveryNetworkRouteEveryRole(t *testing.T) {
 				require.Equal(t, all+1, allAfter, "and nothing else is")
 				var action, person string
 				require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT action, coalesce(person_id, '') FROM audit_log
-					WHERE outcome = 'denied' ORDER BY id DESC LIMIT 1`).Scan(&action, &person))
+					WHERE outcome = 'denied' ORDER BY coalesce(last_at, at) DESC, id DESC LIMIT 1`).Scan(&action, &person))
 				require.Equal(t, string(rt.Action), action)
 				require.Equal(t, c.person, person)
 			})
@@ -968,8 +968,66 @@ func TestProgressHidesBands(t *testing.T) {
 	requireStatus(t, ana, http.StatusOK)
 	require.NotContains(t, ana.raw, "high-band")
 	require.Contains(t, ana.raw, `"redacted": true`)
-	require.Contains(t, ana.raw, `"economic_connectedness": "0"`)
+	require.Contains(t, ana.raw, `"economic_connectedness": null`, "left out, not shown as 0")
+	require.NotContains(t, ana.raw, `"economic_connectedness": "`)
+	cy := f.as(t, f.cy, "GET", "/v1/participants/ana/progress", "") // her coach
+	requireStatus(t, cy, http.StatusOK)
+	require.Contains(t, cy.raw, `"economic_connectedness": null`)
+	require.NotContains(t, cy.raw, `"economic_connectedness": "`)
 	adm := f.do(t, "GET", "/v1/participants/ana/progress", "")
 	requireStatus(t, adm, http.StatusOK)
 	require.Contains(t, adm.raw, `"economic_connectedness": "2"`) // one connection, high band: 2 × 1 ÷ 1
+}
+
+// TestNetworkBodiesAsDocumented: what the README promises of the network's bodies holds.
+// Consent needs given (a missing given is not a withdrawal); signed_on, a connection's origin
+// and started_on default as on the command line; verifying takes no body; amounts are
+// written with the currency's places.
+func TestNetworkBodiesAsDocumented(t *testing.T) {
+	t.Parallel()
+	f := setupNetwork(t, false)
+	f.seed(t)
+	requireStatus(t, f.do(t, "POST", "/v1/people", `{"id":"zoe","name":"Zoe","roles":["mentor"]}`), http.StatusCreated)
+
+	// Consent: given is required, true or false; null or missing is refused.
+	before := f.networkRows(t)
+	for _, body := range []string{`{"signed_by":"ben","signed_on":"2026-01-01","scope":"s"}`,
+		`{"given":null,"signed_by":"ben","signed_on":"2026-01-01","scope":"s"}`} {
+		r := f.do(t, "POST", "/v1/people/ben/consent", body)
+		requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+		require.Contains(t, r.body["detail"], "given: required")
+	}
+	require.Equal(t, before, f.networkRows(t), "nothing recorded")
+	// signed_on defaults to today.
+	r := f.do(t, "POST", "/v1/people/zoe/consent", `{"given":true,"signed_by":"zoe","scope":"network facts"}`)
+	requireStatus(t, r, http.StatusOK)
+	consent := r.body["consent"].(map[string]any)
+	require.Equal(t, true, consent["given"], r.raw)
+	require.Equal(t, time.Now().UTC().Format(time.DateOnly), consent["signed_on"], r.raw)
+
+	// A connection without origin or started_on: matched, today.
+	r = f.do(t, "POST", "/v1/connections", `{"participant_id":"ana","other_id":"zoe","role":"professional"}`)
+	requireStatus(t, r, http.StatusCreated)
+	require.Equal(t, "matched", r.body["origin"], r.raw)
+	require.Equal(t, time.Now().UTC().Format(time.DateOnly), r.body["started_on"], r.raw)
+
+	// Verify with no body at all, as commit, void and reverse take none.
+	conv := f.logConversation(t, 2, "c-nobody")
+	r = f.as(t, f.cy, "POST", "/v1/conversations/"+conv+"/verify", "")
+	requireStatus(t, r, http.StatusOK)
+
+	// Amounts with the currency's places, however they were sent.
+	r = f.do(t, "POST", "/v1/programs", fmt.Sprintf(`{"id":"p2","name":"Two","currency":"USD","starts_on":%q,"ends_on":%q,
+		"auto_approve_limit":"100"}`, f.day(-1), f.day(300)))
+	requireStatus(t, r, http.StatusCreated)
+	require.Equal(t, "100.00", r.body["auto_approve_limit"], r.raw)
+	r = f.do(t, "GET", "/v1/programs/p2", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "100.00", r.body["program"].(map[string]any)["auto_approve_limit"], r.raw)
+	r = f.do(t, "POST", "/v1/rules", ruleBody("p2", strings.Replace(mentorRule, `"50.00"`, `"50"`, 1)))
+	requireStatus(t, r, http.StatusCreated)
+	require.Equal(t, "50.00", r.body["rule"].(map[string]any)["award"].(map[string]any)["amount"], r.raw)
+	r = f.do(t, "GET", "/v1/rules?program=p2", "")
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "50.00", r.body["rules"].([]any)[0].(map[string]any)["rule"].(map[string]any)["award"].(map[string]any)["amount"], r.raw)
 }

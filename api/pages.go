@@ -202,6 +202,10 @@ func (s *Server) page(pattern string, action access.Action, res resourceFunc, h 
 			s.pageError(w, r, sess, fmt.Errorf("%w: too many requests; retry in %s", errRateLimited, wait.Round(time.Millisecond)))
 			return
 		}
+		if err := checkParams(r, pattern); err != nil {
+			s.pageError(w, r, sess, err)
+			return
+		}
 		if err := access.Authorize(p, action, res(r)); err != nil {
 			s.deny(r, p, action, err)
 			s.pageError(w, r, sess, err)
@@ -218,6 +222,10 @@ func (s *Server) page(pattern string, action access.Action, res resourceFunc, h 
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, sess access.Session, err error) {
 	status, title, detail := http.StatusInternalServerError, "Something went wrong",
 		"The error was logged with request id "+requestID(r.Context())+"."
+	cause := err
+	if err = classify(err); errors.Is(err, errUnavailable) {
+		w.Header().Set("Retry-After", retryAfterUnavailable)
+	}
 	for _, k := range problemKinds {
 		if errors.Is(err, k.err) {
 			status, title, detail = k.status, k.title, err.Error()
@@ -229,7 +237,7 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, sess access.S
 		level = slog.LevelError
 	}
 	s.logger.Log(r.Context(), level, "page failed", "request_id", requestID(r.Context()), "method", r.Method,
-		"path", r.URL.Path, "status", status, "error", err)
+		"path", r.URL.Path, "status", status, "error", cause)
 	s.renderPage(w, r, status, errorContent, pageData{Title: title, Error: detail, CSRF: sess.CSRF, Principal: &sess.Principal})
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/internal/textfmt"
 	"github.com/tandemledger/tandem/ledger"
 	"github.com/tandemledger/tandem/network"
 	"github.com/tandemledger/tandem/payouts"
@@ -436,7 +437,7 @@ func ruleOf(pp network.ProgramProgress, pr network.Progress, rule network.Rule, 
 	noun := network.Noun(rule)
 	window := ""
 	if rule.WithinDays > 0 {
-		window = fmt.Sprintf(" within %d days", rule.WithinDays)
+		window = " within " + textfmt.Days(rule.WithinDays)
 	}
 	count, target := pr.Count, pr.Target
 	switch {

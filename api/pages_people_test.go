@@ -403,7 +403,7 @@ func TestCoachPage(t *testing.T) {
 	q = postForm(t, dee, base+"/coach/conversations/"+withCy+"/verify", url.Values{"csrf": {csrfOf(t, dp)}})
 	require.Equal(t, http.StatusForbidden, q.status, q.body)
 	var denied int
-	require.NoError(t, f.pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE outcome = 'denied' AND record = $1`, "conversation:"+withCy).Scan(&denied))
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT coalesce(sum(repeats), 0) FROM audit_log WHERE outcome = 'denied' AND record = $1`, "conversation:"+withCy).Scan(&denied))
 	require.Equal(t, 1, denied)
 
 	// The coach's own home has the coach wallet line when stipends were paid; none yet.

@@ -4,8 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/ledger"
@@ -79,18 +85,24 @@ var problemKinds = []problemKind{
 	{payouts.ErrNotSandbox, http.StatusConflict, "not-sandbox", "Test clocks are for sandbox programs only"},
 	{payouts.ErrBadSignature, http.StatusUnauthorized, "bad-signature", "Webhook signature does not verify"},
 	{payouts.ErrAPIVersion, http.StatusBadRequest, "api-version", "Webhook API version not supported"},
+	{errInvalidInput, http.StatusUnprocessableEntity, "validation-failed", "Validation failed"},
 	{errMalformed, http.StatusBadRequest, "malformed-request", "Malformed request"},
 	{errTooLarge, http.StatusRequestEntityTooLarge, "request-too-large", "Request too large"},
 	{errMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
 	{errNotFound, http.StatusNotFound, "not-found", "Not found"},
+	{errUnavailable, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout", "Timed out"},
 }
 
 var (
 	errMalformed = errors.New("malformed request")
-	errTooLarge  = errors.New("request body too large")
-	errMediaType = errors.New("unsupported media type")
-	errNotFound  = errors.New("not found")
+	// errInvalidInput: a well-formed request with a value no record can hold (NUL).
+	errInvalidInput = errors.New("invalid input")
+	errTooLarge     = errors.New("request body too large")
+	errMediaType    = errors.New("unsupported media type")
+	errNotFound     = errors.New("not found")
+	// errUnavailable: the database cannot be reached for now (Retry-After says when to try).
+	errUnavailable = errors.New("unavailable")
 	// errRateLimited: the token's write budget is spent for now (Retry-After says when).
 	errRateLimited = errors.New("rate limited")
 )
@@ -98,6 +110,11 @@ var (
 // writeProblem answers with the problem for err. Unknown errors are 500s whose detail is
 // logged, not sent: they may carry internals.
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	cause := err
+	err = classify(err)
+	if errors.Is(err, errUnavailable) {
+		w.Header().Set("Retry-After", retryAfterUnavailable)
+	}
 	p := Problem{Type: ProblemTypePrefix + "internal", Title: "Internal error", Status: http.StatusInternalServerError,
 		Detail: "the error was logged with this request id", Instance: r.URL.Path, RequestID: requestID(r.Context())}
 	for _, k := range problemKinds {
@@ -111,9 +128,40 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		level = slog.LevelError
 	}
 	s.logger.Log(r.Context(), level, "request failed", "request_id", p.RequestID, "method", r.Method,
-		"path", r.URL.Path, "status", p.Status, "problem", p.Type, "error", err)
+		"path", r.URL.Path, "status", p.Status, "problem", p.Type, "error", cause)
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
+}
+
+// retryAfterUnavailable is the Retry-After, in seconds, of an unavailable database.
+const retryAfterUnavailable = "5"
+
+// classify gives errors that come from below the domain packages their problem kind:
+// a database that cannot be reached (refused or lost connections, a pool that cannot
+// connect, a server shutting down) is errUnavailable; a value PostgreSQL cannot store
+// (bad encoding, too long) is errInvalidInput. The detail says no more: the original error,
+// which may carry internals, is logged.
+func classify(err error) error {
+	// Any failure to connect, whatever the server said (shutting down, refusing connections,
+	// unknown database); a connection cut under a query (unexpected EOF); a query that never
+	// reached the server (SafeToRetry: a closed connection, a deadline on acquiring one): the
+	// database is not available.
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) {
+		return fmt.Errorf("%w: the database is not available; retry shortly", errUnavailable)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), strings.HasPrefix(pgErr.Code, "57P"), pgErr.Code == "53300":
+			// connection exception; admin shutdown, cannot connect now; too many connections
+			return fmt.Errorf("%w: the database is not available; retry shortly", errUnavailable)
+		case pgErr.Code == "22021", pgErr.Code == "22P05", pgErr.Code == "22001", pgErr.Code == "54000":
+			return fmt.Errorf("%w: a value could not be stored: %s", errInvalidInput, pgErr.Message)
+		}
+	}
+	return err
 }

@@ -644,6 +644,11 @@ func TestSQLAttacks(t *testing.T) {
 			VALUES ('forged/held', 'liability', 'USD', false, 5)`, constraint: immutable},
 		{name: "insert a closed account", sql: `INSERT INTO ledger_accounts (code, type, currency, closed_at)
 			VALUES ('forged/closed', 'asset', 'USD', now())`, constraint: immutable},
+		// A code a URL would resolve away (ValidateCode refuses it too).
+		{name: "insert an account with a dot-dot segment", sql: `INSERT INTO ledger_accounts (code, type, currency)
+			VALUES ('participant/../admin/wallet', 'liability', 'USD')`, constraint: "ledger_accounts_code_segments"},
+		{name: "insert an account with a dot segment", sql: `INSERT INTO ledger_accounts (code, type, currency)
+			VALUES ('./x', 'asset', 'USD')`, constraint: "ledger_accounts_code_segments"},
 		// An UPDATE issued from inside another trigger (here one any role can create on a
 		// temporary table) is checked like any other.
 		{name: "update balances from a trigger on a temp table", sql: `

@@ -434,7 +434,11 @@ func (l *Ledger) Check(ctx context.Context) ([]Discrepancy, error) {
 			if err := rows.Scan(&cur, &diff); err != nil {
 				return err
 			}
-			out = append(out, Discrepancy{Problem: fmt.Sprintf("%s posted debits exceed credits by %s", cur, diff)})
+			d, err := decimal.NewFromString(diff)
+			if err != nil {
+				return fmt.Errorf("imbalance %s: %w", diff, err)
+			}
+			out = append(out, Discrepancy{Problem: "posted: " + Imbalance(cur, d)})
 		}
 		return rows.Err()
 	})

@@ -33,13 +33,19 @@ var codeSyntax = regexp.MustCompile(`^[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)*$`)
 
 // ValidateCode checks an account code: path segments of letters, digits, '_', '.', ':' and
 // '-', separated by single slashes, at most MaxCodeLength bytes
-// (e.g. "program/stem-2027/fund").
+// (e.g. "program/stem-2027/fund"). A segment of dots alone ("." or "..") is refused: URLs
+// resolve it away, so the account could not be named over HTTP.
 func ValidateCode(code string) error {
 	if code == "" {
 		return invalid("account", "code is empty")
 	}
 	if len(code) > MaxCodeLength || !codeSyntax.MatchString(code) {
 		return invalid("account", "%q is not a valid code (letters, digits, _ . : - in segments separated by /, at most %d bytes)", truncate(code, 60), MaxCodeLength)
+	}
+	for _, seg := range strings.Split(code, "/") {
+		if strings.Trim(seg, ".") == "" {
+			return invalid("account", "%q has a segment of dots alone (%q), which a URL would resolve away", truncate(code, 60), seg)
+		}
 	}
 	return nil
 }
@@ -114,10 +120,19 @@ func validatePostings(ps []Posting) error {
 	}
 	for _, c := range sortedKeys(net) {
 		if !net[c].IsZero() {
-			return fmt.Errorf("%w: %s debits exceed credits by %s", ErrUnbalanced, c, FormatAmount(net[c], c))
+			return fmt.Errorf("%w: %s", ErrUnbalanced, Imbalance(c, net[c]))
 		}
 	}
 	return nil
+}
+
+// Imbalance says which side of currency exceeds the other and by how much, given debits
+// less credits: "USD credits exceed debits by 10.00".
+func Imbalance(currency string, debitsLessCredits decimal.Decimal) string {
+	if debitsLessCredits.IsNegative() {
+		return fmt.Sprintf("%s credits exceed debits by %s", currency, FormatAmount(debitsLessCredits.Neg(), currency))
+	}
+	return fmt.Sprintf("%s debits exceed credits by %s", currency, FormatAmount(debitsLessCredits, currency))
 }
 
 func validateCommon(key, description string, metadata json.RawMessage, keyRequired bool) error {

@@ -162,6 +162,12 @@ func TestValidateCode(t *testing.T) {
 		{"percent", "a%20b", false},
 		{"backslash", `a\b`, false},
 		{"nul", "a\x00b", false},
+		{"dot segment", "participant/./wallet", false},
+		{"dot-dot segment", "participant/../admin/wallet", false},
+		{"leading dot-dot", "../x", false},
+		{"trailing dot", "x/.", false},
+		{"only dots", "...", false},
+		{"dots within a segment", "a.b/..c/d..", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := ledger.ValidateCode(tc.code)
@@ -368,4 +374,22 @@ func TestPostingJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"account":"a","side":"credit","amount":"12.500","currency":"KWD"}`, string(b))
 	require.Equal(t, `{"account":"a","side":"credit","amount":"12.500","currency":"KWD"}`, string(b))
+}
+
+// TestUnbalancedSaysWhichSide: an unbalanced entry names the side that exceeds the other,
+// by a positive amount.
+func TestUnbalancedSaysWhichSide(t *testing.T) {
+	t.Parallel()
+	e := validEntry()
+	e.Postings[1].Amount = e.Postings[0].Amount.Add(decimal.RequireFromString("10"))
+	err := e.Validate()
+	require.ErrorIs(t, err, ledger.ErrUnbalanced)
+	require.Contains(t, err.Error(), "USD credits exceed debits by 10.00")
+	require.NotContains(t, err.Error(), "-")
+
+	e = validEntry()
+	e.Postings[0].Amount = e.Postings[0].Amount.Add(decimal.RequireFromString("0.5"))
+	err = e.Validate()
+	require.ErrorIs(t, err, ledger.ErrUnbalanced)
+	require.Contains(t, err.Error(), "USD debits exceed credits by 0.50")
 }

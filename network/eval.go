@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
+
+	"github.com/tandemledger/tandem/internal/textfmt"
 )
 
 // Facts are what a participant's milestones are evaluated on: everything recorded about
@@ -264,7 +266,7 @@ func evaluateItems(items []item, noun string, r Rule, now time.Time, p *Progress
 func missing(items []item, noun string, n int, r Rule, now time.Time, p *Progress) string {
 	window := ""
 	if r.WithinDays > 0 {
-		window = fmt.Sprintf(" within %d days", r.WithinDays)
+		window = " within " + textfmt.Days(r.WithinDays)
 	}
 	switch r.Repeat {
 	case RepeatOnce:

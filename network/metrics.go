@@ -27,9 +27,10 @@ type ParticipantMetrics struct {
 	// CrossClassShare is the share of active connections whose band differs from the
 	// participant's, among those where both bands are known (nil when none are).
 	CrossClassShare *decimal.Decimal `json:"cross_class_share"`
-	// EconomicConnectedness is EC_i (see EconomicConnectedness).
-	EconomicConnectedness decimal.Decimal `json:"economic_connectedness"`
-	ConversationsByMonth  []MonthCount    `json:"conversations_by_month"`
+	// EconomicConnectedness is EC_i (see EconomicConnectedness); nil where it is left
+	// out for the reader (Redacted): it would reveal the bands of their connections.
+	EconomicConnectedness *decimal.Decimal `json:"economic_connectedness"`
+	ConversationsByMonth  []MonthCount     `json:"conversations_by_month"`
 	// Redacted says the band-derived figures were left out for this reader.
 	Redacted bool `json:"redacted,omitempty"`
 }
@@ -54,7 +55,8 @@ func MetricsOf(f Facts, now time.Time) ParticipantMetrics {
 		share := decimal.NewFromInt(int64(cross)).DivRound(decimal.NewFromInt(int64(known)), 4)
 		m.CrossClassShare = &share
 	}
-	m.EconomicConnectedness, _, _ = EconomicConnectedness(f.Connections, now)
+	ec, _, _ := EconomicConnectedness(f.Connections, now)
+	m.EconomicConnectedness = &ec
 	byMonth := map[string]*MonthCount{}
 	for _, cv := range f.Conversations {
 		k := cv.OccurredAt.UTC().Format("2006-01")

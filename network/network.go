@@ -204,6 +204,15 @@ type Program struct {
 	CreatedBy        string          `json:"created_by"`
 }
 
+// MarshalJSON writes the auto-approve limit with the currency's places ("100.00").
+func (p Program) MarshalJSON() ([]byte, error) {
+	type plain Program
+	return json.Marshal(struct {
+		plain
+		AutoApproveLimit string `json:"auto_approve_limit"`
+	}{plain(p), ledger.FormatAmount(p.AutoApproveLimit, p.Currency)})
+}
+
 // Person is someone in the network. Band is sensitive: the API shows it to admins and
 // auditors only.
 type Person struct {

@@ -72,6 +72,17 @@ type Where struct {
 type RuleAward struct {
 	Amount decimal.Decimal `json:"amount"`
 	Kind   string          `json:"kind"`
+	// Currency is the program's (ParseRule's): the amount is written with its places
+	// ("50.00"). It is not part of the rule's JSON.
+	Currency string `json:"-"`
+}
+
+// MarshalJSON writes the amount with its currency's places.
+func (a RuleAward) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Amount string `json:"amount"`
+		Kind   string `json:"kind"`
+	}{ledger.FormatAmount(a.Amount, a.Currency), a.Kind})
 }
 
 // Cap bounds the awards of a repeating rule: at most Awards per Per ("month" or "term").
@@ -330,7 +341,7 @@ func parseAward(data json.RawMessage, currency string) (RuleAward, error) {
 		return RuleAward{}, invalid("award.kind", "%q: one of %s (coach stipends come from a stipend policy, not a rule)",
 			a.Kind, strings.Join(AwardKinds, ", "))
 	}
-	return RuleAward{Amount: amount, Kind: a.Kind}, nil
+	return RuleAward{Amount: amount, Kind: a.Kind, Currency: currency}, nil
 }
 
 // wholeNumber reads a JSON integer in [lo, hi].
@@ -374,7 +385,7 @@ func strictDecode(data []byte, v any) error {
 // numbers, absent options left out.
 func (r Rule) MarshalJSON() ([]byte, error) {
 	out := map[string]any{"id": r.ID, "title": r.Title, "count": r.Count, "repeat": r.Repeat,
-		"award": map[string]any{"amount": r.Award.Amount.String(), "kind": r.Award.Kind}}
+		"award": r.Award}
 	if w := r.Where; w != (Where{}) {
 		out["where"] = w
 	} else {

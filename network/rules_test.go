@@ -22,6 +22,7 @@ func rtBoolPtr(b bool) *bool { return &b }
 func rtRuleDecimals(r Rule) (Rule, [3]string) {
 	s := [3]string{r.AtLeast.String(), r.UpBy.String(), r.Award.Amount.String()}
 	r.AtLeast, r.UpBy, r.Award.Amount = decimal.Decimal{}, decimal.Decimal{}, decimal.Decimal{}
+	r.Award.Currency = "" // the program's, given to ParseRule
 	return r, s
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
+	"github.com/tandemledger/tandem/internal/textfmt"
 	"github.com/tandemledger/tandem/ledger"
 	"github.com/tandemledger/tandem/network"
 )
@@ -259,8 +260,8 @@ func (s *Store) fail(ctx context.Context, tx pgx.Tx, d *Disbursement, reason str
 			return fmt.Errorf("ask to retry %s: %w", d.ID, err)
 		}
 	} else {
-		reason += fmt.Sprintf("; no automatic retry left: fix the destination or retry within %d days, or it is forfeited to the fund",
-			pol.RemediationDays)
+		reason += fmt.Sprintf("; no automatic retry left: fix the destination or retry within %s, or it is forfeited to the fund",
+			textfmt.Days(pol.RemediationDays))
 	}
 	return s.transition(ctx, tx, d, Failed, SystemActor.Name, reason)
 }

@@ -2,7 +2,10 @@
 // demo's narration write them the same way.
 package textfmt
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // GroupDigits writes a decimal number, given as text, with thousands separators in its whole
 // part: 1234567.5 → 1,234,567.5, -1234 → -1,234. The fraction is kept as written.
@@ -23,4 +26,12 @@ func GroupDigits(s string) string {
 		b.WriteString("." + frac)
 	}
 	return sign + b.String()
+}
+
+// Days writes a number of days with the noun agreeing: "1 day", "60 days".
+func Days(n int) string {
+	if n == 1 || n == -1 {
+		return fmt.Sprintf("%d day", n)
+	}
+	return fmt.Sprintf("%d days", n)
 }

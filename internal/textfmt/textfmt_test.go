@@ -13,3 +13,10 @@ func TestGroupDigits(t *testing.T) {
 		assert.Equal(t, want, GroupDigits(in), in)
 	}
 }
+
+func TestDays(t *testing.T) {
+	t.Parallel()
+	for n, want := range map[int]string{0: "0 days", 1: "1 day", 2: "2 days", 60: "60 days", -1: "-1 day"} {
+		assert.Equal(t, want, Days(n))
+	}
+}
