@@ -86,9 +86,25 @@ type Result struct {
 	RiverApplied []int    // River schema versions applied by this call
 }
 
-// Migrate brings the database up to date: Tandem's migrations first, then River's. Running
-// it again is a no-op.
+// Options tune MigrateWith.
+type Options struct {
+	Logger *slog.Logger // nil is silent
+	// AppRole is the role the server runs as (default DefaultAppRole): created NOLOGIN when
+	// missing, and granted what the server needs after the migrations (see grantApp). "-"
+	// grants nothing.
+	AppRole string
+}
+
+// Migrate brings the database up to date: Tandem's migrations first, then River's, then the
+// server's role's grants (DefaultAppRole). Running it again changes nothing. It runs as the
+// tables' owner.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (Result, error) {
+	return MigrateWith(ctx, pool, Options{Logger: logger})
+}
+
+// MigrateWith is Migrate with options.
+func MigrateWith(ctx context.Context, pool *pgxpool.Pool, opts Options) (Result, error) {
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -174,6 +190,15 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (Resu
 		}
 		for _, v := range rr.Versions {
 			res.RiverApplied = append(res.RiverApplied, v.Version)
+		}
+	}
+	role := opts.AppRole
+	if role == "" {
+		role = DefaultAppRole
+	}
+	if role != "-" {
+		if err := grantApp(ctx, conn.Conn(), role); err != nil {
+			return res, fmt.Errorf("migrate: %w", err)
 		}
 	}
 	return res, nil

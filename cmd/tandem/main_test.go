@@ -18,12 +18,14 @@ import (
 )
 
 // cliBundle runs the tandem command against its own database. Tests using it set
-// DATABASE_URL with t.Setenv, so they cannot run in parallel with each other.
+// DATABASE_URL (the owner's) and DATABASE_APP_URL (the server's role) with t.Setenv, so they
+// cannot run in parallel with each other.
 type cliBundle struct{ t *testing.T }
 
 func setupCLI(t *testing.T) *cliBundle {
 	_, url := dbtest.NewWithURL(t)
 	t.Setenv("DATABASE_URL", url)
+	t.Setenv("DATABASE_APP_URL", dbtest.AppURL(t, url))
 	return &cliBundle{t: t}
 }
 
