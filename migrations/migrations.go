@@ -128,12 +128,20 @@ func MigrateWith(ctx context.Context, pool *pgxpool.Pool, opts Options) (Result,
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey)
 	}()
 
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS tandem_migrations (
-		version    integer PRIMARY KEY,
-		name       text NOT NULL,
-		checksum   text NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return res, fmt.Errorf("migrate: create tandem_migrations: %w", err)
+	// Checked first: a role without DDL (the server's) may run Migrate on a database that is
+	// up to date, which then changes nothing.
+	var have bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('tandem_migrations') IS NOT NULL`).Scan(&have); err != nil {
+		return res, fmt.Errorf("migrate: look for tandem_migrations: %w", err)
+	}
+	if !have {
+		if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS tandem_migrations (
+			version    integer PRIMARY KEY,
+			name       text NOT NULL,
+			checksum   text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return res, fmt.Errorf("migrate: create tandem_migrations: %w", err)
+		}
 	}
 	applied := map[int]string{}
 	rows, _ := conn.Query(ctx, "SELECT version, checksum FROM tandem_migrations")
@@ -196,7 +204,12 @@ func MigrateWith(ctx context.Context, pool *pgxpool.Pool, opts Options) (Result,
 	if role == "" {
 		role = DefaultAppRole
 	}
-	if role != "-" {
+	// Grants are the owner's to give: another role (the server's own) gives none.
+	var owner bool
+	if err := conn.QueryRow(ctx, `SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = 'ledger_entries'::regclass`).Scan(&owner); err != nil {
+		return res, fmt.Errorf("migrate: who owns the tables: %w", err)
+	}
+	if role != "-" && owner {
 		if err := grantApp(ctx, conn.Conn(), role); err != nil {
 			return res, fmt.Errorf("migrate: %w", err)
 		}
