@@ -290,8 +290,8 @@ func (c *Cluster) URLAs(role, name string) string {
 	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", url.PathEscape(role), c.port, name)
 }
 
-// CreateLoginRole creates role unless it exists, as a plain role that may log in: no
-// superuser, no CREATEDB or CREATEROLE, owning nothing. `tandem migrate` grants it what the
+// CreateLoginRole creates role, or alters it when it exists, as a plain role that may log
+// in: no superuser, no CREATEDB or CREATEROLE. `tandem migrate` grants it what the
 // server needs.
 func (c *Cluster) CreateLoginRole(ctx context.Context, role string) error {
 	conn, err := pgx.Connect(ctx, c.URL("postgres"))
@@ -303,10 +303,11 @@ func (c *Cluster) CreateLoginRole(ctx context.Context, role string) error {
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
 		return err
 	}
-	if exists {
-		return nil
+	verb := "CREATE"
+	if exists { // e.g. created NOLOGIN by `tandem migrate`
+		verb = "ALTER"
 	}
-	_, err = conn.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION")
+	_, err = conn.Exec(ctx, verb+" ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION")
 	return err
 }
 
