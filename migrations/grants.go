@@ -14,11 +14,12 @@ import (
 // needs and nothing more.
 const DefaultAppRole = "tandem_app"
 
-// lockedKeys are append-only tables the server locks rows of (SELECT … FOR NO KEY UPDATE),
-// which PostgreSQL allows only with an UPDATE privilege: on these key columns alone, and the
-// table's trigger still refuses every update. network_programs: a program's row is the
-// mutex of its funding (network/facts.go).
-var lockedKeys = map[string]string{"network_programs": "id"}
+// updatableColumns are the columns of append-only tables (a trigger refuses UPDATE) the
+// server may still UPDATE: the trigger decides what it accepts, the privilege covers these
+// columns alone. network_programs.id: PostgreSQL asks for an UPDATE privilege to lock a row
+// (SELECT … FOR NO KEY UPDATE), and a program's row is the mutex of its funding
+// (network/facts.go); the trigger refuses every update.
+var updatableColumns = map[string][]string{"network_programs": {"id"}}
 
 // ErrUnsafeAppRole means the role named for the server could change what it must not: a
 // superuser, the migrating role itself, or a member of it.
@@ -34,8 +35,8 @@ var ErrUnsafeAppRole = errors.New("the server's role must not be a superuser nor
 //     history rests on two locks, not on a trigger alone. River's tables get full DML;
 //     tandem_migrations and river_migration are read-only.
 //   - USAGE on the sequences (identity columns), EXECUTE on the functions.
-//   - UPDATE on the key column of the few append-only tables whose rows the server locks
-//     (lockedKeys): PostgreSQL asks for it to lock a row, and the trigger refuses updates.
+//   - UPDATE on a few columns of append-only tables (updatableColumns), where the trigger
+//     decides, e.g. to let the server lock a row.
 //   - never TRUNCATE, REFERENCES, TRIGGER, nor ownership: only an owner or a superuser can
 //     ALTER TABLE … DISABLE TRIGGER, and only a superuser can SET session_replication_role.
 //
@@ -116,8 +117,12 @@ func grantApp(ctx context.Context, conn *pgx.Conn, role string) error {
 				}
 			}
 			stmts = append(stmts, fmt.Sprintf("GRANT %s ON %s TO %s", strings.Join(privs, ", "), pgx.Identifier{t.name}.Sanitize(), ident))
-			if col, ok := lockedKeys[t.name]; ok && t.noUpdate {
-				stmts = append(stmts, fmt.Sprintf("GRANT UPDATE (%s) ON %s TO %s", pgx.Identifier{col}.Sanitize(), pgx.Identifier{t.name}.Sanitize(), ident))
+			if cols, ok := updatableColumns[t.name]; ok && t.noUpdate {
+				quoted := make([]string, len(cols))
+				for i, c := range cols {
+					quoted[i] = pgx.Identifier{c}.Sanitize()
+				}
+				stmts = append(stmts, fmt.Sprintf("GRANT UPDATE (%s) ON %s TO %s", strings.Join(quoted, ", "), pgx.Identifier{t.name}.Sanitize(), ident))
 			}
 		}
 		// Before PostgreSQL 15 every role could create tables in public.
