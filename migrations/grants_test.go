@@ -140,3 +140,33 @@ func TestMigrateRefusesUnsafeAppRole(t *testing.T) {
 	_, err := migrations.MigrateWith(context.Background(), pool, migrations.Options{AppRole: me})
 	require.ErrorIs(t, err, migrations.ErrUnsafeAppRole)
 }
+
+// TestMigrateGrantsNewTables: grants are given afresh on every run, so a table a later
+// migration adds is the server's to use, and an append-only one stays append-only for it.
+func TestMigrateGrantsNewTables(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	owner, app := dbtest.NewApp(t, dbtest.Options{MaxConns: 2})
+	_, err := owner.Exec(ctx, `
+		CREATE TABLE later_notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);
+		CREATE TABLE later_history (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);
+		CREATE TRIGGER later_history_append_only BEFORE UPDATE OR DELETE ON later_history
+			FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();`)
+	require.NoError(t, err)
+	requireDenied(t, app, `INSERT INTO later_notes (body) VALUES ('x')`)
+
+	_, err = migrations.Migrate(ctx, owner, nil)
+	require.NoError(t, err)
+	for _, sql := range []string{
+		`INSERT INTO later_notes (body) VALUES ('x')`,
+		`UPDATE later_notes SET body = 'y'`,
+		`DELETE FROM later_notes`,
+		`INSERT INTO later_history (body) VALUES ('x')`,
+	} {
+		_, err := app.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	requireDenied(t, app, `UPDATE later_history SET body = 'y'`)
+	requireDenied(t, app, `DELETE FROM later_history`)
+	requireDenied(t, app, `TRUNCATE later_notes`)
+}
