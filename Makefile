@@ -5,8 +5,9 @@
 
 GO     ?= go
 ADDR   ?= 127.0.0.1:8080
-# pgrun starts a private PostgreSQL cluster from the installed binaries, sets DATABASE_URL for
-# the command, and stops the cluster when the command ends (or on Ctrl-C).
+# pgrun starts a private PostgreSQL cluster from the installed binaries, sets DATABASE_URL (the
+# owner, who migrates) and DATABASE_APP_URL (tandem_app, the server's role) for the command, and
+# stops the cluster when the command ends (or on Ctrl-C).
 PGRUN  := bin/pgrun
 # stripemock starts Stripe's stripe-mock (go run github.com/stripe/stripe-mock@VERSION) on a
 # free port for the command and sets STRIPE_MOCK_URL; the Stripe tests run against it.

@@ -275,11 +275,14 @@ Verifying recomputes every link and names the first entry that no longer matches
 <dt>Sealed at</dt><dd>{{datetime .At}}</dd>
 <dt>Head link</dt><dd class="hash">{{.Hash}}</dd>
 </dl>{{else}}<p>Nothing is sealed yet.</p>{{end}}
+<p>The audit trail is sealed the same way, in a chain of its own:
+{{with .Status.AuditHead}}{{.Lines}} lines through line {{.AuditID}}, head link <span class="hash">{{.Hash}}</span>{{else}}no line yet{{end}};
+{{.Status.AuditUnsealed}} not sealed yet.</p>
 {{with .Verification}}<h3>Last verification</h3>
 <dl class="seal">
-<dt>When</dt><dd>{{datetime .At}} ({{printf "%.2f" .Seconds}} s)</dd>
+<dt>When</dt><dd>{{datetime .At}} ({{.Duration}})</dd>
 <dt>By</dt><dd>{{.Actor}}</dd>
-<dt>Result</dt><dd>{{if .OK}}<span class="good">The seal holds</span> for {{.Entries}} entries, through seq {{.HeadSeq}}.{{else}}<span class="bad">{{.Problems}} problem(s)</span>; the first: {{.FirstProblem}}{{end}}</dd>
+<dt>Result</dt><dd>{{if .OK}}<span class="good">The seal holds</span> for {{.Entries}} entries, through seq {{.HeadSeq}}, and {{.AuditLines}} audit lines.{{else}}<span class="bad">{{.Problems}} problem(s)</span>; the first: {{.FirstProblem}}{{end}}</dd>
 </dl>{{end}}
 <form method="post" action="/audit/verify">
 <input type="hidden" name="csrf" value="{{$.CSRF}}">

@@ -200,6 +200,8 @@ func TestAuditPage(t *testing.T) {
 	require.Equal(t, http.StatusOK, p.status)
 	require.Contains(t, p.body, "Verified: the seal holds for 2 entries")
 	require.Contains(t, p.body, "The seal holds</span> for 2 entries")
+	require.Regexp(t, `\(\d+\.\d\d s\)</dd>`, p.body, "the duration, from whole milliseconds")
+	require.Regexp(t, `through seq \d+, and \d+ audit lines`, p.body)
 	require.Equal(t, http.StatusForbidden, postForm(t, c, base+"/audit/verify", url.Values{"csrf": {"wrong"}}).status)
 
 	// The form downloads the export; empty fields are no filter.

@@ -143,6 +143,9 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}},
 		Workers:      workers,
 		PeriodicJobs: periodic,
+		// River's daily REINDEX needs the tables' owner, which the server's role is not
+		// (migrations/grants.go): none here; the owner reindexes when the indexes bloat.
+		ReindexerIndexNames: []string{},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new river client: %w", err)

@@ -29,9 +29,18 @@ func (l *Ledger) settle(ctx context.Context) (int64, time.Time, error) {
 	if !called {
 		high = 0
 	}
+	if err := l.waitInFlight(ctx); err != nil {
+		return 0, time.Time{}, fmt.Errorf("settle: %w", err)
+	}
+	return high, now, nil
+}
+
+// waitInFlight waits for every transaction in flight when it is called to end (see settle):
+// the caller read the highest number handed out (high) before.
+func (l *Ledger) waitInFlight(ctx context.Context) error {
 	// A new statement, so a new snapshot. Every transaction that drew a number up to high
 	// got its transaction id before that (ledger_post locks rows, which assigns one, before
-	// it numbers entries), so an id below ours; if it is still in flight, it is in the
+	// it numbers entries; an audit line's trigger asks for one), so an id below ours; if it is still in flight, it is in the
 	// snapshot's in-progress list or at or above the snapshot's xmax (ids assigned since the
 	// last transaction ended, which the list leaves out). Asking for our own id assigns one;
 	// the transaction writes nothing and ends at once.
@@ -46,21 +55,21 @@ func (l *Ledger) settle(ctx context.Context) (int64, time.Time, error) {
 			) t`).Scan(&inFlight)
 	})
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("settle: read transactions in flight: %w", err)
+		return fmt.Errorf("read transactions in flight: %w", err)
 	}
 	for wait := time.Millisecond; len(inFlight) > 0; wait = min(2*wait, 50*time.Millisecond) {
 		if err := l.db.QueryRow(ctx, `SELECT coalesce(array_agg(x), '{}') FROM unnest($1::text[]) x
 			WHERE pg_xact_status(x::xid8) = 'in progress'`, inFlight).Scan(&inFlight); err != nil {
-			return 0, time.Time{}, fmt.Errorf("settle: wait for transactions in flight: %w", err)
+			return fmt.Errorf("wait for transactions in flight: %w", err)
 		}
 		if len(inFlight) == 0 {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return 0, time.Time{}, fmt.Errorf("settle: %d transactions still in flight: %w", len(inFlight), ctx.Err())
+			return fmt.Errorf("%d transactions still in flight: %w", len(inFlight), ctx.Err())
 		case <-time.After(wait):
 		}
 	}
-	return high, now, nil
+	return nil
 }

@@ -536,9 +536,14 @@ type SealResult struct {
 	HeadSeq  int64  `json:"head_seq"`  // the last sealed entry, by this call or before
 	HeadHash string `json:"head_hash"` // its link
 	Through  int64  `json:"through"`   // final history reached up to this sequence number
+	// AuditSealed counts the audit trail's lines this call sealed; AuditHeadHash is the
+	// link of the last line sealed (by this call or before), the audit chain's head.
+	AuditSealed   int64  `json:"audit_sealed"`
+	AuditHeadHash string `json:"audit_head_hash,omitempty"`
 }
 
-// Seal extends the chain over every final entry not yet sealed (see settle: entries still
+// Seal extends the chain over every final entry not yet sealed, then the audit trail's
+// chain over every committed audit line not yet sealed (auditseal.go) (see settle: entries still
 // committing are waited for, so an entry that took its number early and committed late is
 // sealed in its place, never skipped). It is idempotent and safe to run in several processes
 // at once: each batch takes an advisory lock and continues from the head it reads under it,
@@ -567,9 +572,18 @@ func (l *Ledger) Seal(ctx context.Context, opt SealOptions) (SealResult, error) 
 			opt.ProgressFunc(res.Sealed)
 		}
 		if n < int64(batch) {
-			return res, nil
+			break
 		}
 	}
+	n, head, err := l.sealAudit(ctx, batch)
+	res.AuditSealed = n
+	if len(head) > 0 && !bytes.Equal(head, genesis) {
+		res.AuditHeadHash = hex.EncodeToString(head)
+	}
+	if err != nil {
+		return res, fmt.Errorf("seal: %w", err)
+	}
+	return res, nil
 }
 
 // sealBatch seals up to limit entries after the head, up to final, in one transaction.
@@ -660,7 +674,15 @@ type Verification struct {
 	HeadSeq      int64     `json:"head_seq"`
 	Problems     int64     `json:"problems"`
 	FirstProblem string    `json:"first_problem,omitempty"`
-	Seconds      float64   `json:"seconds"`
+	AuditLines   int64     `json:"audit_lines"` // audit lines recomputed
+	DurationMS   int64     `json:"duration_ms"` // how long it took, in milliseconds
+}
+
+// Duration writes DurationMS in seconds to the hundredth, rounded half up ("0.03 s"), in
+// integer arithmetic.
+func (v Verification) Duration() string {
+	cs := (v.DurationMS + 5) / 10
+	return fmt.Sprintf("%d.%02d s", cs/100, cs%100)
 }
 
 // SealStatus is where the seal stands.
@@ -672,6 +694,9 @@ type SealStatus struct {
 	Unsealed int64 `json:"unsealed_entries"`
 	// LastVerification is the latest verification of the database, if any.
 	LastVerification *Verification `json:"last_verification,omitempty"`
+	// AuditHead is the audit trail's chain's head; AuditUnsealed counts the lines after it.
+	AuditHead     *AuditHead `json:"audit_head,omitempty"`
+	AuditUnsealed int64      `json:"unsealed_audit_lines"`
 }
 
 // SealStatus reads the head of the chain, the entries after it and the last verification.
@@ -694,15 +719,20 @@ func (l *Ledger) SealStatus(ctx context.Context) (SealStatus, error) {
 		return st, fmt.Errorf("seal status: count unsealed: %w", err)
 	}
 	var v Verification
-	err = l.db.QueryRow(ctx, `SELECT id, at, actor, ok, entries, head_seq, problems, first_problem, seconds
+	// Rows recorded before duration_ms (migrations/012) kept seconds.
+	err = l.db.QueryRow(ctx, `SELECT id, at, actor, ok, entries, head_seq, problems, first_problem,
+			coalesce(audit_lines, 0), coalesce(duration_ms, round(seconds * 1000)::bigint)
 		FROM ledger_seal_verifications ORDER BY id DESC LIMIT 1`).
-		Scan(&v.ID, &v.At, &v.Actor, &v.OK, &v.Entries, &v.HeadSeq, &v.Problems, &v.FirstProblem, &v.Seconds)
+		Scan(&v.ID, &v.At, &v.Actor, &v.OK, &v.Entries, &v.HeadSeq, &v.Problems, &v.FirstProblem, &v.AuditLines, &v.DurationMS)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
 		return st, fmt.Errorf("seal status: last verification: %w", err)
 	default:
 		st.LastVerification = &v
+	}
+	if st.AuditHead, st.AuditUnsealed, err = l.auditStatus(ctx); err != nil {
+		return st, err
 	}
 	return st, nil
 }
@@ -714,12 +744,14 @@ var ErrSealBroken = errors.New("the seal does not verify")
 type Mismatch struct {
 	EntryID string `json:"entry_id,omitempty"`
 	Seq     int64  `json:"seq,omitempty"`
+	AuditID int64  `json:"audit_id,omitempty"` // an audit line's (kinds audit_*)
 	// Kind is machine-readable: altered (the entry no longer hashes to its link), missing
 	// (a sealed entry is gone), replaced (another entry holds a sealed number), inserted (an
 	// unsealed entry among sealed ones), chain (links do not follow each other), checkpoint,
 	// malformed (a row of an export file that cannot be read as an entry), unlinked (an
 	// export file's entry without links although the file says it was sealed), scope (a file
-	// that says it is filtered, verified as a whole export).
+	// that says it is filtered, verified as a whole export); and for the audit trail
+	// (database verifications): audit_altered, audit_missing, audit_inserted, audit_chain.
 	Kind   string `json:"kind"`
 	Detail string `json:"detail"`
 }
@@ -758,6 +790,11 @@ type VerifyReport struct {
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	// Verification is the recorded row (database verifications).
 	Verification *Verification `json:"verification,omitempty"`
+	// AuditLines is how many sealed audit lines had their links recomputed (database), up
+	// to the audit chain's head AuditHeadHash; AuditUnsealed counts the lines after it.
+	AuditLines    int64  `json:"audit_lines,omitempty"`
+	AuditHeadHash string `json:"audit_head_hash,omitempty"`
+	AuditUnsealed int64  `json:"audit_unsealed,omitempty"`
 }
 
 // OK reports whether nothing was found wrong.
@@ -1011,6 +1048,10 @@ func (l *Ledger) Verify(ctx context.Context, opt VerifyOptions) (VerifyReport, e
 		return rep, fmt.Errorf("verify: count unsealed: %w", err)
 	}
 	sortMismatches(rep.Problems)
+	// The audit trail's after the entries', in its own order.
+	if err := l.verifyAudit(ctx, &rep); err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
 	rep.Elapsed = time.Since(start)
 	prog.tick(checked, true)
 	v, err := l.recordVerification(ctx, opt.Actor, &rep)
@@ -1039,12 +1080,14 @@ func (l *Ledger) recordVerification(ctx context.Context, actor string, rep *Veri
 		actor = actor[:300]
 	}
 	v := Verification{Actor: actor, OK: rep.OK(), Entries: rep.Entries, HeadSeq: rep.HeadSeq, Problems: rep.ProblemCount,
-		Seconds: rep.Elapsed.Seconds()}
+		AuditLines: rep.AuditLines, DurationMS: rep.Elapsed.Milliseconds()}
 	if !rep.OK() {
 		v.FirstProblem = rep.Problems[0].Detail
 	}
-	err := l.db.QueryRow(context.WithoutCancel(ctx), `INSERT INTO ledger_seal_verifications (actor, ok, entries, head_seq, problems, first_problem, seconds)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, at`, v.Actor, v.OK, v.Entries, v.HeadSeq, v.Problems, v.FirstProblem, v.Seconds).
+	err := l.db.QueryRow(context.WithoutCancel(ctx), `INSERT INTO ledger_seal_verifications
+		(actor, ok, entries, head_seq, problems, first_problem, audit_lines, duration_ms)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, at`,
+		v.Actor, v.OK, v.Entries, v.HeadSeq, v.Problems, v.FirstProblem, v.AuditLines, v.DurationMS).
 		Scan(&v.ID, &v.At)
 	if err != nil {
 		return v, fmt.Errorf("verify: record the result: %w", err)

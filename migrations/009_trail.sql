@@ -32,11 +32,11 @@ BEGIN
     RETURN NEW;
 END $$;
 
--- Counting a repeat is the one update of the trail, made by this function as its owner: the
--- role the application connects as needs no UPDATE on audit_log (INSERT ... ON CONFLICT DO
--- NOTHING, then this).
+-- Counting a repeat is the one update of the trail (INSERT ... ON CONFLICT DO NOTHING, then
+-- this). It runs with the caller's rights: the server's role may update these two columns of
+-- audit_log alone (migrations/grants.go), and audit_log_guard lets them only grow.
 CREATE FUNCTION audit_log_fold(key text) RETURNS void
-    LANGUAGE sql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    LANGUAGE sql AS $$
     UPDATE audit_log SET repeats = repeats + 1, last_at = clock_timestamp()
      WHERE fold_key = key AND outcome = 'denied';
 $$;

@@ -86,9 +86,25 @@ type Result struct {
 	RiverApplied []int    // River schema versions applied by this call
 }
 
-// Migrate brings the database up to date: Tandem's migrations first, then River's. Running
-// it again is a no-op.
+// Options tune MigrateWith.
+type Options struct {
+	Logger *slog.Logger // nil is silent
+	// AppRole is the role the server runs as (default DefaultAppRole): created NOLOGIN when
+	// missing, and granted what the server needs after the migrations (see grantApp). "-"
+	// grants nothing.
+	AppRole string
+}
+
+// Migrate brings the database up to date: Tandem's migrations first, then River's, then the
+// server's role's grants (DefaultAppRole). Running it again changes nothing. It runs as the
+// tables' owner.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (Result, error) {
+	return MigrateWith(ctx, pool, Options{Logger: logger})
+}
+
+// MigrateWith is Migrate with options.
+func MigrateWith(ctx context.Context, pool *pgxpool.Pool, opts Options) (Result, error) {
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -112,12 +128,20 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (Resu
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey)
 	}()
 
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS tandem_migrations (
-		version    integer PRIMARY KEY,
-		name       text NOT NULL,
-		checksum   text NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return res, fmt.Errorf("migrate: create tandem_migrations: %w", err)
+	// Checked first: a role without DDL (the server's) may run Migrate on a database that is
+	// up to date, which then changes nothing.
+	var have bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('tandem_migrations') IS NOT NULL`).Scan(&have); err != nil {
+		return res, fmt.Errorf("migrate: look for tandem_migrations: %w", err)
+	}
+	if !have {
+		if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS tandem_migrations (
+			version    integer PRIMARY KEY,
+			name       text NOT NULL,
+			checksum   text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return res, fmt.Errorf("migrate: create tandem_migrations: %w", err)
+		}
 	}
 	applied := map[int]string{}
 	rows, _ := conn.Query(ctx, "SELECT version, checksum FROM tandem_migrations")
@@ -174,6 +198,20 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (Resu
 		}
 		for _, v := range rr.Versions {
 			res.RiverApplied = append(res.RiverApplied, v.Version)
+		}
+	}
+	role := opts.AppRole
+	if role == "" {
+		role = DefaultAppRole
+	}
+	// Grants are the owner's to give: another role (the server's own) gives none.
+	var owner bool
+	if err := conn.QueryRow(ctx, `SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = 'ledger_entries'::regclass`).Scan(&owner); err != nil {
+		return res, fmt.Errorf("migrate: who owns the tables: %w", err)
+	}
+	if role != "-" && owner {
+		if err := grantApp(ctx, conn.Conn(), role); err != nil {
+			return res, fmt.Errorf("migrate: %w", err)
 		}
 	}
 	return res, nil

@@ -142,6 +142,21 @@ func TestExportAndVerifyCLI(t *testing.T) {
 	out, err = c.run("", "verify")
 	require.ErrorIs(t, err, ledger.ErrSealBroken)
 	require.Contains(t, out, fmt.Sprintf("entry %s (seq %s): hash differs — altered after sealing", id, seq))
+
+	// An audit line rewritten behind the triggers: verify names it too.
+	var auditID int64
+	// The first export's line, sealed by 'verify --seal' above.
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT min(id) FROM audit_log WHERE action = 'ledger.export'`).Scan(&auditID))
+	conn, err = pool.Acquire(context.Background())
+	require.NoError(t, err)
+	_, err = conn.Exec(context.Background(), "SET session_replication_role = replica")
+	require.NoError(t, err)
+	_, err = conn.Exec(context.Background(), "UPDATE audit_log SET actor = 'someone else' WHERE id = $1", auditID)
+	require.NoError(t, err)
+	conn.Release()
+	out, err = c.run("", "verify")
+	require.ErrorIs(t, err, ledger.ErrSealBroken)
+	require.Regexp(t, fmt.Sprintf(`audit line %d \(ledger\.export .* by someone else, .*\): hash differs — altered after sealing`, auditID), out)
 }
 
 func TestExportCLIBadInput(t *testing.T) {

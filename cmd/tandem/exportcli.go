@@ -325,6 +325,9 @@ func verifyDatabase(ctx context.Context, seal bool, every time.Duration, stderr 
 			return ledger.VerifyReport{}, err
 		}
 		fmt.Fprintf(stderr, "seal: %s new entries sealed; the chain's head is seq %d, link %s\n", thousands(res.Sealed), res.HeadSeq, res.HeadHash)
+		if res.AuditHeadHash != "" {
+			fmt.Fprintf(stderr, "seal: %s new audit lines sealed; the audit chain's head link is %s\n", thousands(res.AuditSealed), res.AuditHeadHash)
+		}
 	}
 	opt := ledger.VerifyOptions{Actor: cliActor().Name, ProgressInterval: every}
 	if every > 0 {
@@ -399,6 +402,9 @@ func printVerifyReport(w io.Writer, rep *ledger.VerifyReport, pos []string) {
 		what = fmt.Sprintf("%s (%s export, scope %s)", pos[0], rep.Source, rep.Scope)
 	}
 	elapsed := rep.Elapsed.Round(time.Millisecond)
+	if len(pos) == 0 {
+		defer printAuditVerified(w, rep)
+	}
 	if !rep.OK() {
 		fmt.Fprintf(w, "%s: the seal does NOT verify: %s problem(s) among %s sealed entries (%s)\n", what,
 			thousands(rep.ProblemCount), thousands(rep.Entries), elapsed)
@@ -432,6 +438,19 @@ func printVerifyReport(w io.Writer, rep *ledger.VerifyReport, pos []string) {
 	if rep.Unsealed > 0 {
 		fmt.Fprintf(w, "  %s entries not sealed yet were not checked\n", thousands(rep.Unsealed))
 	}
+}
+
+// printAuditVerified says what a verification of the database found of the audit trail.
+func printAuditVerified(w io.Writer, rep *ledger.VerifyReport) {
+	if rep.AuditLines == 0 {
+		fmt.Fprintf(w, "  audit trail: nothing sealed yet; %s lines wait for the seal job\n", thousands(rep.AuditUnsealed))
+		return
+	}
+	fmt.Fprintf(w, "  audit trail: %s sealed lines recomputed, head link %s", thousands(rep.AuditLines), rep.AuditHeadHash)
+	if rep.AuditUnsealed > 0 {
+		fmt.Fprintf(w, "; %s lines not sealed yet were not checked", thousands(rep.AuditUnsealed))
+	}
+	fmt.Fprintln(w)
 }
 
 // thousands writes n with thousands separators ("1,000,000").

@@ -7,7 +7,8 @@
 //	tandem network ...                     programs, people, facts, rules, progress (tandem network help)
 //	tandem demo                            a demo program whose milestones pay out while you watch
 //
-// Every command reads the database from DATABASE_URL.
+// Every command reads the database from DATABASE_URL; the server runs as DATABASE_APP_URL's
+// role when it is set (the migrations still run as DATABASE_URL's).
 package main
 
 import (
@@ -16,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,7 +33,8 @@ usage:
                                          apply migrations, start River workers, serve HTTP
                                          (--offer-demo: on an empty database, offer the demo;
                                          =yes loads it without asking; 'tandem serve -h')
-  tandem migrate                         apply Tandem's and River's migrations
+  tandem migrate [--app-role tandem_app] apply Tandem's and River's migrations (as the tables'
+                                         owner), and grant the server's role what it needs
   tandem ledger <command>                the ledger: run 'tandem ledger help'
   tandem token <command>                 API tokens: run 'tandem token help'
   tandem network <command>               programs, people, facts, rules: 'tandem network help'
@@ -46,7 +47,10 @@ usage:
   tandem verify [FILE]                   check the seal of the database or of an export file
 
 environment:
-  DATABASE_URL           PostgreSQL URL (make run and make test start a private server and set it)
+  DATABASE_URL           PostgreSQL URL of the tables' owner: migrations and the command line
+                         (make run and make test start a private server and set it)
+  DATABASE_APP_URL       the server's URL, as the role migrate grants (tandem_app): no DDL, no
+                         UPDATE/DELETE/TRUNCATE on the ledger's and the audit trail's history
   STRIPE_SECRET_KEY      pay through Stripe Connect (without it: the sandbox provider)
   STRIPE_WEBHOOK_SECRET  verifies POST /v1/webhooks/stripe
   STRIPE_API_BASE        Stripe's API address (default https://api.stripe.com; stripe-mock in tests)
@@ -113,9 +117,14 @@ func openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	if url == "" {
 		return nil, errors.New("DATABASE_URL is not set: `make run` starts a private PostgreSQL and prints the URL to export; or point it at your own database")
 	}
+	return openPoolURL(ctx, "DATABASE_URL", url)
+}
+
+// openPoolURL connects to url, read from the environment variable name.
+func openPoolURL(ctx context.Context, name, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if cfg.MaxConns < 20 {
 		cfg.MaxConns = 20
@@ -133,6 +142,7 @@ func openPool(ctx context.Context) (*pgxpool.Pool, error) {
 
 func migrate(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	appRole := fs.String("app-role", migrations.DefaultAppRole, "the role the server runs as: created NOLOGIN when missing, granted what the server needs (\"-\": none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -141,7 +151,7 @@ func migrate(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer pool.Close()
-	res, err := migrations.Migrate(ctx, pool, slog.New(slog.DiscardHandler))
+	res, err := migrations.MigrateWith(ctx, pool, migrations.Options{AppRole: *appRole})
 	if err != nil {
 		return err
 	}

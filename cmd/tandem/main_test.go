@@ -3,14 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tandemledger/tandem/internal/dbtest"
@@ -18,12 +22,14 @@ import (
 )
 
 // cliBundle runs the tandem command against its own database. Tests using it set
-// DATABASE_URL with t.Setenv, so they cannot run in parallel with each other.
+// DATABASE_URL (the owner's) and DATABASE_APP_URL (the server's role) with t.Setenv, so they
+// cannot run in parallel with each other.
 type cliBundle struct{ t *testing.T }
 
 func setupCLI(t *testing.T) *cliBundle {
 	_, url := dbtest.NewWithURL(t)
 	t.Setenv("DATABASE_URL", url)
+	t.Setenv("DATABASE_APP_URL", dbtest.AppURL(t, url))
 	return &cliBundle{t: t}
 }
 
@@ -127,6 +133,73 @@ func TestCLIBadInput(t *testing.T) {
 func TestMigrateIsIdempotent(t *testing.T) {
 	c := setupCLI(t)
 	require.Contains(t, c.ok("", "migrate"), "up to date")
+}
+
+// serverRoles lists the roles connected to DATABASE_URL's database other than ours.
+func serverRoles(t *testing.T) []string {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), os.Getenv("DATABASE_URL"))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(context.Background(), `SELECT DISTINCT usename::text FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY 1`)
+	require.NoError(t, err)
+	roles, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return roles
+}
+
+// startServe runs serve on a free port until the test ends, and waits for /healthz.
+func startServe(t *testing.T, log io.Writer) (addr string, stop func() error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr = ln.Addr().String()
+	require.NoError(t, ln.Close())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, []string{"--addr", addr}, log) }()
+	var resp *http.Response
+	require.Eventually(t, func() bool {
+		resp, err = http.Get("http://" + addr + "/healthz")
+		return err == nil
+	}, 15*time.Second, 50*time.Millisecond)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.Contains(t, string(body), `"river"`)
+	var once sync.Once
+	var stopErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(40 * time.Second):
+				stopErr = errors.New("serve did not stop")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return addr, stop
+}
+
+// TestServeRunsAsTheAppRole: the server migrates as DATABASE_URL's role, then serves as
+// DATABASE_APP_URL's; without DATABASE_APP_URL, as a superuser, it warns.
+func TestServeRunsAsTheAppRole(t *testing.T) {
+	setupCLI(t)
+	var log bytes.Buffer
+	_, stop := startServe(t, &log)
+	require.Equal(t, []string{"tandem_app"}, serverRoles(t))
+	require.NoError(t, stop())
+	require.NotContains(t, log.String(), "can disable the ledger's append-only triggers")
+
+	t.Setenv("DATABASE_APP_URL", "")
+	log.Reset()
+	_, stop = startServe(t, &log)
+	require.NoError(t, stop())
+	require.Contains(t, log.String(), "the server runs as a superuser or the tables' owner, who can disable the ledger's append-only triggers")
 }
 
 // TestServeShutsDownGracefully starts the server, reads /healthz, then cancels its context as

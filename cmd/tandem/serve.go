@@ -17,12 +17,53 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/tandemledger/tandem/api"
 	"github.com/tandemledger/tandem/internal/app"
 	"github.com/tandemledger/tandem/jobs"
 	"github.com/tandemledger/tandem/migrations"
 	"github.com/tandemledger/tandem/network"
 )
+
+// serverPool migrates the database as DATABASE_URL's role (the tables' owner), then opens the
+// server's pool as DATABASE_APP_URL's role, which the migrations granted only what the
+// server needs: it cannot disable the ledger's triggers, nor change or delete its history.
+// Without DATABASE_APP_URL the server runs as DATABASE_URL's role, with a warning when that
+// role could; without DATABASE_URL it does not migrate (`tandem migrate` did).
+func serverPool(ctx context.Context, logger *slog.Logger, appRole string) (*pgxpool.Pool, error) {
+	ownerURL, appURL := os.Getenv("DATABASE_URL"), os.Getenv("DATABASE_APP_URL")
+	if ownerURL == "" && appURL == "" {
+		return openPool(ctx) // its error says what to set
+	}
+	var owner *pgxpool.Pool
+	if ownerURL != "" {
+		var err error
+		if owner, err = openPoolURL(ctx, "DATABASE_URL", ownerURL); err != nil {
+			return nil, err
+		}
+		res, err := migrations.MigrateWith(ctx, owner, migrations.Options{Logger: logger, AppRole: appRole})
+		if err != nil {
+			owner.Close()
+			return nil, err
+		}
+		logger.Info("migrations", "applied", len(res.Applied), "river_applied", len(res.RiverApplied))
+	}
+	if appURL == "" {
+		var unsafe bool
+		err := owner.QueryRow(ctx, `SELECT rolsuper OR EXISTS (SELECT 1 FROM pg_tables WHERE tableowner = current_user AND tablename = 'ledger_entries')
+			FROM pg_roles WHERE rolname = current_user`).Scan(&unsafe)
+		if err == nil && unsafe {
+			logger.Warn("the server runs as a superuser or the tables' owner, who can disable the ledger's append-only triggers: " +
+				"set DATABASE_APP_URL to a login of the role `tandem migrate` grants (" + appRole + "); see the README")
+		}
+		return owner, nil
+	}
+	if owner != nil {
+		owner.Close()
+	}
+	return openPoolURL(ctx, "DATABASE_APP_URL", appURL)
+}
 
 // shutdownGrace is how long in-flight requests and jobs get to finish on SIGINT/SIGTERM.
 const shutdownGrace = 30 * time.Second
@@ -39,6 +80,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&offer, "offer-demo", "on an empty database, offer the demo program: ask (the same as a bare --offer-demo: at a terminal, ask; elsewhere, say how), yes (load it without asking), no (make run)")
 	demoLog := fs.String("demo-log", "", "while the offered demo loads, write the server's log to this file rather than standard error")
 	demoTokens := fs.String("demo-tokens", "", "also write the offered demo's summary and tokens to this file (mode 0600)")
+	appRole := fs.String("app-role", migrations.DefaultAppRole, "the role DATABASE_APP_URL logs in as (or a member of): granted by the migrations")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,16 +101,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: --addr %q: plain HTTP beyond loopback would send tokens in the clear: give --tls-cert and --tls-key, or --behind-tls-proxy when a TLS proxy is in front", errUsage, *addr)
 	}
 
-	pool, err := openPool(ctx)
+	pool, err := serverPool(ctx, logger, *appRole)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	res, err := migrations.Migrate(ctx, pool, logger)
-	if err != nil {
-		return err
-	}
-	logger.Info("migrations", "applied", len(res.Applied), "river_applied", len(res.RiverApplied))
 
 	payoutCfg, err := app.PayoutsFromEnv()
 	if err != nil {

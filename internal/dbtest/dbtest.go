@@ -121,6 +121,52 @@ func NewWithURL(t testing.TB, opts ...Options) (*pgxpool.Pool, string) {
 	return pool, dbURL
 }
 
+// AppURL returns dbURL (a database of New's) as the server's role: DATABASE_APP_URL's user
+// and password (pgrun sets it to the tandem_app login it created), on dbURL's database. The
+// migrations granted that role what the server needs and no more (migrations.DefaultAppRole).
+func AppURL(t testing.TB, dbURL string) string {
+	t.Helper()
+	app := os.Getenv("DATABASE_APP_URL")
+	if app == "" {
+		t.Fatal("DATABASE_APP_URL is not set: run the tests with `make test` (pgrun sets it to the server's role), or point it at a login of that role (tandem_app) on DATABASE_URL's server")
+	}
+	a, err := url.Parse(app)
+	if err != nil {
+		t.Fatalf("dbtest: DATABASE_APP_URL: %v", err)
+	}
+	d, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatalf("dbtest: %v", err)
+	}
+	d.User = a.User
+	return d.String()
+}
+
+// NewApp is New, also returning a pool on the same database as the server's role (AppURL):
+// tests that must hold for the server itself run through it, the owner's pool sets up and
+// inspects.
+func NewApp(t testing.TB, opts ...Options) (owner, app *pgxpool.Pool) {
+	t.Helper()
+	owner, dbURL := NewWithURL(t, opts...)
+	cfg, err := pgxpool.ParseConfig(AppURL(t, dbURL))
+	if err != nil {
+		t.Fatalf("dbtest: parse app url: %v", err)
+	}
+	cfg.MaxConns = owner.Config().MaxConns
+	app, err = pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("dbtest: open app pool: %v", err)
+	}
+	var user string
+	if err := app.QueryRow(context.Background(), "SELECT current_user").Scan(&user); err != nil {
+		app.Close()
+		t.Fatalf("dbtest: connect as the server's role: %v", err)
+	}
+	// Closed before the database is dropped (cleanups run last-registered first).
+	t.Cleanup(app.Close)
+	return owner, app
+}
+
 // buildTemplate creates (once per migration set) a migrated template database.
 func buildTemplate(ctx context.Context, base string) (string, error) {
 	all, err := migrations.All()

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -280,9 +281,34 @@ func (c *Cluster) Dir() string { return c.opts.Dir }
 // Bin returns the binaries the cluster runs.
 func (c *Cluster) Bin() Bin { return c.bin }
 
-// URL returns a connection URL for database name.
-func (c *Cluster) URL(name string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, name)
+// URL returns a connection URL for database name, as the cluster's superuser.
+func (c *Cluster) URL(name string) string { return c.URLAs("postgres", name) }
+
+// URLAs returns a connection URL for database name as role (no password: trust
+// authentication).
+func (c *Cluster) URLAs(role, name string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", url.PathEscape(role), c.port, name)
+}
+
+// CreateLoginRole creates role, or alters it when it exists, as a plain role that may log
+// in: no superuser, no CREATEDB or CREATEROLE. `tandem migrate` grants it what the
+// server needs.
+func (c *Cluster) CreateLoginRole(ctx context.Context, role string) error {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
+		return err
+	}
+	verb := "CREATE"
+	if exists { // e.g. created NOLOGIN by `tandem migrate`
+		verb = "ALTER"
+	}
+	_, err = conn.Exec(ctx, verb+" ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION")
+	return err
 }
 
 // CreateDatabase creates database name unless it exists.

@@ -174,6 +174,21 @@ func TestClusterLifecycle(t *testing.T) {
 	require.Equal(t, 42, n)
 	require.NoError(t, db.Close(ctx))
 
+	// A plain login role, for the server: it connects, and is no superuser.
+	_, err = admin.Exec(ctx, "CREATE ROLE app_role NOLOGIN")
+	require.NoError(t, err)
+	require.NoError(t, c.CreateLoginRole(ctx, "app_role"), "an existing NOLOGIN role may log in afterwards")
+	require.NoError(t, c.CreateLoginRole(ctx, "other app"))
+	require.Equal(t, fmt.Sprintf("postgres://other%%20app@127.0.0.1:%d/tandem_test?sslmode=disable", c.Port()), c.URLAs("other app", "tandem_test"))
+	for _, role := range []string{"app_role", "other app"} {
+		app, err := pgx.Connect(ctx, c.URLAs(role, "tandem_test"))
+		require.NoError(t, err, role)
+		var super, createRole bool
+		require.NoError(t, app.QueryRow(ctx, "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user").Scan(&super, &createRole))
+		require.False(t, super || createRole, role)
+		require.NoError(t, app.Close(ctx))
+	}
+
 	pid := serverPID(t, dir)
 	require.False(t, processGone(pid), "postmaster %d is not running", pid)
 

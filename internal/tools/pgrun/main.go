@@ -3,8 +3,10 @@
 //	pgrun [--dir DIR] [--persistent] [--fsync] [--db NAME] [--env-file F] -- COMMAND ARGS...
 //
 // With DATABASE_URL already set it runs COMMAND as is. Otherwise it starts a cluster
-// (internal/pgcluster), creates database NAME, runs COMMAND with DATABASE_URL and the PG*
-// variables set, and stops the cluster when COMMAND exits — also on Ctrl-C, which is passed
+// (internal/pgcluster), creates database NAME and the login role the server runs as
+// (tandem_app), runs COMMAND with DATABASE_URL (the cluster's superuser, who migrates and
+// owns the tables), DATABASE_APP_URL (the server's role, granted by `tandem migrate`) and
+// the PG* variables set, and stops the cluster when COMMAND exits — also on Ctrl-C, which is passed
 // on to COMMAND so it can shut down first. It exits with COMMAND's status.
 package main
 
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/tandemledger/tandem/internal/pgcluster"
+	"github.com/tandemledger/tandem/migrations"
 )
 
 func main() {
@@ -38,7 +41,7 @@ func run() int {
 	persistent := fs.Bool("persistent", false, "keep the cluster's data when done")
 	fsync := fs.Bool("fsync", false, "durable commits (fsync, synchronous_commit on)")
 	db := fs.String("db", "tandem", "database to create and point DATABASE_URL at")
-	envFile := fs.String("env-file", "", "write `export DATABASE_URL=…` to this file while running")
+	envFile := fs.String("env-file", "", "write `export DATABASE_URL=… DATABASE_APP_URL=…` to this file while running")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -75,9 +78,15 @@ func run() int {
 		logf("create database %s: %v", *db, err)
 		return 1
 	}
-	url := c.URL(*db)
+	// The role `tandem migrate` grants by default.
+	appRole := migrations.DefaultAppRole
+	if err := c.CreateLoginRole(ctx, appRole); err != nil {
+		logf("create role %s: %v", appRole, err)
+		return 1
+	}
+	url, appURL := c.URL(*db), c.URLAs(appRole, *db)
 	if *envFile != "" {
-		content := fmt.Sprintf("export DATABASE_URL=%q\n", url)
+		content := fmt.Sprintf("export DATABASE_URL=%q\nexport DATABASE_APP_URL=%q\n", url, appURL)
 		if err := os.WriteFile(*envFile, []byte(content), 0o600); err != nil {
 			logf("write %s: %v", *envFile, err)
 		} else {
@@ -85,7 +94,7 @@ func run() int {
 			defer os.Remove(*envFile)
 		}
 	}
-	env := append(os.Environ(), "DATABASE_URL="+url, "PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(c.Port()),
+	env := append(os.Environ(), "DATABASE_URL="+url, "DATABASE_APP_URL="+appURL, "PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(c.Port()),
 		"PGUSER=postgres", "PGDATABASE="+*db)
 	if c.Bin().PgBench != "" {
 		env = append(env, "PGBENCH="+c.Bin().PgBench)
