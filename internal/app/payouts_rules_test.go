@@ -1161,6 +1161,45 @@ func TestPayoutsCaps(t *testing.T) {
 	}
 }
 
+// TestPayoutsCapsCountTheLatestApproval: a disbursement sent back for approval (its
+// destination changed) counts under the caps in the month of the approval that completes its
+// new round, not of its first: approved again in April, it leaves no room in April for
+// another that would take the person past the monthly cap.
+func TestPayoutsCapsCountTheLatestApproval(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC), app.Config{})
+	ctx, p := e.ctx, e.a.Payouts
+	newProgram(t, e.a.Network, "p1", "5000.00", "100.00")
+	e.payee("p1", "ana")
+	_, err := p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{MonthlyCap: "1000.00", DualControlThreshold: "5000.00"})
+	require.NoError(t, err)
+	e.destination("ana", "sandbox:ana-a")
+
+	d1 := e.grant(admin, "p1", "ana", "800.00", "d1")
+	require.Equal(t, payouts.AwaitingApproval, d1.State)
+	d, err := p.Approve(ctx, admin2, d1.ID, "")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	require.Equal(t, time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC), d.ApprovedAt.UTC())
+
+	e.destination("ana", "sandbox:ana-b")
+	require.Equal(t, payouts.AwaitingApproval, e.submit(nil, d1.ID).State, "sent back for approval")
+	e.advance("p1", payouts.ClockMove{To: "2026-04-10T12:00:00Z"})
+	d, err = p.Approve(ctx, admin2, d1.ID, "new bank seen")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	require.Equal(t, time.Date(2026, 4, 10, 12, 0, 0, 0, time.UTC), d.ApprovedAt.UTC(), "counts in the month of its latest approval")
+
+	d2 := e.grant(admin, "p1", "ana", "800.00", "d2")
+	require.Equal(t, payouts.AwaitingApproval, d2.State)
+	_, err = p.Approve(ctx, admin2, d2.ID, "")
+	require.ErrorIs(t, err, payouts.ErrCapExceeded)
+	require.Contains(t, err.Error(), "1600.00 USD this month")
+	require.Equal(t, payouts.AwaitingApproval, e.get(d2.ID).State)
+	require.Equal(t, payouts.Paid, e.submit(nil, d1.ID).State)
+	e.requireCheckClean()
+}
+
 // TestPayoutsSweepContinuesPastCapHeld: a disbursement the cap held, now with room, must not
 // stop the sweep's other work: here, forfeiting a failed payout past its remediation window.
 func TestPayoutsSweepContinuesPastCapHeld(t *testing.T) {
