@@ -1950,6 +1950,53 @@ func TestPayoutsStipends(t *testing.T) {
 	e.requireCheckClean()
 }
 
+// TestPayoutsStipendRequesterIsWhoSetItsRate: stipends are paid at the rate in force when
+// the run read it and requested by whoever set that rate, even when another admin sets a new
+// rate while they are being paid: the admin who set the rate paid may not approve them.
+func TestPayoutsStipendRequesterIsWhoSetItsRate(t *testing.T) {
+	t.Parallel()
+	e := fourEyesEnv(t)
+	ctx, p := e.ctx, e.a.Payouts
+	_, err := p.SetStipendPolicy(ctx, admin, "p1", "150.00")
+	require.NoError(t, err)
+
+	// Hold the run inside a stipend's transaction (it locks its stipend row) after it read the
+	// rates; another admin sets a new rate meanwhile.
+	hold, err := e.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = hold.Rollback(ctx) }()
+	_, err = hold.Exec(ctx, `LOCK TABLE payouts_stipends IN EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	type result struct {
+		sts []payouts.Stipend
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sts, err := p.PayStipends(ctx, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+		done <- result{sts, err}
+	}()
+	require.Eventually(t, func() bool {
+		return queryInt(t, e.pool, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE '%payouts_stipends%'`) == 1
+	}, 10*time.Second, 10*time.Millisecond, "the run waits on the stipend row")
+	_, err = p.SetStipendPolicy(ctx, admin2, "p1", "10.00")
+	require.NoError(t, err)
+	require.NoError(t, hold.Rollback(ctx))
+	r := <-done
+	require.NoError(t, r.err)
+	require.Len(t, r.sts, 1)
+	require.Equal(t, "paid", r.sts[0].Status)
+	require.Equal(t, "150.00", r.sts[0].Rate)
+	d := e.get(r.sts[0].Disbursement)
+	require.Equal(t, "person:adm", d.RequestedBy, "requested by who set the rate it is paid at")
+	require.Equal(t, payouts.AwaitingApproval, d.State)
+	_, err = p.Approve(ctx, admin, d.ID, "")
+	require.ErrorIs(t, err, payouts.ErrSelfApproval)
+	_, err = p.Approve(ctx, admin2, d.ID, "")
+	require.NoError(t, err)
+}
+
 // TestPayoutsNECReport: a coach whose stipends were paid out this year (their disbursement
 // paid, counted by the time it was) reach the threshold is on the 1099-NEC report, one below
 // is not; a stipend whose disbursement is not paid yet, or was returned, does not count. The
