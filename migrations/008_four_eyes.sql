@@ -14,11 +14,20 @@ ALTER TABLE payouts_stipend_policies ADD CONSTRAINT payouts_stipend_policies_per
 -- An approval belongs to a round: the round is how many times the disbursement came to
 -- awaiting_approval. A disbursement sent back for approval (its destination changed after it
 -- was approved) starts a new round, and only the approvals of the current round count.
--- destination is where the person was to be paid when the admin approved (NULL: none on file,
--- or an approval recorded before this migration).
+-- destination is where the person was to be paid when the admin approved ('' when none was
+-- on file; NULL when not known, which counts as another destination: the payout needs
+-- approving again before it goes anywhere).
 ALTER TABLE payouts_approvals
     ADD COLUMN round integer NOT NULL DEFAULT 1,
     ADD COLUMN destination text;
+-- Approvals recorded before: the destination the disbursement's latest attempt went to, else
+-- the person's destination on file now (the latest set, of any provider); NULL when neither.
+ALTER TABLE payouts_approvals DISABLE TRIGGER payouts_approvals_append_only;
+UPDATE payouts_approvals a SET destination = coalesce(
+    (SELECT t.destination FROM payouts_attempts t WHERE t.disbursement_id = a.disbursement_id ORDER BY t.attempt DESC LIMIT 1),
+    (SELECT p.account FROM payouts_destinations p JOIN payouts_disbursements d ON d.person_id = p.person_id
+     WHERE d.id = a.disbursement_id ORDER BY p.id DESC LIMIT 1));
+ALTER TABLE payouts_approvals ENABLE TRIGGER payouts_approvals_append_only;
 ALTER TABLE payouts_approvals DROP CONSTRAINT payouts_approvals_pkey;
 ALTER TABLE payouts_approvals ADD CONSTRAINT payouts_approvals_pkey PRIMARY KEY (disbursement_id, round, approver);
 
@@ -124,13 +133,13 @@ CREATE TRIGGER payouts_disbursements_round BEFORE UPDATE ON payouts_disbursement
     FOR EACH ROW EXECUTE FUNCTION payouts_disbursements_round();
 
 -- A payout that needed approval goes only where its approvers saw it would: every approval of
--- the current round that recorded a destination recorded this one.
+-- the current round recorded this destination (one that recorded none known, NULL, did not).
 CREATE FUNCTION payouts_attempts_destination() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF (SELECT approvals_needed FROM payouts_disbursements WHERE id = NEW.disbursement_id) > 0
        AND EXISTS (SELECT 1 FROM payouts_approvals a WHERE a.disbursement_id = NEW.disbursement_id
                    AND a.round = payouts_approval_round(NEW.disbursement_id)
-                   AND a.destination IS NOT NULL AND a.destination <> NEW.destination) THEN
+                   AND a.destination IS DISTINCT FROM NEW.destination) THEN
         RAISE EXCEPTION 'disbursement %: % is not the destination it was approved for', NEW.disbursement_id, NEW.destination
             USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_destination_approved';
     END IF;
