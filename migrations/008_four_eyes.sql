@@ -14,11 +14,20 @@ ALTER TABLE payouts_stipend_policies ADD CONSTRAINT payouts_stipend_policies_per
 -- An approval belongs to a round: the round is how many times the disbursement came to
 -- awaiting_approval. A disbursement sent back for approval (its destination changed after it
 -- was approved) starts a new round, and only the approvals of the current round count.
--- destination is where the person was to be paid when the admin approved (NULL: none on file,
--- or an approval recorded before this migration).
+-- destination is where the person was to be paid when the admin approved ('' when none was
+-- on file; NULL when not known, which counts as another destination: the payout needs
+-- approving again before it goes anywhere).
 ALTER TABLE payouts_approvals
     ADD COLUMN round integer NOT NULL DEFAULT 1,
     ADD COLUMN destination text;
+-- Approvals recorded before: the destination the disbursement's latest attempt went to, else
+-- the person's destination on file now (the latest set, of any provider); NULL when neither.
+ALTER TABLE payouts_approvals DISABLE TRIGGER payouts_approvals_append_only;
+UPDATE payouts_approvals a SET destination = coalesce(
+    (SELECT t.destination FROM payouts_attempts t WHERE t.disbursement_id = a.disbursement_id ORDER BY t.attempt DESC LIMIT 1),
+    (SELECT p.account FROM payouts_destinations p JOIN payouts_disbursements d ON d.person_id = p.person_id
+     WHERE d.id = a.disbursement_id ORDER BY p.id DESC LIMIT 1));
+ALTER TABLE payouts_approvals ENABLE TRIGGER payouts_approvals_append_only;
 ALTER TABLE payouts_approvals DROP CONSTRAINT payouts_approvals_pkey;
 ALTER TABLE payouts_approvals ADD CONSTRAINT payouts_approvals_pkey PRIMARY KEY (disbursement_id, round, approver);
 
@@ -62,6 +71,52 @@ BEGIN
     RETURN NEW;
 END $$;
 
+-- The guard of 005, relaxed for a new round: approved_at is set when a disbursement is first
+-- approved and again by the approval that ends a round it was sent back to, so the caps count
+-- it in the month of its latest approval (while awaiting approval it counts in none).
+CREATE OR REPLACE FUNCTION payouts_disbursements_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    last payouts_transitions;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'disbursements are not deleted' USING ERRCODE = 'restrict_violation', CONSTRAINT = 'payouts_append_only';
+    END IF;
+    IF TG_OP = 'UPDATE' AND ((NEW.id, NEW.program_id, NEW.person_id, NEW.amount, NEW.currency, NEW.source, NEW.award_id,
+        NEW.requested_by, NEW.created_at, NEW.wallet, NEW.funding_entry_id, NEW.approvals_needed, NEW.reason) IS DISTINCT FROM
+        (OLD.id, OLD.program_id, OLD.person_id, OLD.amount, OLD.currency, OLD.source, OLD.award_id, OLD.requested_by,
+        OLD.created_at, OLD.wallet, OLD.funding_entry_id, OLD.approvals_needed, OLD.reason)
+        OR (OLD.approved_at IS NOT NULL AND NEW.approved_at IS DISTINCT FROM OLD.approved_at
+            AND NOT (OLD.state = 'awaiting_approval' AND NEW.state = 'approved'))) THEN
+        RAISE EXCEPTION 'disbursement %: only the state changes', OLD.id
+            USING ERRCODE = 'restrict_violation', CONSTRAINT = 'payouts_append_only';
+    END IF;
+    IF NEW.state = 'approved' AND NEW.approved_at IS NULL THEN
+        RAISE EXCEPTION 'disbursement %: approved without approved_at', NEW.id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_transition';
+    END IF;
+    IF NEW.award_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM network_awards a WHERE a.id = NEW.award_id
+        AND a.participant_id = NEW.person_id AND a.program_id = NEW.program_id AND a.amount = NEW.amount
+        AND a.currency = NEW.currency AND (a.status = 'posted' OR NEW.state IN ('insufficient_funds', 'canceled', 'rejected'))) THEN
+        RAISE EXCEPTION 'disbursement %: does not match award % or the award is not paid into the wallet yet', NEW.id, NEW.award_id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_award';
+    END IF;
+    SELECT * INTO last FROM payouts_transitions WHERE disbursement_id = NEW.id ORDER BY id DESC LIMIT 1;
+    IF last.id IS NULL OR last.to_state <> NEW.state
+       OR last.from_state IS DISTINCT FROM (CASE WHEN TG_OP = 'UPDATE' THEN OLD.state END)
+       OR NOT EXISTS (SELECT 1 FROM payouts_legal_transitions t
+                      WHERE t.from_state IS NOT DISTINCT FROM last.from_state AND t.to_state = last.to_state) THEN
+        RAISE EXCEPTION 'disbursement %: % → % is not a legal transition, or has no transition row',
+            NEW.id, CASE WHEN TG_OP = 'UPDATE' THEN OLD.state END, NEW.state
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_transition';
+    END IF;
+    IF NEW.state = 'approved' AND (TG_OP = 'INSERT' OR OLD.state IN ('awaiting_approval', 'insufficient_funds'))
+       AND (SELECT count(*) FROM payouts_approvals WHERE disbursement_id = NEW.id) < NEW.approvals_needed THEN
+        RAISE EXCEPTION 'disbursement %: needs % approvals by different admins', NEW.id, NEW.approvals_needed
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_dual_control';
+    END IF;
+    RETURN NEW;
+END $$;
+
 -- Leaving awaiting_approval for approved needs the approvals of the current round (the guard
 -- of 005 counts those of every round).
 CREATE FUNCTION payouts_disbursements_round() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -78,13 +133,13 @@ CREATE TRIGGER payouts_disbursements_round BEFORE UPDATE ON payouts_disbursement
     FOR EACH ROW EXECUTE FUNCTION payouts_disbursements_round();
 
 -- A payout that needed approval goes only where its approvers saw it would: every approval of
--- the current round that recorded a destination recorded this one.
+-- the current round recorded this destination (one that recorded none known, NULL, did not).
 CREATE FUNCTION payouts_attempts_destination() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF (SELECT approvals_needed FROM payouts_disbursements WHERE id = NEW.disbursement_id) > 0
        AND EXISTS (SELECT 1 FROM payouts_approvals a WHERE a.disbursement_id = NEW.disbursement_id
                    AND a.round = payouts_approval_round(NEW.disbursement_id)
-                   AND a.destination IS NOT NULL AND a.destination <> NEW.destination) THEN
+                   AND a.destination IS DISTINCT FROM NEW.destination) THEN
         RAISE EXCEPTION 'disbursement %: % is not the destination it was approved for', NEW.disbursement_id, NEW.destination
             USING ERRCODE = 'check_violation', CONSTRAINT = 'payouts_destination_approved';
     END IF;

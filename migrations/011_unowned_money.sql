@@ -22,7 +22,9 @@ CREATE TRIGGER payouts_award_decisions_append_only BEFORE UPDATE OR DELETE ON pa
 -- 2. What became of money a provider gave back in part after a payout was paid (the
 --    disbursement stays paid): paid again (kind repay: back to the fund by entry_id, then
 --    granted again by a new disbursement, which follows the approval policy) or given back to
---    the fund (kind fund: entry_id, wallet → fund). Never more than was returned.
+--    the fund (kind fund: entry_id, wallet → fund). Never more than the latest attempt
+--    returned: what an earlier attempt returned (in full) went out again with the retry that
+--    followed it, so it is no longer in the wallet.
 CREATE TABLE payouts_return_settlements (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     disbursement_id     uuid NOT NULL REFERENCES payouts_disbursements (id),
@@ -49,7 +51,8 @@ DECLARE
     settled  numeric;
 BEGIN
     PERFORM 1 FROM payouts_disbursements WHERE id = NEW.disbursement_id FOR UPDATE;
-    SELECT coalesce(sum(amount), 0) INTO returned FROM payouts_returns WHERE disbursement_id = NEW.disbursement_id;
+    SELECT coalesce(sum(r.amount), 0) INTO returned FROM payouts_returns r WHERE r.disbursement_id = NEW.disbursement_id
+        AND r.attempt = (SELECT max(a.attempt) FROM payouts_attempts a WHERE a.disbursement_id = NEW.disbursement_id);
     SELECT coalesce(sum(amount), 0) INTO settled FROM payouts_return_settlements WHERE disbursement_id = NEW.disbursement_id;
     IF settled + NEW.amount > returned THEN
         RAISE EXCEPTION 'disbursement %: % returned, % already paid again or given back, % more refused',

@@ -351,3 +351,69 @@ func TestConcurrentMigrateOnSharedPool(t *testing.T) {
 		require.NoError(t, errs[i], "Migrate call %d of %d on a pool of %d connections", i+1, n, n)
 	}
 }
+
+// TestFourEyesBackfillsApprovalDestinations: approvals recorded before 008 get the destination
+// of their disbursement's latest attempt, else the person's destination on file then; with
+// neither they stay NULL (unknown, which needs approving again).
+func TestFourEyesBackfillsApprovalDestinations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := emptyDB(t)
+	all, err := migrations.All()
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `CREATE TABLE tandem_migrations (version integer PRIMARY KEY, name text NOT NULL,
+		checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
+	require.NoError(t, err)
+	for _, m := range all[:7] {
+		_, err := pool.Exec(ctx, m.SQL)
+		require.NoError(t, err, m.Name)
+		_, err = pool.Exec(ctx, `INSERT INTO tandem_migrations (version, name, checksum) VALUES ($1, $2, $3)`, m.Version, m.Name, m.Checksum)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 8, all[7].Version)
+
+	// Rows as 007 left them, written around the triggers and references that would want a
+	// whole ledger behind them.
+	ids := map[string]string{"ana": "00000000-0000-7000-8000-000000000001", "ben": "00000000-0000-7000-8000-000000000002",
+		"cy": "00000000-0000-7000-8000-000000000003"}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			return err
+		}
+		for person, id := range ids {
+			if _, err := tx.Exec(ctx, `INSERT INTO payouts_disbursements (id, program_id, person_id, amount, currency, source, state,
+				requested_by, wallet, funding_entry_id, approvals_needed, approved_at)
+				VALUES ($1, 'p1', $2, 150, 'USD', 'manual', 'approved', 'person:adm', 'participant/' || $2 || '/wallet', gen_random_uuid(), 1, now())`,
+				id, person); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor) VALUES ($1, 'person:adm2', 'test')`, id); err != nil {
+				return err
+			}
+		}
+		for n, dest := range []string{"sandbox:first", "sandbox:latest"} {
+			if _, err := tx.Exec(ctx, `INSERT INTO payouts_attempts (disbursement_id, attempt, provider, destination, idempotency_key, pending_entry_id)
+				VALUES ($1, $2, 'sandbox', $3, $3, gen_random_uuid())`, ids["ana"], n+1, dest); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO payouts_destinations (person_id, provider, account, set_by) VALUES
+			('ana', 'sandbox', 'sandbox:ana-now', 'test'), ('ben', 'stripe', 'acct_old', 'test'), ('ben', 'stripe', 'acct_new', 'test')`)
+		return err
+	})
+	require.NoError(t, err)
+
+	_, err = migrations.Migrate(ctx, pool, nil)
+	require.NoError(t, err)
+	got := map[string]*string{}
+	for person, id := range ids {
+		var dest *string
+		require.NoError(t, pool.QueryRow(ctx, `SELECT destination FROM payouts_approvals WHERE disbursement_id = $1`, id).Scan(&dest))
+		got[person] = dest
+	}
+	str := func(s string) *string { return &s }
+	require.Equal(t, map[string]*string{"ana": str("sandbox:latest"), "ben": str("acct_new"), "cy": nil}, got)
+	var round int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT round FROM payouts_approvals WHERE disbursement_id = $1`, ids["ana"]).Scan(&round))
+	require.Equal(t, 1, round)
+}

@@ -50,15 +50,16 @@ func approvalsCountTx(ctx context.Context, tx pgx.Tx, id string) (int, error) {
 
 // reapproveIfMoved sends an approved disbursement that needed admin approval back to
 // awaiting_approval when dest, where it is about to be paid, is not the destination its
-// approvals saw: the approvals no longer count, and the admins look again. Within the
-// auto-approve limit (no approval needed) a new destination is paid as it is. It reports
-// whether it sent the disbursement back.
+// approvals saw, or one of them recorded none known (NULL: an approval from before
+// destinations were recorded, with nothing to tell it from): the approvals no longer count,
+// and the admins look again. Within the auto-approve limit (no approval needed) a new
+// destination is paid as it is. It reports whether it sent the disbursement back.
 func (s *Store) reapproveIfMoved(ctx context.Context, tx pgx.Tx, d *Disbursement, dest string) (bool, error) {
 	if d.ApprovalsNeeded == 0 {
 		return false, nil
 	}
-	rows, err := tx.Query(ctx, `SELECT DISTINCT destination FROM payouts_approvals WHERE disbursement_id = $1
-		AND round = payouts_approval_round($1) AND destination IS NOT NULL AND destination <> $2 ORDER BY destination`, uuid.MustParse(d.ID), dest)
+	rows, err := tx.Query(ctx, `SELECT DISTINCT coalesce(destination, 'a destination not recorded') FROM payouts_approvals WHERE disbursement_id = $1
+		AND round = payouts_approval_round($1) AND destination IS DISTINCT FROM $2 ORDER BY 1`, uuid.MustParse(d.ID), dest)
 	if err != nil {
 		return false, fmt.Errorf("approved destination of %s: %w", d.ID, err)
 	}

@@ -382,8 +382,10 @@ func lockTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (Disbursement, error) 
 }
 
 // transition moves a disbursement from one state to another with its row in
-// payouts_transitions (the database checks the move is legal). Moving to approved the first
-// time stamps approved_at, by which caps count.
+// payouts_transitions (the database checks the move is legal). Moving to approved stamps
+// approved_at, by which caps count: the first time, and again on the approval that ends a new
+// round (a disbursement sent back for approval counts in the month it was approved again);
+// a retry keeps it.
 func (s *Store) transition(ctx context.Context, tx pgx.Tx, d *Disbursement, to, actor, reason string) error {
 	id := uuid.MustParse(d.ID)
 	if _, err := tx.Exec(ctx, `INSERT INTO payouts_transitions (disbursement_id, from_state, to_state, actor, reason) VALUES ($1, $2, $3, $4, $5)`,
@@ -398,7 +400,8 @@ func (s *Store) transition(ctx context.Context, tx pgx.Tx, d *Disbursement, to, 
 		}
 	}
 	tag, err := tx.Exec(ctx, `UPDATE payouts_disbursements SET state = $2, updated_at = clock_timestamp(),
-		approved_at = CASE WHEN $2 = 'approved' THEN coalesce(approved_at, $4) ELSE approved_at END
+		approved_at = CASE WHEN $2 = 'approved' AND $3 = 'awaiting_approval' THEN $4
+			WHEN $2 = 'approved' THEN coalesce(approved_at, $4) ELSE approved_at END
 		WHERE id = $1 AND state = $3`, id, to, d.State, approvedAt)
 	if err != nil {
 		return fmt.Errorf("transition %s %s → %s: %w", d.ID, d.State, to, translate(err))

@@ -80,23 +80,25 @@ func (s *Store) PayStipends(ctx context.Context, month time.Time) ([]Stipend, er
 		}
 		return nil, invalid("month", "%s has not ended yet", month.Format("2006-01"))
 	}
-	rows, err := s.db.Query(ctx, `SELECT DISTINCT ON (program_id) program_id, rate::text FROM payouts_stipend_policies ORDER BY program_id, id DESC`)
+	// The rate in force of each program: its stipends are paid at that row's rate and
+	// requested by whoever set it, even if another rate is set while they are paid.
+	rows, err := s.db.Query(ctx, `SELECT DISTINCT ON (program_id) program_id, id, rate::text FROM payouts_stipend_policies ORDER BY program_id, id DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("stipend policies: %w", err)
 	}
-	rates := map[string]decimal.Decimal{}
+	policies := map[string]int64{}
 	var program, rate string
-	if _, err := pgx.ForEachRow(rows, []any{&program, &rate}, func() error {
-		rates[program] = decimal.RequireFromString(rate)
+	var policy int64
+	if _, err := pgx.ForEachRow(rows, []any{&program, &policy, &rate}, func() error {
+		if !decimal.RequireFromString(rate).IsZero() {
+			policies[program] = policy
+		}
 		return nil
 	}); err != nil {
 		return nil, err
 	}
 	var out []Stipend
-	for program, rate := range rates {
-		if rate.IsZero() {
-			continue
-		}
+	for program, policy := range policies {
 		if ended, err := s.monthEnded(ctx, program, month); err != nil || !ended {
 			if err != nil {
 				return out, err
@@ -125,7 +127,7 @@ func (s *Store) PayStipends(ctx context.Context, month time.Time) ([]Stipend, er
 			return nil, err
 		}
 		for _, c := range counts {
-			st, err := s.payStipend(ctx, program, c.Coach, month, c.Sessions, rate)
+			st, err := s.payStipend(ctx, program, c.Coach, month, c.Sessions, policy)
 			if err != nil {
 				return out, err
 			}
@@ -135,13 +137,21 @@ func (s *Store) PayStipends(ctx context.Context, month time.Time) ([]Stipend, er
 	return out, nil
 }
 
-func (s *Store) payStipend(ctx context.Context, program, coach string, month time.Time, sessions int, rate decimal.Decimal) (Stipend, error) {
+// payStipend computes and pays coach's stipend of month at the rate of stipend policy row
+// policy, requested by whoever set that rate: rate and requester come from the same row.
+func (s *Store) payStipend(ctx context.Context, program, coach string, month time.Time, sessions int, policy int64) (Stipend, error) {
 	var st Stipend
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		p, err := network.ProgramTx(ctx, tx, program)
 		if err != nil {
 			return err
 		}
+		var rateText, setBy string
+		if err := tx.QueryRow(ctx, `SELECT rate::text, set_by FROM payouts_stipend_policies WHERE id = $1 AND program_id = $2`,
+			policy, program).Scan(&rateText, &setBy); err != nil {
+			return fmt.Errorf("stipend rate %d of %s: %w", policy, program, err)
+		}
+		rate := decimal.RequireFromString(rateText)
 		amount := rate.Mul(decimal.NewFromInt(int64(sessions)))
 		var status string
 		err = tx.QueryRow(ctx, `SELECT status FROM payouts_stipends WHERE program_id = $1 AND coach_id = $2 AND month = $3 FOR UPDATE`,
@@ -196,10 +206,6 @@ func (s *Store) payStipend(ctx context.Context, program, coach string, month tim
 		}
 		if short != nil {
 			return hold(fmt.Sprintf("held: %s cannot cover %s yet", p.FundAccount, money(amount, p.Currency)))
-		}
-		var setBy string
-		if err := tx.QueryRow(ctx, `SELECT set_by FROM payouts_stipend_policies WHERE program_id = $1 ORDER BY id DESC LIMIT 1`, program).Scan(&setBy); err != nil {
-			return err
 		}
 		d, err := s.insert(ctx, tx, newDisbursement{program: p, person: coach, wallet: wallet, amount: amount, source: "stipend",
 			fundingEntry: &e.ID, reason: fmt.Sprintf("coach stipend %s: %d sessions", month.Format("2006-01"), sessions),

@@ -262,12 +262,14 @@ func nullUUID(s string) *string {
 
 // ReturnedMoney is what a provider gave back of a paid payout and what became of it.
 type ReturnedMoney struct {
-	Disbursement string          `json:"disbursement_id"`
-	Currency     string          `json:"currency"`
-	Returned     decimal.Decimal `json:"returned"`    // in total, by the provider
-	Settled      decimal.Decimal `json:"settled"`     // paid again or given back to the fund
-	Outstanding  decimal.Decimal `json:"outstanding"` // still in the wallet, owned by nothing
-	Settlements  []Settlement    `json:"settlements,omitempty"`
+	Disbursement string `json:"disbursement_id"`
+	Currency     string `json:"currency"`
+	// Returned is what the provider gave back of the latest attempt: what an earlier attempt
+	// returned went out again with the retry that followed it, so it is no longer here.
+	Returned    decimal.Decimal `json:"returned"`
+	Settled     decimal.Decimal `json:"settled"`     // paid again or given back to the fund
+	Outstanding decimal.Decimal `json:"outstanding"` // still in the wallet, owned by nothing
+	Settlements []Settlement    `json:"settlements,omitempty"`
 }
 
 // MarshalJSON writes the amounts with the currency's places.
@@ -293,7 +295,8 @@ type Settlement struct {
 	At              time.Time `json:"at"`
 }
 
-// Returned says what a provider gave back of disbursement id's payouts and what became of it.
+// Returned says what a provider gave back of disbursement id's payout (its latest attempt)
+// and what became of it.
 func (s *Store) Returned(ctx context.Context, id string) (ReturnedMoney, error) {
 	uid, err := parseID(id)
 	if err != nil {
@@ -306,7 +309,8 @@ func returnedTx(ctx context.Context, db access.DBTX, id uuid.UUID) (ReturnedMone
 	m := ReturnedMoney{Disbursement: id.String()}
 	var returned, settled string
 	err := db.QueryRow(ctx, `SELECT d.currency,
-			(SELECT coalesce(sum(amount), 0)::text FROM payouts_returns WHERE disbursement_id = d.id),
+			(SELECT coalesce(sum(r.amount), 0)::text FROM payouts_returns r WHERE r.disbursement_id = d.id
+				AND r.attempt = (SELECT max(a.attempt) FROM payouts_attempts a WHERE a.disbursement_id = d.id)),
 			(SELECT coalesce(sum(amount), 0)::text FROM payouts_return_settlements WHERE disbursement_id = d.id)
 		FROM payouts_disbursements d WHERE d.id = $1`, id).Scan(&m.Currency, &returned, &settled)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -313,6 +313,60 @@ func TestFourEyesDestinationChanged(t *testing.T) {
 	e.requireCheckClean()
 }
 
+// TestFourEyesApprovalWithoutDestination: an approval that recorded no destination known
+// (NULL, as one recorded before approvals recorded theirs and left so by migration 008) tells
+// nothing of where the payout may go: the payout goes back for approval before it is
+// submitted, and the database pays no attempt for it.
+func TestFourEyesApprovalWithoutDestination(t *testing.T) {
+	t.Parallel()
+	e := fourEyesEnv(t)
+	ctx, p := e.ctx, e.a.Payouts
+	e.destination("ana", "sandbox:ana-a")
+	unknown := func(id string, approver network.By) {
+		t.Helper()
+		_, err := e.pool.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor, reason)
+			VALUES ($1, $2, $3, 'approved before destinations were recorded')`, id, approver.Subject(), approver.Name)
+		require.NoError(t, err)
+	}
+
+	big := e.grant(admin, "p1", "ana", "150.00", "big")
+	unknown(big.ID, admin2)
+	d, err := p.Approve(ctx, admin3, big.ID, "")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	d = e.submit(nil, big.ID)
+	require.Equal(t, payouts.AwaitingApproval, d.State)
+	require.Empty(t, d.Attempts, "nothing was sent")
+	require.Contains(t, lastTransition(t, d).Reason, "approved for a destination not recorded, now sandbox:ana-a")
+	d, err = p.Approve(ctx, admin2, big.ID, "destination seen")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	d = e.submit(nil, big.ID)
+	require.Equal(t, payouts.Paid, d.State)
+	require.Equal(t, "sandbox:ana-a", d.Attempts[0].Destination)
+
+	// The database pays no attempt that an approval with no destination known let through.
+	mid := e.grant(admin, "p1", "ana", "120.00", "mid")
+	unknown(mid.ID, admin2)
+	_, err = p.Approve(ctx, admin3, mid.ID, "")
+	require.NoError(t, err)
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		en, err := e.a.Ledger.PostPendingTx(ctx, tx, ledger.NewEntry{IdempotencyKey: "sneak", Description: "sneak",
+			Postings: []ledger.Posting{
+				{Account: network.WalletAccount("ana"), Side: ledger.Debit, Amount: decimal.RequireFromString("120.00"), Currency: "USD"},
+				{Account: network.CashAccount("USD"), Side: ledger.Credit, Amount: decimal.RequireFromString("120.00"), Currency: "USD"},
+			}})
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO payouts_attempts (disbursement_id, attempt, provider, destination, idempotency_key, pending_entry_id)
+			VALUES ($1, 1, 'sandbox', 'sandbox:ana-a', 'sneak', $2)`, mid.ID, en.ID)
+		return err
+	})
+	requireConstraint(t, err, "payouts_destination_approved")
+	e.requireCheckClean()
+}
+
 // grantApproved is a grant of amount to ana by requester, approved by approver.
 func (e *payoutsEnv) grantApproved(requester, approver network.By, amount, key string) payouts.Disbursement {
 	e.t.Helper()

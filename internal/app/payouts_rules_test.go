@@ -1161,6 +1161,45 @@ func TestPayoutsCaps(t *testing.T) {
 	}
 }
 
+// TestPayoutsCapsCountTheLatestApproval: a disbursement sent back for approval (its
+// destination changed) counts under the caps in the month of the approval that completes its
+// new round, not of its first: approved again in April, it leaves no room in April for
+// another that would take the person past the monthly cap.
+func TestPayoutsCapsCountTheLatestApproval(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC), app.Config{})
+	ctx, p := e.ctx, e.a.Payouts
+	newProgram(t, e.a.Network, "p1", "5000.00", "100.00")
+	e.payee("p1", "ana")
+	_, err := p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{MonthlyCap: "1000.00", DualControlThreshold: "5000.00"})
+	require.NoError(t, err)
+	e.destination("ana", "sandbox:ana-a")
+
+	d1 := e.grant(admin, "p1", "ana", "800.00", "d1")
+	require.Equal(t, payouts.AwaitingApproval, d1.State)
+	d, err := p.Approve(ctx, admin2, d1.ID, "")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	require.Equal(t, time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC), d.ApprovedAt.UTC())
+
+	e.destination("ana", "sandbox:ana-b")
+	require.Equal(t, payouts.AwaitingApproval, e.submit(nil, d1.ID).State, "sent back for approval")
+	e.advance("p1", payouts.ClockMove{To: "2026-04-10T12:00:00Z"})
+	d, err = p.Approve(ctx, admin2, d1.ID, "new bank seen")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	require.Equal(t, time.Date(2026, 4, 10, 12, 0, 0, 0, time.UTC), d.ApprovedAt.UTC(), "counts in the month of its latest approval")
+
+	d2 := e.grant(admin, "p1", "ana", "800.00", "d2")
+	require.Equal(t, payouts.AwaitingApproval, d2.State)
+	_, err = p.Approve(ctx, admin2, d2.ID, "")
+	require.ErrorIs(t, err, payouts.ErrCapExceeded)
+	require.Contains(t, err.Error(), "1600.00 USD this month")
+	require.Equal(t, payouts.AwaitingApproval, e.get(d2.ID).State)
+	require.Equal(t, payouts.Paid, e.submit(nil, d1.ID).State)
+	e.requireCheckClean()
+}
+
 // TestPayoutsSweepContinuesPastCapHeld: a disbursement the cap held, now with room, must not
 // stop the sweep's other work: here, forfeiting a failed payout past its remediation window.
 func TestPayoutsSweepContinuesPastCapHeld(t *testing.T) {
@@ -1909,6 +1948,53 @@ func TestPayoutsStipends(t *testing.T) {
 	}
 	require.Equal(t, 0, queryInt(t, e.pool, `SELECT count(*) FROM payouts_stipends WHERE month = '2026-06-01'`))
 	e.requireCheckClean()
+}
+
+// TestPayoutsStipendRequesterIsWhoSetItsRate: stipends are paid at the rate in force when
+// the run read it and requested by whoever set that rate, even when another admin sets a new
+// rate while they are being paid: the admin who set the rate paid may not approve them.
+func TestPayoutsStipendRequesterIsWhoSetItsRate(t *testing.T) {
+	t.Parallel()
+	e := fourEyesEnv(t)
+	ctx, p := e.ctx, e.a.Payouts
+	_, err := p.SetStipendPolicy(ctx, admin, "p1", "150.00")
+	require.NoError(t, err)
+
+	// Hold the run inside a stipend's transaction (it locks its stipend row) after it read the
+	// rates; another admin sets a new rate meanwhile.
+	hold, err := e.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = hold.Rollback(ctx) }()
+	_, err = hold.Exec(ctx, `LOCK TABLE payouts_stipends IN EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	type result struct {
+		sts []payouts.Stipend
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sts, err := p.PayStipends(ctx, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+		done <- result{sts, err}
+	}()
+	require.Eventually(t, func() bool {
+		return queryInt(t, e.pool, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE '%payouts_stipends%'`) == 1
+	}, 10*time.Second, 10*time.Millisecond, "the run waits on the stipend row")
+	_, err = p.SetStipendPolicy(ctx, admin2, "p1", "10.00")
+	require.NoError(t, err)
+	require.NoError(t, hold.Rollback(ctx))
+	r := <-done
+	require.NoError(t, r.err)
+	require.Len(t, r.sts, 1)
+	require.Equal(t, "paid", r.sts[0].Status)
+	require.Equal(t, "150.00", r.sts[0].Rate)
+	d := e.get(r.sts[0].Disbursement)
+	require.Equal(t, "person:adm", d.RequestedBy, "requested by who set the rate it is paid at")
+	require.Equal(t, payouts.AwaitingApproval, d.State)
+	_, err = p.Approve(ctx, admin, d.ID, "")
+	require.ErrorIs(t, err, payouts.ErrSelfApproval)
+	_, err = p.Approve(ctx, admin2, d.ID, "")
+	require.NoError(t, err)
 }
 
 // TestPayoutsNECReport: a coach whose stipends were paid out this year (their disbursement

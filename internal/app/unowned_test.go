@@ -278,3 +278,62 @@ func TestRetractedAwardDecisions(t *testing.T) {
 	require.ErrorIs(t, err, network.ErrNotFound)
 	e.requireCheckClean()
 }
+
+// TestReturnedInFullRetriedIsNotSettledAgain: a payout returned in full and retried sent the
+// returned money out again with its next attempt; once that attempt is paid, nothing of the
+// first attempt's return is in the wallet, so neither paying again nor giving back may move
+// it, and the database refuses a settlement of it too.
+func TestReturnedInFullRetriedIsNotSettledAgain(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	p := e.a.Payouts
+	newProgram(t, e.a.Network, "p1", "5000.00", "100.00")
+	e.payee("p1", "ben")
+	e.payee("p1", "cal")
+
+	d := e.partlyReturned("ben", "80.00", "80", "full-1")
+	require.Equal(t, payouts.Returned, d.State)
+	requireAmount(t, "80", posted(t, e.a, network.WalletAccount("ben")))
+	_, err := p.Retry(e.ctx, admin, d.ID, "once more")
+	require.NoError(t, err)
+	d = e.submit(nil, d.ID)
+	require.Equal(t, payouts.Paid, d.State)
+	require.Len(t, d.Attempts, 2)
+	requireAmount(t, "0", posted(t, e.a, network.WalletAccount("ben")))
+
+	m, err := p.Returned(e.ctx, d.ID)
+	require.NoError(t, err)
+	requireAmount(t, "0", m.Outstanding, "the first attempt's return was paid by the second")
+	requireAmount(t, "0", m.Returned)
+
+	// Other money in the wallet (cal's grant is elsewhere; ben gets a waiting one) is not taken.
+	w := e.grant(admin, "p1", "ben", "120.00", "waiting")
+	require.Equal(t, payouts.AwaitingApproval, w.State)
+	requireAmount(t, "120", posted(t, e.a, network.WalletAccount("ben")))
+	_, err = p.ReturnReturnedToFund(e.ctx, admin, d.ID, "give it back")
+	require.ErrorIs(t, err, payouts.ErrState)
+	_, err = p.RepayReturned(e.ctx, admin, d.ID, "pay it again")
+	require.ErrorIs(t, err, payouts.ErrState)
+	requireAmount(t, "120", posted(t, e.a, network.WalletAccount("ben")))
+
+	// The database refuses it whoever asks: a settlement needs an entry, any will do for the check.
+	var entry string
+	require.NoError(t, e.pool.QueryRow(e.ctx, `SELECT entry_id::text FROM payouts_returns WHERE disbursement_id = $1`, d.ID).Scan(&entry))
+	_, err = e.pool.Exec(e.ctx, `INSERT INTO payouts_return_settlements (disbursement_id, kind, amount, entry_id, decided_by, reason)
+		VALUES ($1, 'fund', 1, $2, 'test:sql', 'returned before the retry')`, d.ID, entry)
+	require.Equal(t, "payouts_return_settlements_exceed", constraintOf(err))
+
+	// A return of the latest attempt is still settled as before.
+	sandbox, ok := p.Provider().(*payouts.Sandbox)
+	require.True(t, ok)
+	require.NoError(t, sandbox.Reverse(e.ctx, d.Attempts[1].ProviderRef, decimal.RequireFromString("30")))
+	_, err = p.Settle(e.ctx, uuid.MustParse(d.ID), 2)
+	require.NoError(t, err)
+	require.Equal(t, payouts.Paid, e.get(d.ID).State)
+	m, err = p.ReturnReturnedToFund(e.ctx, admin, d.ID, "give the part back")
+	require.NoError(t, err)
+	requireAmount(t, "30", m.Returned)
+	requireAmount(t, "30", m.Settled)
+	requireAmount(t, "120", posted(t, e.a, network.WalletAccount("ben")))
+	e.requireCheckClean()
+}
