@@ -30,6 +30,10 @@ func requirePerson(by network.By, what string) error {
 	return nil
 }
 
+// ErrDestinationChanged refuses an approval for a payout destination the person no longer
+// has: they set another since the approver was shown it. It is an ErrState.
+var ErrDestinationChanged = fmt.Errorf("%w: the payout destination changed", ErrState)
+
 // approvalDestinationTx is where person would be paid now, as an approval records it: ""
 // when there is none on file (the payout will fail for want of one).
 func (s *Store) approvalDestinationTx(ctx context.Context, tx pgx.Tx, person string) (string, error) {
@@ -68,7 +72,7 @@ func checkShownDestination(id, shown, current string) error {
 	if now == "" {
 		now = "no destination"
 	}
-	return fmt.Errorf("%w: the payout destination of %s changed to %s since it was shown (%s): look again", ErrState, id, now, shown)
+	return fmt.Errorf("%w to %s since it was shown (%s) for %s: look again", ErrDestinationChanged, now, shown, id)
 }
 
 // approvalsCountTx counts the approvals of the disbursement's current round.
