@@ -347,7 +347,8 @@ func approveCmd(ctx context.Context, p *payouts.Store, by network.By, id, reason
 	if destination == "" && errors.Is(err, payouts.ErrInvalid) {
 		if got, gerr := p.Get(ctx, id); gerr == nil {
 			if now, derr := p.ApprovalDestination(ctx, got.PersonID); derr == nil && now != "" {
-				return d, fmt.Errorf("%w; once you have, run tandem payouts approve %s --destination %s", err, id, now)
+				return d, fmt.Errorf("%w: destination: required: %s pays %s at %s; once you have checked it, run tandem payouts approve %s --destination %s",
+					payouts.ErrInvalid, id, got.PersonID, now, id, now)
 			}
 		}
 	}
