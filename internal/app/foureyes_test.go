@@ -362,7 +362,7 @@ func TestApproveDestinationShown(t *testing.T) {
 	_, err = p.Approve(ctx, admin2, big.ID, "lease seen", shown)
 	require.ErrorIs(t, err, payouts.ErrState)
 	require.ErrorIs(t, err, payouts.ErrDestinationChanged)
-	require.ErrorContains(t, err, "changed to sandbox:ana-b since it was shown (sandbox:ana-a): look again")
+	require.ErrorContains(t, err, "changed to sandbox:ana-b since it was shown (sandbox:ana-a) for "+big.ID+": look again")
 	_, err = p.Approve(ctx, admin2, big.ID, "lease seen", "")
 	require.ErrorIs(t, err, payouts.ErrInvalid)
 	require.ErrorContains(t, err, "destination: required")
