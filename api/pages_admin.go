@@ -37,11 +37,14 @@ func (s *Server) adminPages() {
 	s.page("GET /admin/failed", access.DisbursementList, noResource, s.adminGet(s.failedView))
 	s.page("GET /admin/disbursements/{id}", access.DisbursementRead, s.disbursementInPath, s.adminGet(s.disbursementView))
 	s.page("POST /admin/disbursements/{id}/approve", access.DisbursementApprove, s.disbursementInPath,
-		s.decideForm(doneApprove, "note", (*payouts.Store).Approve))
+		s.decideForm(doneApprove, func(r *http.Request) (any, error) {
+			// The form carries the destination the page showed next to it.
+			return s.approve(r, approval{Reason: r.PostFormValue("note"), Destination: r.PostFormValue("destination")})
+		}))
 	s.page("POST /admin/disbursements/{id}/reject", access.DisbursementReject, s.disbursementInPath,
-		s.decideForm(doneReject, "reason", (*payouts.Store).Reject))
+		s.decideForm(doneReject, s.reasonForm("reason", (*payouts.Store).Reject)))
 	s.page("POST /admin/disbursements/{id}/retry", access.DisbursementRetry, s.disbursementInPath,
-		s.decideForm(doneRetry, "note", (*payouts.Store).Retry))
+		s.decideForm(doneRetry, s.reasonForm("note", (*payouts.Store).Retry)))
 	s.page("GET /admin/reconciliation", access.ReconciliationRead, noResource, s.adminGet(s.reconciliationView))
 	s.page("POST /admin/reconciliation", access.ReconciliationRun, noResource, s.reconcileForm)
 	s.page("GET /admin/programs", access.ProgramMetrics, noResource, s.adminGet(s.programsView))
@@ -189,14 +192,13 @@ func (s *Server) adminFlash(ctx context.Context, q url.Values) string {
 	return ""
 }
 
-// decideForm serves an approve, reject or retry form through the core of the /v1 route
-// (Server.decide: the payouts.Store method, the form's field as the reason; s.page put the
-// session's principal where the /v1 routes find it).
-func (s *Server) decideForm(done, field string, act func(*payouts.Store, context.Context, network.By, string, string) (payouts.Disbursement, error)) pageFunc {
-	decide := s.decide(act)
+// decideForm serves an approve, reject or retry form through decide, the core of the /v1
+// route (Server.approve, or Server.decide through reasonForm; s.page put the session's
+// principal where the /v1 routes find it).
+func (s *Server) decideForm(done string, decide func(*http.Request) (any, error)) pageFunc {
 	return func(w http.ResponseWriter, r *http.Request, sess access.Session) error {
 		back := safeReturn(r.PostFormValue("return_to"), "/admin/approvals")
-		out, err := decide(r, reason{Reason: r.PostFormValue(field)})
+		out, err := decide(r)
 		if err != nil {
 			return s.formFailed(w, r, sess, back, err)
 		}
@@ -204,6 +206,12 @@ func (s *Server) decideForm(done, field string, act func(*payouts.Store, context
 		http.Redirect(w, r, withDone(back, done, "id", d.ID), http.StatusSeeOther)
 		return nil
 	}
+}
+
+// reasonForm is Server.decide of act with the form's field as the reason.
+func (s *Server) reasonForm(field string, act func(*payouts.Store, context.Context, network.By, string, string) (payouts.Disbursement, error)) func(*http.Request) (any, error) {
+	decide := s.decide(act)
+	return func(r *http.Request) (any, error) { return decide(r, reason{Reason: r.PostFormValue(field)}) }
 }
 
 // reconcileForm runs a reconciliation as POST /v1/reconciliations does.
@@ -263,6 +271,8 @@ func plainError(err error) string {
 		return "Not approved — four eyes: whoever requested a disbursement may not approve it, and nobody approves it twice; another admin must. (" + detail + ")"
 	case errors.Is(err, payouts.ErrCapExceeded):
 		return "Not approved — it would take the person past the program's monthly or yearly cap; it keeps waiting. (" + detail + ")"
+	case errors.Is(err, payouts.ErrDestinationChanged):
+		return "Not approved — the person's payout destination changed since it was shown to you; look at the one shown now, and approve again if it is right. (" + detail + ")"
 	case errors.Is(err, payouts.ErrState):
 		return "Nothing was changed — the disbursement is no longer in a state that allows this; someone may have acted on it first. (" + detail + ")"
 	case errors.Is(err, payouts.ErrNotFound):
@@ -304,6 +314,9 @@ type disbursementRow struct {
 	ForfeitAt, ReturnedAt   *time.Time
 	Returned                string
 	UpdatedAt               time.Time
+	// Destination is the payout destination on file now ("" none yet): shown next to the
+	// approve form, which posts it back as the destination the approval is for.
+	Destination string
 }
 
 type approverRow struct {
@@ -327,7 +340,7 @@ func (s *Server) disbursementRow(p access.Principal, it payouts.QueueItem) disbu
 		ApprovalText: approvalText(it), Attempts: it.Attempts, Failures: it.Failures, FailureReason: it.FailureReason,
 		FailedAt: it.FailedAt, NextRetryAt: it.NextRetryAt, ForfeitAt: it.ForfeitAt, ReturnedAt: it.ReturnedAt, UpdatedAt: it.UpdatedAt,
 		ApproveLabel: "Approve " + amount + " to " + it.PersonName, RejectLabel: "Reject " + amount + " to " + it.PersonName,
-		RetryLabel: "Retry " + amount + " to " + it.PersonName}
+		RetryLabel: "Retry " + amount + " to " + it.PersonName, Destination: it.Destination}
 	if it.Returned.IsPositive() {
 		row.Returned = moneyText(it.Returned, it.Currency)
 	}
@@ -454,6 +467,7 @@ func (s *Server) listRows(ctx context.Context, p access.Principal, f payouts.Que
 // and on the disbursement's own page.
 const decideForms = `{{define "decide"}}{{if .CanApprove}}<form method="post" action="/admin/disbursements/{{.ID}}/approve">
 <input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="return_to" value="{{.ReturnTo}}">
+<input type="hidden" name="destination" value="{{.Destination}}">
 <label for="note-{{.ID}}">Note with your approval (optional)</label>
 <input id="note-{{.ID}}" name="note" type="text" maxlength="500">
 <button>{{.ApproveLabel}}</button></form>
@@ -486,6 +500,7 @@ var approvalsContent = newPage(adminStyle + decideForms + `
 <dt>Source</dt><dd>{{.Source}}</dd>
 <dt>Requested</dt><dd>by {{.RequestedBy}}, {{datetime .RequestedAt}}</dd>
 <dt>Reason</dt><dd>{{.Reason}}</dd>
+<dt>Payout destination</dt><dd class="destination">{{if .Destination}}<code>{{.Destination}}</code> (on file now{{if .CanApprove}}: your approval is for it{{end}}){{else}}no destination yet{{end}}</dd>
 </dl>
 {{if or .CanApprove .CanReject .ApproveNote}}<div class="actions">
 {{template "decide" .}}
@@ -576,6 +591,7 @@ var disbursementContent = newPage(adminStyle + decideForms + returnedSection + `
 <dt>Source</dt><dd>{{.Source}}</dd>
 <dt>Requested</dt><dd>by {{.RequestedBy}}, {{datetime .RequestedAt}}</dd>
 <dt>Reason</dt><dd>{{.Reason}}</dd>
+<dt>Payout destination</dt><dd class="destination">{{if .Destination}}<code>{{.Destination}}</code> (on file now{{if .CanApprove}}: your approval is for it{{end}}){{else}}no destination yet{{end}}</dd>
 {{if .FailedAt}}<dt>Last failure</dt><dd>{{datetime .FailedAt}}: {{.FailureReason}}</dd>{{end}}
 {{if .NextRetryAt}}<dt>Next automatic retry</dt><dd>{{datetime .NextRetryAt}}</dd>{{end}}
 {{if .ForfeitAt}}<dt>Forfeited to the fund on</dt><dd>{{date .ForfeitAt}} unless fixed</dd>{{end}}

@@ -266,7 +266,7 @@ func TestAdminApprovalForms(t *testing.T) {
 
 	// Another admin approves with a note: back to the list, filters kept, a message.
 	p = approver.post("/admin/disbursements/"+one+"/approve", url.Values{"note": {"receipt checked"},
-		"return_to": back["return_to"]})
+		"return_to": back["return_to"], "destination": {"sandbox:ana"}})
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
 	loc, err := url.Parse(p.location)
 	require.NoError(t, err)
@@ -285,7 +285,8 @@ func TestAdminApprovalForms(t *testing.T) {
 	big := f.awaiting(t, "600.00", "forms-2")
 	p = approver.get("/admin/disbursements/" + big)
 	assert.Contains(t, p.body, "0 of 2 approvals — dual control at or above 500.00 USD")
-	p = approver.follow(approver.post("/admin/disbursements/"+big+"/approve", url.Values{"return_to": {"/admin/disbursements/" + big}}))
+	p = approver.follow(approver.post("/admin/disbursements/"+big+"/approve", url.Values{"return_to": {"/admin/disbursements/" + big},
+		"destination": {"sandbox:ana"}}))
 	assert.Contains(t, p.body, "Your approval of 600.00 USD to Ana is recorded: 1 of 2 approvals — dual control at or above 500.00 USD.")
 	assert.Contains(t, p.body, "1 of 2 approvals — dual control at or above 500.00 USD: person:adm2")
 	assert.Contains(t, p.body, "You approved it; another admin must give the second approval.")
@@ -296,7 +297,7 @@ func TestAdminApprovalForms(t *testing.T) {
 	assert.Contains(t, p.body, "you already approved it")
 	assert.Contains(t, p.body, "<h1>600.00 USD to Ana</h1>", "the page the form was on, with the refusal")
 	third := f.session(t, adm3)
-	p = third.follow(third.post("/admin/disbursements/"+big+"/approve", back))
+	p = third.follow(third.post("/admin/disbursements/"+big+"/approve", url.Values{"return_to": back["return_to"], "destination": {"sandbox:ana"}}))
 	assert.Contains(t, p.body, "Approved 600.00 USD to Ana: it is now approved.")
 	assert.ElementsMatch(t, []string{"person:adm2", "person:adm3"}, approvers(f.disbursement(t, big)))
 
@@ -356,19 +357,19 @@ func TestAdminApprovalForms(t *testing.T) {
 	}
 	// A form cannot send the browser elsewhere, nor carry parameters other than the filters.
 	other := f.awaiting(t, "130.00", "forms-5")
-	p = approver.post("/admin/disbursements/"+other+"/approve", url.Values{"return_to": {"https://evil.example/admin/approvals?done=x"}})
+	p = approver.post("/admin/disbursements/"+other+"/approve", url.Values{"return_to": {"https://evil.example/admin/approvals?done=x"}, "destination": {"sandbox:ana"}})
 	require.Equal(t, http.StatusSeeOther, p.status)
 	assert.True(t, strings.HasPrefix(p.location, "/admin/approvals?done=approve&id="+other), p.location)
 	other = f.awaiting(t, "140.00", "forms-6")
-	p = approver.post("/admin/disbursements/"+other+"/approve", url.Values{"return_to": {"//evil.example/x"}})
+	p = approver.post("/admin/disbursements/"+other+"/approve", url.Values{"return_to": {"//evil.example/x"}, "destination": {"sandbox:ana"}})
 	assert.True(t, strings.HasPrefix(p.location, "/admin/approvals?"), p.location)
 	other = f.awaiting(t, "141.00", "forms-7")
-	p = approver.post("/admin/disbursements/"+other+"/approve", url.Values{"return_to": {"/admin/failed?state=failed&evil=1&done=x"}})
+	p = approver.post("/admin/disbursements/"+other+"/approve", url.Values{"return_to": {"/admin/failed?state=failed&evil=1&done=x"}, "destination": {"sandbox:ana"}})
 	assert.Equal(t, "/admin/failed?done=approve&id="+other+"&state=failed", p.location)
 
 	// The cap: 1161.00 approved this month; 1200.00 is the monthly cap.
 	requireStatus(t, f.do(t, "POST", "/v1/programs/p1/payout-policy", `{"monthly_cap":"1200.00"}`), http.StatusOK)
-	p = approver.post("/admin/disbursements/"+pending+"/approve", nil)
+	p = approver.post("/admin/disbursements/"+pending+"/approve", url.Values{"destination": {"sandbox:ana"}})
 	assert.Equal(t, http.StatusConflict, p.status)
 	assert.Contains(t, p.body, "past the program&#39;s monthly or yearly cap")
 	assert.Contains(t, p.body, "past the monthly cap of 1200.00 USD")
@@ -552,4 +553,45 @@ func TestAdminDashboard(t *testing.T) {
 		assert.Contains(t, body, "<title>"+month+": 2.00</title>", "this month's economic connectedness on the line")
 		assert.Contains(t, body, "<caption>Conversations of the program's participants (retracted ones left out)</caption>")
 	}
+}
+
+// TestAdminApprovalDestination: the approvals queue and a disbursement's page show the payout
+// destination next to the approve form, which posts it back. A person who sets their own
+// destination after the page was shown does not get the approval for it: the form is refused
+// (409) with the new destination shown, and approving that one works.
+func TestAdminApprovalDestination(t *testing.T) {
+	t.Parallel()
+	f := setupAdmin(t, false)
+	one := f.awaiting(t, "150.00", "dest-1")
+	approver := f.session(t, f.adm2)
+	shown := `<dd class="destination"><code>sandbox:ana</code>`
+	hidden := `<input type="hidden" name="destination" value="sandbox:ana">`
+	for _, path := range []string{"/admin/approvals", "/admin/disbursements/" + one} {
+		p := approver.get(path)
+		require.Equal(t, http.StatusOK, p.status, p.body)
+		assert.Contains(t, p.body, shown, path)
+		assert.Contains(t, p.body, hidden, path)
+	}
+
+	requireStatus(t, f.as(t, f.ana, "POST", "/v1/people/ana/payout-destination", `{"account":"sandbox:ana-b"}`), http.StatusOK)
+	back := "/admin/disbursements/" + one
+	p := approver.post("/admin/disbursements/"+one+"/approve", url.Values{"destination": {"sandbox:ana"}, "return_to": {back}})
+	assert.Equal(t, http.StatusConflict, p.status)
+	assert.Contains(t, p.body, "Not approved — the person&#39;s payout destination changed since it was shown to you")
+	assert.Contains(t, p.body, "changed to sandbox:ana-b since it was shown (sandbox:ana)")
+	assert.Contains(t, p.body, `<dd class="destination"><code>sandbox:ana-b</code>`, "the page shows the new one")
+	assert.Contains(t, p.body, `<input type="hidden" name="destination" value="sandbox:ana-b">`)
+	assert.Equal(t, "awaiting_approval", f.disbursement(t, one)["state"])
+	assert.Empty(t, list(f.disbursement(t, one)["approvals"]), "a refused approval is not counted")
+
+	// A form without the destination is refused: the page always sends it.
+	p = approver.post("/admin/disbursements/"+one+"/approve", url.Values{"return_to": {back}})
+	assert.Equal(t, http.StatusUnprocessableEntity, p.status)
+	assert.Contains(t, p.body, "destination: required")
+
+	p = approver.follow(approver.post("/admin/disbursements/"+one+"/approve", url.Values{"destination": {"sandbox:ana-b"}, "return_to": {back}}))
+	assert.Contains(t, p.body, "Approved 150.00 USD to Ana")
+	d := f.disbursement(t, one)
+	assert.Equal(t, "approved", d["state"])
+	assert.Equal(t, "sandbox:ana-b", obj(list(d["approvals"])[0])["destination"])
 }

@@ -304,7 +304,7 @@ func TestFailedPayoutAndDestinationPage(t *testing.T) {
 	require.Equal(t, "/me?flash=destination", p.location)
 	big := f.grant(t, f.requesterToken(t), "ana", "150.00", "page-big")
 	adm2 := f.newToken(t, access.Admin, "adm2")
-	requireStatus(t, f.as(t, adm2, "POST", "/v1/disbursements/"+big["id"].(string)+"/approve", `{}`), http.StatusOK)
+	requireStatus(t, f.as(t, adm2, "POST", "/v1/disbursements/"+big["id"].(string)+"/approve", `{"destination":"fail:closed-too"}`), http.StatusOK)
 	f.waitDisbursement(t, big["id"].(string), "failed")
 	home = getPage(t, ana, base+"/me")
 	p = postForm(t, ana, base+"/me/destination", url.Values{"csrf": {csrfOf(t, home)}, "account": {"ana-bank-3"}})

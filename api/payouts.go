@@ -25,7 +25,7 @@ func (s *Server) payoutRoutes() {
 		}))
 	s.handle("GET /v1/disbursements/{id}", access.DisbursementRead, s.disbursementInPath, s.getDisbursement)
 	s.handle("POST /v1/disbursements/{id}/approve", access.DisbursementApprove, s.disbursementInPath,
-		write(s, http.StatusOK, s.decide((*payouts.Store).Approve)))
+		write(s, http.StatusOK, s.approve))
 	s.handle("POST /v1/disbursements/{id}/reject", access.DisbursementReject, s.disbursementInPath,
 		write(s, http.StatusOK, s.decide((*payouts.Store).Reject)))
 	s.handle("POST /v1/disbursements/{id}/retry", access.DisbursementRetry, s.disbursementInPath,
@@ -109,9 +109,21 @@ func (s *Server) getDisbursement(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, d, err)
 }
 
-// reason is the body of approve, reject, retry and cancel.
+// reason is the body of reject, retry and cancel.
 type reason struct {
 	Reason string `json:"reason"`
+}
+
+// approval is the body of approve: destination is the payout destination the approver was
+// shown (GET /admin/disbursements/{id}, tandem payouts show), required when the person has
+// one; Approve refuses it (409) when the person set another since.
+type approval struct {
+	Reason      string `json:"reason"`
+	Destination string `json:"destination"`
+}
+
+func (s *Server) approve(r *http.Request, body approval) (any, error) {
+	return s.payouts.Approve(r.Context(), by(r), r.PathValue("id"), body.Reason, body.Destination)
 }
 
 func (s *Server) decide(fn func(*payouts.Store, context.Context, network.By, string, string) (payouts.Disbursement, error)) func(*http.Request, reason) (any, error) {

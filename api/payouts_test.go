@@ -320,7 +320,7 @@ func TestDisbursementApprovalsHTTP(t *testing.T) {
 	}
 
 	// A second admin approves: approved at once, then paid by the sandbox.
-	r = f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"receipt checked"}`)
+	r = f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"receipt checked","destination":"sandbox:ana"}`)
 	requireStatus(t, r, http.StatusOK)
 	require.Equal(t, "approved", r.body["state"], r.raw)
 	require.Len(t, list(r.body["approvals"]), 1)
@@ -352,7 +352,7 @@ func TestDisbursementApprovalsHTTP(t *testing.T) {
 	bigID := big["id"].(string)
 	require.Equal(t, "awaiting_approval", big["state"])
 	require.EqualValues(t, 2, big["approvals_needed"], "at the threshold two approvals are needed")
-	r = f.as(t, adm2, "POST", "/v1/disbursements/"+bigID+"/approve", `{"reason":"first"}`)
+	r = f.as(t, adm2, "POST", "/v1/disbursements/"+bigID+"/approve", `{"reason":"first","destination":"sandbox:ana"}`)
 	requireStatus(t, r, http.StatusOK)
 	require.Equal(t, "awaiting_approval", r.body["state"], "one approval of two: still waiting")
 	require.Len(t, list(r.body["approvals"]), 1)
@@ -362,10 +362,10 @@ func TestDisbursementApprovalsHTTP(t *testing.T) {
 	require.Len(t, list(d["approvals"]), 1)
 	require.Empty(t, list(d["attempts"]))
 	// The same admin twice is still one pair of eyes; the requester none.
-	requireProblem(t, f.as(t, adm2, "POST", "/v1/disbursements/"+bigID+"/approve", `{"reason":"again"}`), http.StatusForbidden, "four-eyes")
+	requireProblem(t, f.as(t, adm2, "POST", "/v1/disbursements/"+bigID+"/approve", `{"reason":"again","destination":"sandbox:ana"}`), http.StatusForbidden, "four-eyes")
 	assertProblem(t, f.as(t, adm1, "POST", "/v1/disbursements/"+bigID+"/approve", `{}`), http.StatusForbidden, "four-eyes")
 	require.Len(t, list(f.disbursement(t, bigID)["approvals"]), 1)
-	r = f.as(t, adm3, "POST", "/v1/disbursements/"+bigID+"/approve", `{"reason":"second"}`)
+	r = f.as(t, adm3, "POST", "/v1/disbursements/"+bigID+"/approve", `{"reason":"second","destination":"sandbox:ana"}`)
 	requireStatus(t, r, http.StatusOK)
 	require.Equal(t, "approved", r.body["state"], r.raw)
 	var approvers []string
@@ -662,7 +662,7 @@ func TestPayoutPolicyHTTP(t *testing.T) {
 	held := f.grant(t, adm0, "ana", "90.00", "p-c")
 	require.Equal(t, "awaiting_approval", held["state"], "270.00 this month would pass the cap of 250.00")
 	require.Contains(t, obj(list(f.disbursement(t, held["id"].(string))["transitions"])[0])["reason"], "monthly cap")
-	r = f.as(t, adm2, "POST", "/v1/disbursements/"+held["id"].(string)+"/approve", `{}`)
+	r = f.as(t, adm2, "POST", "/v1/disbursements/"+held["id"].(string)+"/approve", `{"destination":"sandbox:ana"}`)
 	requireProblem(t, r, http.StatusConflict, "cap-exceeded")
 	require.Contains(t, r.body["detail"], "monthly cap")
 
@@ -771,7 +771,7 @@ func TestCommitmentsHTTP(t *testing.T) {
 	instalmentID := instalment["id"].(string)
 	requireProblem(t, f.as(t, adm0, "POST", "/v1/disbursements/"+instalmentID+"/approve", `{}`), http.StatusForbidden, "four-eyes")
 	require.Equal(t, "awaiting_approval", f.disbursement(t, instalmentID)["state"])
-	r = f.as(t, adm2, "POST", "/v1/disbursements/"+instalmentID+"/approve", `{"reason":"instalment checked"}`)
+	r = f.as(t, adm2, "POST", "/v1/disbursements/"+instalmentID+"/approve", `{"reason":"instalment checked","destination":"sandbox:ana"}`)
 	requireStatus(t, r, http.StatusOK)
 	require.Equal(t, "approved", r.body["state"], r.raw)
 
@@ -1351,7 +1351,7 @@ func TestFourEyesEverySourceHTTP(t *testing.T) {
 		require.Equal(t, "awaiting_approval", d["state"], src.name)
 		require.Equal(t, "person:adm0", d["requested_by"], src.name)
 		requireProblem(t, f.as(t, adm0, "POST", "/v1/disbursements/"+id+"/approve", `{}`), http.StatusForbidden, "four-eyes")
-		r = f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"checked"}`)
+		r = f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"checked","destination":"sandbox:`+d["person_id"].(string)+`"}`)
 		requireStatus(t, r, http.StatusOK)
 		require.Equal(t, "approved", r.body["state"], src.name)
 		require.Equal(t, "sandbox:"+d["person_id"].(string), obj(list(r.body["approvals"])[0])["destination"], "the approval records where it saw the payout go")
@@ -1364,7 +1364,7 @@ func TestFourEyesEverySourceHTTP(t *testing.T) {
 	d := f.disbursement(t, grant["id"].(string))
 	require.Equal(t, "awaiting_approval", d["state"], "the approval was for another destination")
 	require.Contains(t, obj(list(d["transitions"])[len(list(d["transitions"]))-1])["reason"], "the approvals no longer count")
-	requireStatus(t, f.as(t, adm2, "POST", "/v1/disbursements/"+grant["id"].(string)+"/approve", `{"reason":"new bank checked"}`), http.StatusOK)
+	requireStatus(t, f.as(t, adm2, "POST", "/v1/disbursements/"+grant["id"].(string)+"/approve", `{"reason":"new bank checked","destination":"sandbox:ana-new"}`), http.StatusOK)
 	require.NoError(t, f.app.Payouts.Submit(ctx, uuid.MustParse(grant["id"].(string))))
 	d = f.disbursement(t, grant["id"].(string))
 	require.Equal(t, "paid", d["state"], d)
@@ -1377,4 +1377,38 @@ func (f *netFixture) textValue(t *testing.T, sql string) string {
 	var s string
 	require.NoError(t, f.pool.QueryRow(context.Background(), sql).Scan(&s))
 	return s
+}
+
+// TestApproveDestinationShownHTTP: POST /v1/disbursements/{id}/approve carries the payout
+// destination the approver was shown. Without it (the person has one): 422. When the person
+// set another since: 409 disbursement-state saying so, nothing approved. With the one on
+// file now: approved, the approval recording it.
+func TestApproveDestinationShownHTTP(t *testing.T) {
+	t.Parallel()
+	f := setupPayouts(t, false, app.Config{})
+	f.seed(t)
+	adm1 := f.newToken(t, access.Admin, "adm1")
+	adm2 := f.newToken(t, access.Admin, "adm2")
+	id := f.grant(t, adm1, "ana", "150.00", "shown-1")["id"].(string)
+	require.Equal(t, "awaiting_approval", f.disbursement(t, id)["state"])
+
+	r := f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"looked"}`)
+	requireProblem(t, r, http.StatusUnprocessableEntity, "validation-failed")
+	require.Contains(t, r.body["detail"], "destination: required")
+	require.Contains(t, r.body["detail"], "it is now sandbox:ana")
+
+	// Shown sandbox:ana; ana sets her own destination before the admin approves.
+	requireStatus(t, f.as(t, f.ana, "POST", "/v1/people/ana/payout-destination", `{"account":"sandbox:ana-b"}`), http.StatusOK)
+	r = f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"looked","destination":"sandbox:ana"}`)
+	requireProblem(t, r, http.StatusConflict, "disbursement-state")
+	require.Contains(t, r.body["detail"], "changed to sandbox:ana-b since it was shown (sandbox:ana)")
+	require.Contains(t, r.body["detail"], "look again")
+	d := f.disbursement(t, id)
+	require.Equal(t, "awaiting_approval", d["state"])
+	require.Empty(t, list(d["approvals"]), "no refused approval is counted")
+
+	r = f.as(t, adm2, "POST", "/v1/disbursements/"+id+"/approve", `{"reason":"looked again","destination":"sandbox:ana-b"}`)
+	requireStatus(t, r, http.StatusOK)
+	require.Equal(t, "approved", r.body["state"], r.raw)
+	require.Equal(t, "sandbox:ana-b", obj(list(r.body["approvals"])[0])["destination"])
 }

@@ -130,7 +130,12 @@ func (s *Store) act(ctx context.Context, by network.By, id, action string, chang
 // admins at the dual-control threshold) and room under the caps, it is approved and
 // submitted; otherwise it keeps waiting, showing who approved. Nobody approves what they
 // requested (the database refuses it too), nor twice.
-func (s *Store) Approve(ctx context.Context, by network.By, id, reason string) (Disbursement, error) {
+//
+// destination is the payout destination the approver was shown (ApprovalDestination), and
+// the approval is for it: when the person has one it is required (ErrInvalid without it),
+// and when it is no longer where the person would be paid — they set another since it was
+// shown — the approval is refused (ErrState) and the approver looks again.
+func (s *Store) Approve(ctx context.Context, by network.By, id, reason, destination string) (Disbursement, error) {
 	if by.PersonID == "" {
 		return Disbursement{}, fmt.Errorf("%w: approving needs an admin who is a person (a token made with --person)", ErrSelfApproval)
 	}
@@ -147,6 +152,10 @@ func (s *Store) Approve(ctx context.Context, by network.By, id, reason string) (
 		if _, err := tx.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor, reason, destination) VALUES ($1, $2, $3, $4, $5)`,
 			d.ID, by.Subject(), by.Name, strings.TrimSpace(reason), dest); err != nil {
 			return "", translate(err)
+		}
+		// After the insert, so that four eyes speak first; the transaction undoes it.
+		if err := checkShownDestination(d.ID, strings.TrimSpace(destination), dest); err != nil {
+			return "", err
 		}
 		count, err := approvalsCountTx(ctx, tx, d.ID)
 		if err != nil {
@@ -326,7 +335,7 @@ func (s *Store) SetDestination(ctx context.Context, by network.By, person, accou
 
 // destinationTx is where person is paid at the provider: the latest set, or for the
 // sandbox a default.
-func (s *Store) destinationTx(ctx context.Context, tx pgx.Tx, person string) (string, error) {
+func (s *Store) destinationTx(ctx context.Context, tx access.DBTX, person string) (string, error) {
 	var account string
 	err := tx.QueryRow(ctx, `SELECT account FROM payouts_destinations WHERE person_id = $1 AND provider = $2 ORDER BY id DESC LIMIT 1`,
 		person, s.provider.Name()).Scan(&account)

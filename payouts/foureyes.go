@@ -30,6 +30,10 @@ func requirePerson(by network.By, what string) error {
 	return nil
 }
 
+// ErrDestinationChanged refuses an approval for a payout destination the person no longer
+// has: they set another since the approver was shown it. It is an ErrState.
+var ErrDestinationChanged = fmt.Errorf("%w: the payout destination changed", ErrState)
+
 // approvalDestinationTx is where person would be paid now, as an approval records it: ""
 // when there is none on file (the payout will fail for want of one).
 func (s *Store) approvalDestinationTx(ctx context.Context, tx pgx.Tx, person string) (string, error) {
@@ -38,6 +42,37 @@ func (s *Store) approvalDestinationTx(ctx context.Context, tx pgx.Tx, person str
 		return "", nil
 	}
 	return dest, err
+}
+
+// ApprovalDestination is the payout destination an approver of a disbursement to person is
+// shown, and passes back to Approve: where the person would be paid now ("" when there is
+// none on file yet).
+func (s *Store) ApprovalDestination(ctx context.Context, person string) (string, error) {
+	dest, err := s.destinationTx(ctx, s.db, person)
+	if errors.Is(err, ErrNoDestination) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("payout destination of %s: %w", person, err)
+	}
+	return dest, nil
+}
+
+// checkShownDestination refuses an approval of disbursement id for shown, the destination
+// the approver saw, when the person would now be paid at current instead: an approval is
+// for the destination it saw, and the person may set their own at any time.
+func checkShownDestination(id, shown, current string) error {
+	switch {
+	case shown == current:
+		return nil
+	case shown == "":
+		return invalid("destination", "required: the payout destination you were shown when approving %s (it is now %s): look at it, then approve with it", id, current)
+	}
+	now := current
+	if now == "" {
+		now = "no destination"
+	}
+	return fmt.Errorf("%w to %s since it was shown (%s) for %s: look again", ErrDestinationChanged, now, shown, id)
 }
 
 // approvalsCountTx counts the approvals of the disbursement's current round.

@@ -53,6 +53,9 @@ type QueueItem struct {
 	// Returned is what the provider gave back after paying, and when it last did.
 	Returned   decimal.Decimal
 	ReturnedAt *time.Time
+	// Destination is where the person would be paid now, as an approver is shown it and
+	// passes it back to Approve ("" when there is none on file yet).
+	Destination string
 }
 
 // Queue lists disbursements for review, newest first, with their approvals and, for failed
@@ -97,7 +100,8 @@ func (s *Store) Queue(ctx context.Context, f QueueFilter) ([]QueueItem, error) {
 			coalesce(la.outcome, ''), coalesce(la.reason, ''), coalesce(la.returned, 0)::text,
 			(SELECT max(r.at) FROM payouts_returns r WHERE r.disbursement_id = d.uid),
 			(SELECT json_object_agg(x.s, n.name) FROM (SELECT d.requested_by AS s UNION SELECT a.approver FROM payouts_approvals a
-				WHERE a.disbursement_id = d.uid) x JOIN network_people n ON n.id = substring(x.s FROM 8) WHERE x.s LIKE 'person:%')
+				WHERE a.disbursement_id = d.uid) x JOIN network_people n ON n.id = substring(x.s FROM 8) WHERE x.s LIKE 'person:%'),
+			(SELECT account FROM payouts_destinations WHERE person_id = d.person_id AND provider = $7 ORDER BY id DESC LIMIT 1)
 		FROM d
 		LEFT JOIN network_people p ON p.id = d.person_id
 		LEFT JOIN network_programs g ON g.id = d.program_id
@@ -105,18 +109,19 @@ func (s *Store) Queue(ctx context.Context, f QueueFilter) ([]QueueItem, error) {
 			FROM payouts_transitions WHERE disbursement_id = d.uid AND to_state = 'failed') f ON true
 		LEFT JOIN LATERAL (SELECT outcome, reason, returned FROM payouts_attempts WHERE disbursement_id = d.uid
 			ORDER BY attempt DESC LIMIT 1) la ON true
-		ORDER BY d.created_at DESC, d.uid DESC`, f.Program, f.Person, f.Source, states, limit, id)
+		ORDER BY d.created_at DESC, d.uid DESC`, f.Program, f.Person, f.Source, states, limit, id, s.provider.Name())
 	if err != nil {
 		return nil, fmt.Errorf("disbursement queue: %w", err)
 	}
 	var items []QueueItem
 	var it QueueItem
 	var amount, returned, lastOutcome, lastReason, transitionReason string
+	var account *string
 	var uid any
 	dest := []any{&it.ID, &it.ProgramID, &it.PersonID, &it.Wallet, &amount, &it.Currency, &it.Source, &it.AwardID,
 		&it.FundingEntryID, &it.Reason, &it.State, &it.ApprovalsNeeded, &it.RequestedBy, &it.ApprovedAt, &it.CreatedAt, &it.UpdatedAt,
 		&uid, &it.PersonName, &it.ProgramName, &it.Approvals, &it.Attempts, &it.Failures, &it.FailedAt, &transitionReason,
-		&lastOutcome, &lastReason, &returned, &it.ReturnedAt, &it.Names}
+		&lastOutcome, &lastReason, &returned, &it.ReturnedAt, &it.Names, &account}
 	if _, err := pgx.ForEachRow(rows, dest, func() error {
 		x := it
 		x.Amount = decimal.RequireFromString(amount)
@@ -126,6 +131,12 @@ func (s *Store) Queue(ctx context.Context, f QueueFilter) ([]QueueItem, error) {
 			x.FailureReason = lastReason
 		}
 		x.Approvals = slices.Clone(it.Approvals)
+		switch {
+		case account != nil:
+			x.Destination = *account
+		case s.provider.Name() == "sandbox": // as destinationTx
+			x.Destination = SandboxDestination(x.PersonID)
+		}
 		items = append(items, x)
 		it.Approvals, it.Names = nil, nil
 		return nil

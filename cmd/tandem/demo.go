@@ -1095,7 +1095,12 @@ func (r *demoRun) approveAll(ctx context.Context, d payouts.Disbursement, reason
 		if err := access.Authorize(t.by.Principal, access.DisbursementApprove, access.Resource{RequestedBy: d.RequestedBy}); err != nil {
 			return false, err
 		}
-		after, err := r.a.Payouts.Approve(ctx, t.by, d.ID, reason)
+		// The demo's admins approve where the person would be paid now, as shown to them.
+		dest, err := r.a.Payouts.ApprovalDestination(ctx, d.PersonID)
+		if err != nil {
+			return false, err
+		}
+		after, err := r.a.Payouts.Approve(ctx, t.by, d.ID, reason, dest)
 		if errors.Is(err, payouts.ErrCapExceeded) {
 			return false, nil
 		}

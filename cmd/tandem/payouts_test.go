@@ -214,7 +214,16 @@ func TestPayoutsCLI(t *testing.T) {
 	require.ErrorIs(t, err, payouts.ErrSelfApproval)
 	require.Equal(t, payouts.AwaitingApproval, c.disbursement("show", id).State, "refusals approve nothing")
 	c.ok("", "token", "create", "--role", "admin", "--person", "dana", "--name", "x")
-	d = c.disbursement("approve", id, "--as", "admin:dana", "--reason", "pass checked")
+	// An approval is for the payout destination the admin looked at: without one, approve
+	// says where the person would be paid; a stale one is refused.
+	_, err = c.run("", "payouts", "approve", id, "--as", "admin:dana")
+	require.ErrorIs(t, err, payouts.ErrInvalid)
+	require.ErrorContains(t, err, "tandem payouts approve "+id+" --destination sandbox:ana")
+	_, err = c.run("", "payouts", "approve", id, "--as", "admin:dana", "--destination", "sandbox:ana-old")
+	require.ErrorIs(t, err, payouts.ErrDestinationChanged)
+	require.ErrorContains(t, err, "changed to sandbox:ana since it was shown (sandbox:ana-old)")
+	require.Equal(t, payouts.AwaitingApproval, c.disbursement("show", id).State, "refusals approve nothing")
+	d = c.disbursement("approve", id, "--as", "admin:dana", "--reason", "pass checked", "--destination", "sandbox:ana")
 	require.Equal(t, payouts.Approved, d.State)
 	require.Len(t, d.Approvals, 1)
 	require.Equal(t, "person:dana", d.Approvals[0].Approver)
@@ -246,7 +255,7 @@ func TestPayoutsCLI(t *testing.T) {
 	over := c.disbursement("create", "--program", "p1", "--person", "ana", "--amount", "60.00", "--reason", "books", "--key", "g2",
 		"--as", "admin:eli")
 	require.Equal(t, payouts.AwaitingApproval, over.State)
-	_, err = c.run("", "payouts", "approve", over.ID, "--as", "admin:dana")
+	_, err = c.run("", "payouts", "approve", over.ID, "--as", "admin:dana", "--destination", "sandbox:ana")
 	require.ErrorIs(t, err, payouts.ErrCapExceeded)
 	require.ErrorContains(t, err, "monthly cap")
 
@@ -405,7 +414,7 @@ func TestFourEyesCLI(t *testing.T) {
 		require.Equal(t, "person:eli", d.RequestedBy, src.name)
 		_, err = c.run("", "payouts", "approve", id, "--as", "admin:eli")
 		require.ErrorIs(t, err, payouts.ErrSelfApproval, src.name)
-		require.Equal(t, payouts.Approved, c.disbursement("approve", id, "--as", "admin:dana").State, src.name)
+		require.Equal(t, payouts.Approved, c.disbursement("approve", id, "--as", "admin:dana", "--destination", "sandbox:"+d.PersonID).State, src.name)
 	}
 
 	// --as names the author of any other change it is given to.

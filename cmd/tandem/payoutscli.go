@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,9 +29,11 @@ disbursements:
   create --program P --person X --amount 250.00 --reason TEXT --key K --as admin:PERSON
                                           a manual disbursement (e.g. an emergency grant),
                                           requested by PERSON, who may not approve it
-  approve ID --as admin:PERSON [--reason TEXT]
+  approve ID --as admin:PERSON --destination D [--reason TEXT]
                                           PERSON must hold an active admin token; nobody
-                                          approves what they requested
+                                          approves what they requested. D is the payout
+                                          destination approved (sandbox:X, acct_…); without
+                                          it, approve says where the person would be paid
   reject ID --reason TEXT | cancel ID --reason TEXT | retry ID [--reason TEXT]
   submit ID                               send an approved payout now, in this process
                                           (the server's jobs do it otherwise)
@@ -95,6 +98,7 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		dual, monthly, yearly, backoff = str("dual-control", "dual-control threshold"), str("monthly-cap", "monthly cap"),
 			str("yearly-cap", "yearly cap"), str("retry-backoff", "first retry after")
 		firstDue, threshold = str("first-due", "first due date"), str("threshold", "1099-NEC threshold")
+		destination         = str("destination", "the payout destination you were shown")
 		remediation         = fs.Int("remediation-days", 0, "days to fix a failed payout")
 		retries             = fs.Int("auto-retries", -1, "automatic retries")
 		instalments         = fs.Int("instalments", 0, "instalments")
@@ -156,7 +160,7 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := need(1, "ID --as admin:PERSON"); err != nil {
 			return err
 		}
-		return show(p.Approve(ctx, by, pos[0], *reason))
+		return show(approveCmd(ctx, p, by, pos[0], *reason, *destination))
 	case "reject", "cancel", "retry":
 		if err := need(1, "ID --reason TEXT"); err != nil {
 			return err
@@ -334,4 +338,19 @@ func actAsAdmin(ctx context.Context, store *access.Store, as string) (network.By
 	}
 	p := cliActor()
 	return network.By{Principal: access.Principal{Name: p.Name + " as " + as, Role: access.Admin, PersonID: person}}, nil
+}
+
+// approveCmd approves id for destination, the payout destination the admin looked at. Without
+// one, when the person has a destination, Approve refuses, and the refusal says what to pass.
+func approveCmd(ctx context.Context, p *payouts.Store, by network.By, id, reason, destination string) (payouts.Disbursement, error) {
+	d, err := p.Approve(ctx, by, id, reason, destination)
+	if destination == "" && errors.Is(err, payouts.ErrInvalid) {
+		if got, gerr := p.Get(ctx, id); gerr == nil {
+			if now, derr := p.ApprovalDestination(ctx, got.PersonID); derr == nil && now != "" {
+				return d, fmt.Errorf("%w: destination: required: %s pays %s at %s; once you have checked it, run tandem payouts approve %s --destination %s",
+					payouts.ErrInvalid, id, got.PersonID, now, id, now)
+			}
+		}
+	}
+	return d, err
 }

@@ -30,7 +30,7 @@ func TestServerRoleRunsTheFlow(t *testing.T) {
 	d, err := p.Create(ctx, admin, payouts.NewDisbursement{Program: "p1", Person: "ana", Amount: "300.00", Reason: "laptop repair", IdempotencyKey: "k1"})
 	require.NoError(t, err)
 	require.Equal(t, payouts.AwaitingApproval, d.State)
-	_, err = p.Approve(ctx, admin2, d.ID, "ok")
+	_, err = approveSeen(ctx, p, admin2, d.ID, "ok")
 	require.NoError(t, err)
 	waitState(t, p, d.ID, payouts.Paid)
 	requireAmount(t, "300", received(t, a, network.WalletAccount("ana")))

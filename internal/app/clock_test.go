@@ -151,7 +151,7 @@ func TestClockMonthlyCapResets(t *testing.T) {
 	require.Equal(t, payouts.Approved, e.grant(admin, "p1", "ana", "80.00", "mar-1").State)
 	held := e.grant(admin, "p1", "ana", "30.00", "mar-2")
 	require.Equal(t, payouts.AwaitingApproval, held.State)
-	_, err = p.Approve(ctx, admin2, held.ID, "")
+	_, err = approveSeen(ctx, p, admin2, held.ID, "")
 	require.ErrorIs(t, err, payouts.ErrCapExceeded)
 
 	c := e.advance("p1", payouts.ClockMove{To: "2026-04-01"})

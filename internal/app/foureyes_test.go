@@ -106,12 +106,12 @@ func TestFourEyesEverySource(t *testing.T) {
 			d := e.get(id)
 			require.Equal(t, payouts.AwaitingApproval, d.State)
 			require.Equal(t, "person:adm", d.RequestedBy)
-			_, err = e.a.Payouts.Approve(e.ctx, admin, id, "")
+			_, err = approveSeen(e.ctx, e.a.Payouts, admin, id, "")
 			require.ErrorIs(t, err, payouts.ErrSelfApproval, "the requester")
 			// The database refuses it too, without the store.
 			_, err = e.pool.Exec(e.ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor) VALUES ($1, 'person:adm', 'sql')`, id)
 			requireConstraint(t, err, "payouts_self_approval")
-			d, err = e.a.Payouts.Approve(e.ctx, admin2, id, "")
+			d, err = approveSeen(e.ctx, e.a.Payouts, admin2, id, "")
 			require.NoError(t, err)
 			require.Equal(t, payouts.Approved, d.State)
 		})
@@ -153,7 +153,7 @@ func TestFourEyesApproverInTheDatabase(t *testing.T) {
 	require.NoError(t, err)
 	requireConstraint(t, approve("person:old"), "payouts_approver_admin")
 	// Through the store: the database's refusal is forbidden.
-	_, err = p.Approve(ctx, network.By{Principal: access.Principal{Name: "cli:x as admin:gone", Role: access.Admin, PersonID: "gone"}}, d.ID, "")
+	_, err = approveSeen(ctx, p, network.By{Principal: access.Principal{Name: "cli:x as admin:gone", Role: access.Admin, PersonID: "gone"}}, d.ID, "")
 	require.ErrorIs(t, err, access.ErrForbidden)
 	require.Empty(t, e.get(d.ID).Approvals)
 	require.NoError(t, approve("person:adm2"))
@@ -180,7 +180,7 @@ func TestFourEyesApproverInTheDatabase(t *testing.T) {
 		return err
 	})
 	require.NoError(t, err)
-	_, err = p.Approve(ctx, admin2, legacy.String(), "")
+	_, err = approveSeen(ctx, p, admin2, legacy.String(), "")
 	require.ErrorIs(t, err, payouts.ErrSelfApproval)
 	require.Contains(t, err.Error(), "not a person")
 	dl, err := p.Reject(ctx, admin2, legacy.String(), "requested by a token")
@@ -238,7 +238,7 @@ func TestFourEyesDestinationChanged(t *testing.T) {
 	big := e.grant(admin, "p1", "ana", "150.00", "big")
 	small := e.grant(admin, "p1", "ana", "50.00", "small")
 	require.Equal(t, payouts.Approved, small.State)
-	d, err := p.Approve(ctx, admin2, big.ID, "lease seen")
+	d, err := approveSeen(ctx, p, admin2, big.ID, "lease seen")
 	require.NoError(t, err)
 	require.Equal(t, payouts.Approved, d.State)
 	require.Len(t, d.Approvals, 1)
@@ -260,7 +260,7 @@ func TestFourEyesDestinationChanged(t *testing.T) {
 	require.Empty(t, q[0].Approvals, "the queue shows the current round's approvals")
 
 	// The same admin looks again: a new round.
-	d, err = p.Approve(ctx, admin2, big.ID, "new bank seen")
+	d, err = approveSeen(ctx, p, admin2, big.ID, "new bank seen")
 	require.NoError(t, err)
 	require.Equal(t, payouts.Approved, d.State)
 	require.Len(t, d.Approvals, 2)
@@ -277,7 +277,7 @@ func TestFourEyesDestinationChanged(t *testing.T) {
 
 	// The database pays no attempt elsewhere than the approvals saw.
 	mid := e.grant(admin, "p1", "ana", "120.00", "mid")
-	_, err = p.Approve(ctx, admin3, mid.ID, "")
+	_, err = approveSeen(ctx, p, admin3, mid.ID, "")
 	require.NoError(t, err)
 	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		en, err := e.a.Ledger.PostPendingTx(ctx, tx, ledger.NewEntry{IdempotencyKey: "sneak", Description: "sneak",
@@ -306,7 +306,7 @@ func TestFourEyesDestinationChanged(t *testing.T) {
 	fb := e.get(failedBig.ID)
 	require.Equal(t, payouts.AwaitingApproval, fb.State)
 	require.Contains(t, lastTransition(t, fb).Reason, "needs approving again for the new destination")
-	_, err = p.Approve(ctx, admin3, fb.ID, "")
+	_, err = approveSeen(ctx, p, admin3, fb.ID, "")
 	require.NoError(t, err)
 	require.Equal(t, payouts.Paid, e.submit(nil, fb.ID).State)
 	require.Equal(t, payouts.Paid, e.submit(nil, failedSmall.ID).State)
@@ -371,8 +371,70 @@ func TestFourEyesApprovalWithoutDestination(t *testing.T) {
 func (e *payoutsEnv) grantApproved(requester, approver network.By, amount, key string) payouts.Disbursement {
 	e.t.Helper()
 	d := e.grant(requester, "p1", "ana", amount, key)
-	d, err := e.a.Payouts.Approve(e.ctx, approver, d.ID, "")
+	d, err := approveSeen(e.ctx, e.a.Payouts, approver, d.ID, "")
 	require.NoError(e.t, err)
 	require.Equal(e.t, payouts.Approved, d.State, fmt.Sprintf("%s needs one approval", amount))
 	return d
+}
+
+// approveSeen approves id as an approver does: with the payout destination they were shown
+// (for an id that names no disbursement, with none, so that Approve says why).
+func approveSeen(ctx context.Context, p *payouts.Store, by network.By, id, reason string) (payouts.Disbursement, error) {
+	var shown string
+	if d, err := p.Get(ctx, id); err == nil {
+		if shown, err = p.ApprovalDestination(ctx, d.PersonID); err != nil {
+			return payouts.Disbursement{}, err
+		}
+	}
+	return p.Approve(ctx, by, id, reason, shown)
+}
+
+// TestApproveDestinationShown: an approval is for the destination the approver was shown. A
+// person who sets their own destination between the showing and the approval does not get
+// the approval for the new one: it is refused, the approver looks again, and approves the
+// destination now shown. Without the destination shown, approving is refused.
+func TestApproveDestinationShown(t *testing.T) {
+	t.Parallel()
+	e := fourEyesEnv(t)
+	ctx, p := e.ctx, e.a.Payouts
+	e.destination("ana", "sandbox:ana-a")
+	big := e.grant(admin, "p1", "ana", "150.00", "big")
+	require.Equal(t, payouts.AwaitingApproval, big.State)
+
+	shown, err := p.ApprovalDestination(ctx, "ana")
+	require.NoError(t, err)
+	require.Equal(t, "sandbox:ana-a", shown)
+	q, err := p.Queue(ctx, payouts.QueueFilter{ID: big.ID})
+	require.NoError(t, err)
+	require.Len(t, q, 1)
+	require.Equal(t, "sandbox:ana-a", q[0].Destination, "the queue shows where the person would be paid")
+
+	ana := network.By{Principal: access.Principal{Name: "token:ana", Role: access.Participant, PersonID: "ana"}}
+	_, err = p.SetDestination(ctx, ana, "ana", "sandbox:ana-b")
+	require.NoError(t, err)
+
+	_, err = p.Approve(ctx, admin2, big.ID, "lease seen", shown)
+	require.ErrorIs(t, err, payouts.ErrState)
+	require.ErrorIs(t, err, payouts.ErrDestinationChanged)
+	require.ErrorContains(t, err, "changed to sandbox:ana-b since it was shown (sandbox:ana-a) for "+big.ID+": look again")
+	_, err = p.Approve(ctx, admin2, big.ID, "lease seen", "")
+	require.ErrorIs(t, err, payouts.ErrInvalid)
+	require.ErrorContains(t, err, "destination: required")
+	d := e.get(big.ID)
+	require.Equal(t, payouts.AwaitingApproval, d.State)
+	require.Empty(t, d.Approvals, "a refused approval is not recorded")
+
+	// Four eyes speak before the destination.
+	_, err = p.Approve(ctx, admin, big.ID, "", "")
+	require.ErrorIs(t, err, payouts.ErrSelfApproval)
+
+	d, err = p.Approve(ctx, admin2, big.ID, "new bank seen", "sandbox:ana-b")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	require.Len(t, d.Approvals, 1)
+	require.Equal(t, "sandbox:ana-b", *d.Approvals[0].Destination)
+	d = e.submit(nil, big.ID)
+	require.Equal(t, payouts.Paid, d.State)
+	require.Equal(t, "sandbox:ana-b", d.Attempts[0].Destination)
+	e.requireCheckClean()
 }

@@ -410,7 +410,7 @@ func BenchmarkPayoutsApprove(b *testing.B) {
 			for i, id := range ids {
 				time.Sleep(time.Until(start.Add(time.Duration(i) * benchApproveEvery)))
 				t0 := time.Now()
-				d, err := a.Payouts.Approve(f.ctx, benchPayApprover, id, "bench approval")
+				d, err := approveSeen(f.ctx, a.Payouts, benchPayApprover, id, "bench approval")
 				round[i] = time.Since(t0)
 				if err != nil {
 					b.Fatal(err)

@@ -337,7 +337,7 @@ func TestPayoutsLegalTransitions(t *testing.T) {
 		require.Equal(t, payouts.AwaitingApproval, d.State)
 		require.Equal(t, 1, d.ApprovalsNeeded)
 		require.Nil(t, d.ApprovedAt)
-		d, err := p.Approve(ctx, admin2, d.ID, "checked the invoice")
+		d, err := approveSeen(ctx, p, admin2, d.ID, "checked the invoice")
 		require.NoError(t, err)
 		require.Equal(t, payouts.Approved, d.State)
 		require.NotNil(t, d.ApprovedAt)
@@ -571,7 +571,7 @@ func TestPayoutsLegalTransitions(t *testing.T) {
 
 	t.Run("returned→approved by Retry", func(t *testing.T) {
 		require.NotEmpty(t, returnedID)
-		_, err := p.Approve(ctx, admin2, returnedID, "")
+		_, err := approveSeen(ctx, p, admin2, returnedID, "")
 		require.ErrorIs(t, err, payouts.ErrState, "a returned disbursement is not approved again, it is retried")
 		d, err := p.Retry(ctx, admin, returnedID, "paid again to the new account")
 		require.NoError(t, err)
@@ -882,7 +882,7 @@ func TestPayoutsIllegalTransitions(t *testing.T) {
 		}
 		actions := []action{
 			{"approve", []string{payouts.AwaitingApproval}, func(id string) error {
-				_, err := p.Approve(ctx, admin2, id, "ok")
+				_, err := approveSeen(ctx, p, admin2, id, "ok")
 				return err
 			}},
 			{"reject", []string{payouts.AwaitingApproval}, func(id string) error {
@@ -979,24 +979,24 @@ func TestPayoutsDualControl(t *testing.T) {
 		name string
 		by   network.By
 	}{{"the requester", admin}, {"an admin who is not a person", noPerson}} {
-		_, err := p.Approve(ctx, tc.by, big.ID, "")
+		_, err := approveSeen(ctx, p, tc.by, big.ID, "")
 		require.ErrorIs(t, err, payouts.ErrSelfApproval, tc.name)
 	}
 	d := e.get(big.ID)
 	require.Equal(t, payouts.AwaitingApproval, d.State)
 	require.Empty(t, d.Approvals)
 
-	d, err = p.Approve(ctx, admin2, big.ID, "first look")
+	d, err = approveSeen(ctx, p, admin2, big.ID, "first look")
 	require.NoError(t, err)
 	require.Equal(t, payouts.AwaitingApproval, d.State, "one approval of two")
 	require.Len(t, d.Approvals, 1)
-	_, err = p.Approve(ctx, admin2, big.ID, "again")
+	_, err = approveSeen(ctx, p, admin2, big.ID, "again")
 	require.ErrorIs(t, err, payouts.ErrSelfApproval)
 	require.Contains(t, err.Error(), "you already approved it")
-	_, err = p.Approve(ctx, admin, big.ID, "")
+	_, err = approveSeen(ctx, p, admin, big.ID, "")
 	require.ErrorIs(t, err, payouts.ErrSelfApproval, "the requester, even after another approval")
 	require.Len(t, e.get(big.ID).Approvals, 1)
-	d, err = p.Approve(ctx, admin3, big.ID, "second look")
+	d, err = approveSeen(ctx, p, admin3, big.ID, "second look")
 	require.NoError(t, err)
 	require.Equal(t, payouts.Approved, d.State)
 	require.Len(t, d.Approvals, 2)
@@ -1006,9 +1006,9 @@ func TestPayoutsDualControl(t *testing.T) {
 	// Below the threshold, one admin is enough; the one who requested it is who may not.
 	mid := e.grant(admin2, "p1", "ana", "499.99", "mid")
 	require.Equal(t, 1, mid.ApprovalsNeeded)
-	_, err = p.Approve(ctx, admin2, mid.ID, "")
+	_, err = approveSeen(ctx, p, admin2, mid.ID, "")
 	require.ErrorIs(t, err, payouts.ErrSelfApproval)
-	d, err = p.Approve(ctx, admin, mid.ID, "")
+	d, err = approveSeen(ctx, p, admin, mid.ID, "")
 	require.NoError(t, err)
 	require.Equal(t, payouts.Approved, d.State)
 	require.Equal(t, "approved by person:adm", lastTransition(t, d).Reason)
@@ -1117,7 +1117,7 @@ func TestPayoutsCaps(t *testing.T) {
 	why := e.get(d2.ID).Transitions[0].Reason
 	require.Contains(t, why, "30.00 USD would take ana to 110.00 USD this month, past the monthly cap of 100.00 USD")
 	require.Contains(t, why, "it waits until the cap has room")
-	_, err = p.Approve(ctx, admin2, d2.ID, "urgent")
+	_, err = approveSeen(ctx, p, admin2, d2.ID, "urgent")
 	require.ErrorIs(t, err, payouts.ErrCapExceeded)
 	require.Contains(t, err.Error(), "monthly cap")
 	d := e.get(d2.ID)
@@ -1135,7 +1135,7 @@ func TestPayoutsCaps(t *testing.T) {
 	d4 := e.grant(admin, "p1", "ana", "20.00", "apr-2")
 	require.Equal(t, payouts.AwaitingApproval, d4.State)
 	require.Contains(t, e.get(d4.ID).Transitions[0].Reason, "20.00 USD would take ana to 160.00 USD this year, past the yearly cap of 150.00 USD")
-	_, err = p.Approve(ctx, admin2, d2.ID, "")
+	_, err = approveSeen(ctx, p, admin2, d2.ID, "")
 	require.ErrorIs(t, err, payouts.ErrCapExceeded)
 	require.Contains(t, err.Error(), "170.00 USD this year, past the yearly cap of 150.00 USD")
 	res, err = p.Sweep(ctx)
@@ -1655,10 +1655,10 @@ func TestPayoutsCommitments(t *testing.T) {
 		require.Equal(t, payouts.AwaitingApproval, d.State)
 		require.Equal(t, 1, d.ApprovalsNeeded)
 		require.Equal(t, "person:adm2", d.RequestedBy)
-		_, err = p.Approve(ctx, admin2, d.ID, "")
+		_, err = approveSeen(ctx, p, admin2, d.ID, "")
 		require.ErrorIs(t, err, payouts.ErrSelfApproval, "the commitment's creator")
 		require.Empty(t, e.get(d.ID).Approvals)
-		d, err = p.Approve(ctx, admin, d.ID, "checked")
+		d, err = approveSeen(ctx, p, admin, d.ID, "checked")
 		require.NoError(t, err)
 		require.Equal(t, payouts.Approved, d.State)
 		require.Equal(t, []string{"person:adm"}, []string{d.Approvals[0].Approver})
@@ -2051,10 +2051,10 @@ func TestPayoutsNECReport(t *testing.T) {
 		require.Equal(t, payouts.AwaitingApproval, d.State, coach)
 		require.Equal(t, 2, d.ApprovalsNeeded, coach)
 		require.Equal(t, "person:adm2", d.RequestedBy, coach)
-		_, err := p.Approve(ctx, admin2, d.ID, "")
+		_, err := approveSeen(ctx, p, admin2, d.ID, "")
 		require.ErrorIs(t, err, payouts.ErrSelfApproval, "%s: who set the rate", coach)
 		for _, by := range []network.By{admin, admin3} {
-			_, err := p.Approve(ctx, by, d.ID, "")
+			_, err := approveSeen(ctx, p, by, d.ID, "")
 			require.NoError(t, err, coach)
 		}
 		d = e.submit(nil, d.ID)

@@ -20,7 +20,7 @@ func (e *payoutsEnv) partlyReturned(person, amount, back, key string) payouts.Di
 	e.t.Helper()
 	d := e.grant(admin, "p1", person, amount, key)
 	if d.State == payouts.AwaitingApproval {
-		_, err := e.a.Payouts.Approve(e.ctx, admin2, d.ID, "")
+		_, err := approveSeen(e.ctx, e.a.Payouts, admin2, d.ID, "")
 		require.NoError(e.t, err)
 	}
 	d = e.submit(nil, d.ID)
@@ -91,9 +91,9 @@ func TestPartialReturnPaidAgainOrToFund(t *testing.T) {
 	require.Equal(t, 1, e.auditCount("payouts.disbursement.create", "disbursement:"+nd.ID))
 	require.Equal(t, payouts.Paid, e.get(d.ID).State, "the original stays paid")
 
-	_, err = p.Approve(e.ctx, admin, nd.ID, "")
+	_, err = approveSeen(e.ctx, p, admin, nd.ID, "")
 	require.ErrorIs(t, err, payouts.ErrSelfApproval, "whoever asked to pay again may not approve it")
-	_, err = p.Approve(e.ctx, admin2, nd.ID, "")
+	_, err = approveSeen(e.ctx, p, admin2, nd.ID, "")
 	require.NoError(t, err)
 	require.Equal(t, payouts.Paid, e.submit(nil, nd.ID).State)
 	requireAmount(t, "0", posted(t, e.a, network.WalletAccount("ben")))
