@@ -331,14 +331,14 @@ func TestFourEyesApprovalWithoutDestination(t *testing.T) {
 
 	big := e.grant(admin, "p1", "ana", "150.00", "big")
 	unknown(big.ID, admin2)
-	d, err := p.Approve(ctx, admin3, big.ID, "")
+	d, err := approveSeen(ctx, p, admin3, big.ID, "")
 	require.NoError(t, err)
 	require.Equal(t, payouts.Approved, d.State)
 	d = e.submit(nil, big.ID)
 	require.Equal(t, payouts.AwaitingApproval, d.State)
 	require.Empty(t, d.Attempts, "nothing was sent")
 	require.Contains(t, lastTransition(t, d).Reason, "approved for a destination not recorded, now sandbox:ana-a")
-	d, err = p.Approve(ctx, admin2, big.ID, "destination seen")
+	d, err = approveSeen(ctx, p, admin2, big.ID, "destination seen")
 	require.NoError(t, err)
 	require.Equal(t, payouts.Approved, d.State)
 	d = e.submit(nil, big.ID)
@@ -348,7 +348,7 @@ func TestFourEyesApprovalWithoutDestination(t *testing.T) {
 	// The database pays no attempt that an approval with no destination known let through.
 	mid := e.grant(admin, "p1", "ana", "120.00", "mid")
 	unknown(mid.ID, admin2)
-	_, err = p.Approve(ctx, admin3, mid.ID, "")
+	_, err = approveSeen(ctx, p, admin3, mid.ID, "")
 	require.NoError(t, err)
 	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		en, err := e.a.Ledger.PostPendingTx(ctx, tx, ledger.NewEntry{IdempotencyKey: "sneak", Description: "sneak",

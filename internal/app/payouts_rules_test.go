@@ -1177,7 +1177,7 @@ func TestPayoutsCapsCountTheLatestApproval(t *testing.T) {
 
 	d1 := e.grant(admin, "p1", "ana", "800.00", "d1")
 	require.Equal(t, payouts.AwaitingApproval, d1.State)
-	d, err := p.Approve(ctx, admin2, d1.ID, "")
+	d, err := approveSeen(ctx, p, admin2, d1.ID, "")
 	require.NoError(t, err)
 	require.Equal(t, payouts.Approved, d.State)
 	require.Equal(t, time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC), d.ApprovedAt.UTC())
@@ -1185,14 +1185,14 @@ func TestPayoutsCapsCountTheLatestApproval(t *testing.T) {
 	e.destination("ana", "sandbox:ana-b")
 	require.Equal(t, payouts.AwaitingApproval, e.submit(nil, d1.ID).State, "sent back for approval")
 	e.advance("p1", payouts.ClockMove{To: "2026-04-10T12:00:00Z"})
-	d, err = p.Approve(ctx, admin2, d1.ID, "new bank seen")
+	d, err = approveSeen(ctx, p, admin2, d1.ID, "new bank seen")
 	require.NoError(t, err)
 	require.Equal(t, payouts.Approved, d.State)
 	require.Equal(t, time.Date(2026, 4, 10, 12, 0, 0, 0, time.UTC), d.ApprovedAt.UTC(), "counts in the month of its latest approval")
 
 	d2 := e.grant(admin, "p1", "ana", "800.00", "d2")
 	require.Equal(t, payouts.AwaitingApproval, d2.State)
-	_, err = p.Approve(ctx, admin2, d2.ID, "")
+	_, err = approveSeen(ctx, p, admin2, d2.ID, "")
 	require.ErrorIs(t, err, payouts.ErrCapExceeded)
 	require.Contains(t, err.Error(), "1600.00 USD this month")
 	require.Equal(t, payouts.AwaitingApproval, e.get(d2.ID).State)
@@ -1991,9 +1991,9 @@ func TestPayoutsStipendRequesterIsWhoSetItsRate(t *testing.T) {
 	d := e.get(r.sts[0].Disbursement)
 	require.Equal(t, "person:adm", d.RequestedBy, "requested by who set the rate it is paid at")
 	require.Equal(t, payouts.AwaitingApproval, d.State)
-	_, err = p.Approve(ctx, admin, d.ID, "")
+	_, err = approveSeen(ctx, p, admin, d.ID, "")
 	require.ErrorIs(t, err, payouts.ErrSelfApproval)
-	_, err = p.Approve(ctx, admin2, d.ID, "")
+	_, err = approveSeen(ctx, p, admin2, d.ID, "")
 	require.NoError(t, err)
 }
 
