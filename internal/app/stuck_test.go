@@ -117,6 +117,12 @@ func TestReconcileUnrecordedSend(t *testing.T) {
 	require.Equal(t, "sbx_"+sent.ID, paid.Attempts[0].ProviderRef)
 	require.Equal(t, map[string]int{"pending": 1, "commit": 1}, payoutEntries(t, pool, sent.ID))
 	require.Equal(t, payouts.Submitted, getPayout(t, a, unsent.ID).State)
+	// The run and the change it applied have their trail lines, by the payout jobs.
+	require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'payouts.reconciliation.run'
+		AND record = 'reconciliation:' || $1::bigint AND actor = 'job:payouts'`, run.ID))
+	require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'payouts.reconciliation.apply'
+		AND record = 'disbursement:' || $1 AND actor = 'job:payouts' AND after->>'provider_ref' = 'sbx_' || $1
+		AND after->>'outcome' = 'paid' AND before->>'provider_ref' = ''`, sent.ID))
 
 	again, err := a.Payouts.Reconcile(ctx, since)
 	require.NoError(t, err)
