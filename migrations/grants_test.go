@@ -68,7 +68,7 @@ func TestServerRoleCannotBypassHistory(t *testing.T) {
 		`ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only`,
 		`ALTER TABLE ledger_postings DISABLE TRIGGER ALL`,
 		`ALTER TABLE audit_log DISABLE TRIGGER USER`,
-		`DROP TRIGGER audit_log_append_only ON audit_log`,
+		`DROP TRIGGER audit_log_guard ON audit_log`,
 		`SET session_replication_role = replica`,
 		`CREATE TABLE sneaky (id int)`,
 		`CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`,
