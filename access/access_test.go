@@ -858,4 +858,35 @@ func TestRefusalsFoldAsTheServersRole(t *testing.T) {
 	_, err = app.Exec(ctx, `DELETE FROM audit_log WHERE action = 'test.denied'`)
 	require.ErrorAs(t, err, &pgErr)
 	require.Equal(t, "42501", pgErr.Code, "deleting a line: %v", err)
+
+	// A count grows by one repeat at a time, within the minute, never into the future.
+	for name, sql := range map[string]string{
+		"inflate a count":       `UPDATE audit_log SET repeats = repeats + 5, last_at = clock_timestamp() WHERE action = 'test.denied'`,
+		"last_at in the future": `UPDATE audit_log SET repeats = repeats + 1, last_at = clock_timestamp() + interval '10 seconds' WHERE action = 'test.denied'`,
+		"last_at going back":    `UPDATE audit_log SET repeats = repeats + 1, last_at = at - interval '1 second' WHERE action = 'test.denied'`,
+	} {
+		_, err = app.Exec(ctx, sql)
+		require.ErrorAs(t, err, &pgErr, name)
+		require.Equal(t, "access_append_only", pgErr.ConstraintName, "%s: %v", name, err)
+	}
+	// A line whose minute has passed takes no more repeats, whether by the fold or directly.
+	_, err = owner.Exec(ctx, `INSERT INTO audit_log (at, actor, action, record, outcome, fold_key)
+		VALUES (clock_timestamp() - interval '5 minutes', 'tester', 'test.stale', 'x:2', 'denied', 'stale')`)
+	require.NoError(t, err)
+	for name, sql := range map[string]string{
+		"fold after the minute":            `SELECT audit_log_fold('stale', clock_timestamp())`,
+		"fold within the old minute, late": `SELECT audit_log_fold('stale', (SELECT at FROM audit_log WHERE fold_key = 'stale'))`,
+		"bump after the minute":            `UPDATE audit_log SET repeats = repeats + 1, last_at = clock_timestamp() WHERE fold_key = 'stale'`,
+	} {
+		_, err = app.Exec(ctx, sql)
+		require.ErrorAs(t, err, &pgErr, name)
+		require.Equal(t, "access_append_only", pgErr.ConstraintName, "%s: %v", name, err)
+	}
+	require.NoError(t, owner.QueryRow(ctx, `SELECT sum(repeats) FROM audit_log WHERE action LIKE 'test.%'`).Scan(&n))
+	require.Equal(t, 4, n)
+
+	// A fold still counts as the server's role after all those refusals.
+	require.NoError(t, access.Record(ctx, app, access.Event{Actor: tester, Action: "test.denied", Record: "x:1", Denied: true}))
+	require.NoError(t, owner.QueryRow(ctx, `SELECT sum(repeats) FROM audit_log WHERE action = 'test.denied'`).Scan(&n))
+	require.Equal(t, 4, n)
 }

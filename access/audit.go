@@ -68,7 +68,8 @@ func Record(ctx context.Context, db DBTX, ev Event) error {
 		tokenID = &ev.Actor.TokenID
 	}
 	// A refusal folds with those of the same subject (token, else actor), action and record
-	// in the same minute by the database's clock; a hash keeps the key short.
+	// in the same minute by the database's clock; a hash keeps the key short. The line's at
+	// is the same clock reading as the key's minute, which audit_log_guard relies on (009).
 	var fold string
 	if ev.Denied {
 		fold = "actor:" + ev.Actor.Name
@@ -77,15 +78,16 @@ func Record(ctx context.Context, db DBTX, ev Event) error {
 		}
 	}
 	// A repeat's insert does nothing and audit_log_fold counts it on the first line (009).
-	_, err = db.Exec(ctx, `WITH k AS (
-			SELECT CASE WHEN $12::text <> '' THEN md5(concat_ws(E'\n', $12::text, $5::text, $6::text,
-				to_char(date_trunc('minute', clock_timestamp() AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:MI'))) END AS key),
+	_, err = db.Exec(ctx, `WITH c AS (SELECT clock_timestamp() AS t),
+		k AS (
+			SELECT c.t, CASE WHEN $12::text <> '' THEN md5(concat_ws(E'\n', $12::text, $5::text, $6::text,
+				to_char(date_trunc('minute', c.t AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24:MI'))) END AS key FROM c),
 		ins AS (
-			INSERT INTO audit_log (actor, token_id, role, person_id, action, record, outcome, before, after, detail, request_id, fold_key)
-			SELECT $1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, $9, $10, $11, k.key FROM k
+			INSERT INTO audit_log (at, actor, token_id, role, person_id, action, record, outcome, before, after, detail, request_id, fold_key)
+			SELECT k.t, $1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, $9, $10, $11, k.key FROM k
 			ON CONFLICT (fold_key) WHERE fold_key IS NOT NULL DO NOTHING
 			RETURNING id)
-		SELECT audit_log_fold(k.key) FROM k WHERE k.key IS NOT NULL AND NOT EXISTS (SELECT FROM ins)`,
+		SELECT audit_log_fold(k.key, k.t) FROM k WHERE k.key IS NOT NULL AND NOT EXISTS (SELECT FROM ins)`,
 		ev.Actor.Name, tokenID, string(ev.Actor.Role), ev.Actor.PersonID, ev.Action, ev.Record, outcome,
 		before, after, ev.Detail, ev.RequestID, fold)
 	if err != nil {

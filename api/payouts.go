@@ -241,20 +241,12 @@ func (s *Server) reconcile(r *http.Request, body reconcileRequest) (any, error) 
 	if days == 0 {
 		days = 7
 	}
-	run, err := s.payouts.Reconcile(r.Context(), time.Now().AddDate(0, 0, -days))
+	// The run and every change it applies are recorded with their trail lines in the
+	// asker's name, each in the transaction that makes it.
+	p, _ := principalFrom(r.Context())
+	run, err := s.payouts.ReconcileBy(r.Context(), network.By{Principal: p, RequestID: requestID(r.Context())}, time.Now().AddDate(0, 0, -days))
 	if err != nil {
 		return nil, err
-	}
-	// The run is stored by then; its trail line says who ran it and what it found.
-	p, _ := principalFrom(r.Context())
-	ev := access.Event{Actor: p, Action: string(access.ReconciliationRun), Record: fmt.Sprintf("reconciliation:%d", run.ID),
-		After: map[string]any{"provider": run.Provider, "since": run.Since, "provider_records": run.ProviderRecords,
-			"ledger_records": run.LedgerRecords, "differences": len(run.Differences)},
-		Detail: fmt.Sprintf("reconciled %s since %s: %d provider records, %d ledger records, %d differences",
-			run.Provider, run.Since.UTC().Format(time.DateOnly), run.ProviderRecords, run.LedgerRecords, len(run.Differences)),
-		RequestID: requestID(r.Context())}
-	if err := access.Record(context.WithoutCancel(r.Context()), s.pool, ev); err != nil {
-		return nil, fmt.Errorf("reconciliation %d ran, but its audit line failed: %w", run.ID, err)
 	}
 	return run, nil
 }

@@ -1072,6 +1072,18 @@ func TestReconciliationAppliesSettlementHTTP(t *testing.T) {
 	require.Contains(t, last["reason"], "reconciliation run")
 	require.Equal(t, "paid", obj(list(d["attempts"])[0])["outcome"])
 	require.Equal(t, "0.00", f.posted(t, "participant/ana/wallet"))
+	// The change applied has its trail line, in the name of the admin who asked for the run
+	// and committed with the change (a later run applies nothing and writes no such line).
+	r := f.do(t, "POST", "/v1/reconciliations", `{}`, "X-Request-Id", "recon-after")
+	requireStatus(t, r, http.StatusCreated)
+	var actor, requestID, outcome string
+	var n int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) OVER (), actor, request_id, after->>'outcome' FROM audit_log
+		WHERE action = 'payouts.reconciliation.apply' AND record = 'disbursement:' || $1`, id).Scan(&n, &actor, &requestID, &outcome))
+	require.Equal(t, 1, n)
+	require.Equal(t, "admin", actor)
+	require.NotEqual(t, "recon-after", requestID)
+	require.Equal(t, "paid", outcome)
 }
 
 // TestNECThresholdConfiguredHTTP: a configured 1099-NEC threshold (TANDEM_1099_THRESHOLD,

@@ -101,27 +101,33 @@ type ReleaseAwardsWorker struct {
 // evaluate_milestones job was discarded (it gave up: the facts folded into it would
 // otherwise wait for the participant's next fact) since the previous sweep, and of
 // participants with a blocked award.
+//
+// A program whose release fails does not hold up the others: each is tried, and the errors
+// are returned together at the end (River retries the job; releases that committed find
+// nothing left to pay).
 func (w *ReleaseAwardsWorker) Work(ctx context.Context, job *river.Job[ReleaseAwardsArgs]) error {
 	programs := []string{job.Args.Program}
+	var errs []error
 	if job.Args.Program == "" {
 		if err := w.reevaluate(ctx, job.ID); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 		var err error
 		if programs, err = w.Network.ProgramsWaiting(ctx); err != nil {
-			return err
+			return errors.Join(append(errs, err)...)
 		}
 	}
 	for _, p := range programs {
 		n, err := w.Network.ReleaseWaiting(ctx, p)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		if w.Logger != nil && n > 0 {
 			w.Logger.InfoContext(ctx, "awards paid after funding", "program", p, "paid", n)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // reevaluate asks for the evaluations lost to discarded jobs since the previous sweep (the

@@ -664,3 +664,39 @@ func TestSQLAttacks(t *testing.T) {
 	}
 	runSQLAttacks(t, b, attacks)
 }
+
+// TestOldDotSegmentAccountStaysUsable: an account opened before codes with a segment of dots
+// alone were refused is still posted to, read and closed — the refusal applies to new
+// accounts only (a CHECK would have been tested on every update of its balances).
+func TestOldDotSegmentAccountStaysUsable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.openAccounts(t)
+	const old = "participant/../old/wallet"
+	// Opened as before 009: the owner sets the refusal aside for this one insert.
+	tx, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(b.ctx, `ALTER TABLE ledger_accounts DISABLE TRIGGER ledger_accounts_code_segments`)
+	require.NoError(t, err)
+	_, err = tx.Exec(b.ctx, `INSERT INTO ledger_accounts (code, type, currency, no_overdraft) VALUES ($1, 'liability', 'USD', true)`, old)
+	require.NoError(t, err)
+	_, err = tx.Exec(b.ctx, `ALTER TABLE ledger_accounts ENABLE TRIGGER ledger_accounts_code_segments`)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(b.ctx))
+
+	_, err = b.ledger.Post(b.ctx, transfer("in", "org/cash/stripe", old, "5.00"))
+	require.NoError(t, err)
+	require.Equal(t, "5", b.balance(t, old).Posted.String())
+	_, err = b.ledger.Post(b.ctx, transfer("out", old, "org/cash/stripe", "5.00"))
+	require.NoError(t, err)
+	_, err = b.ledger.CloseAccount(b.ctx, old)
+	require.NoError(t, err)
+
+	// A new one is still refused, by the database too.
+	_, err = b.pool.Exec(b.ctx, `INSERT INTO ledger_accounts (code, type, currency) VALUES ('participant/../new/wallet', 'liability', 'USD')`)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "ledger_accounts_code_segments", pgErr.ConstraintName)
+	_, _, err = b.ledger.CreateAccount(b.ctx, ledger.NewAccount{Code: "participant/../new/wallet", Type: ledger.Liability, Currency: "USD"})
+	require.ErrorIs(t, err, ledger.ErrInvalid)
+}

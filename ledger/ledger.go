@@ -170,7 +170,7 @@ func (l *Ledger) Account(ctx context.Context, code string) (Account, error) {
 // AccountTx is Account read on db: inside a caller's transaction, the balance agrees with
 // everything else the transaction reads.
 func (l *Ledger) AccountTx(ctx context.Context, db DBTX, code string) (Account, error) {
-	if err := ValidateCode(code); err != nil {
+	if err := validateExistingCode(code); err != nil {
 		return Account{}, err
 	}
 	a, err := scanAccount(db.QueryRow(ctx, `SELECT `+accountColumns+` FROM ledger_accounts WHERE code = $1`, code))
@@ -214,7 +214,7 @@ func (l *Ledger) CloseAccount(ctx context.Context, code string) (Account, error)
 // CloseAccountTx is CloseAccount on db (a transaction of the caller's, for example to record
 // the change in the same transaction).
 func (l *Ledger) CloseAccountTx(ctx context.Context, db DBTX, code string) (Account, error) {
-	if err := ValidateCode(code); err != nil {
+	if err := validateExistingCode(code); err != nil {
 		return Account{}, err
 	}
 	a, err := scanAccount(db.QueryRow(ctx, `UPDATE ledger_accounts SET closed_at = clock_timestamp()

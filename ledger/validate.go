@@ -31,21 +31,31 @@ const (
 
 var codeSyntax = regexp.MustCompile(`^[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)*$`)
 
-// ValidateCode checks an account code: path segments of letters, digits, '_', '.', ':' and
-// '-', separated by single slashes, at most MaxCodeLength bytes
+// ValidateCode checks the code of a new account: path segments of letters, digits, '_', '.',
+// ':' and '-', separated by single slashes, at most MaxCodeLength bytes
 // (e.g. "program/stem-2027/fund"). A segment of dots alone ("." or "..") is refused: URLs
 // resolve it away, so the account could not be named over HTTP.
 func ValidateCode(code string) error {
-	if code == "" {
-		return invalid("account", "code is empty")
-	}
-	if len(code) > MaxCodeLength || !codeSyntax.MatchString(code) {
-		return invalid("account", "%q is not a valid code (letters, digits, _ . : - in segments separated by /, at most %d bytes)", truncate(code, 60), MaxCodeLength)
+	if err := validateExistingCode(code); err != nil {
+		return err
 	}
 	for _, seg := range strings.Split(code, "/") {
 		if strings.Trim(seg, ".") == "" {
 			return invalid("account", "%q has a segment of dots alone (%q), which a URL would resolve away", truncate(code, 60), seg)
 		}
+	}
+	return nil
+}
+
+// validateExistingCode checks a code naming an account that may exist: the syntax alone. An
+// account opened before segments of dots alone were refused keeps being read, posted to and
+// closed (the database refuses such codes on INSERT only, 009).
+func validateExistingCode(code string) error {
+	if code == "" {
+		return invalid("account", "code is empty")
+	}
+	if len(code) > MaxCodeLength || !codeSyntax.MatchString(code) {
+		return invalid("account", "%q is not a valid code (letters, digits, _ . : - in segments separated by /, at most %d bytes)", truncate(code, 60), MaxCodeLength)
 	}
 	return nil
 }
@@ -99,7 +109,7 @@ func validatePostings(ps []Posting) error {
 	}
 	net := map[string]decimal.Decimal{}
 	for i, p := range ps {
-		if err := ValidateCode(p.Account); err != nil {
+		if err := validateExistingCode(p.Account); err != nil {
 			return fmt.Errorf("postings[%d]: %w", i, err)
 		}
 		if !p.Side.Valid() {

@@ -58,7 +58,7 @@ func (s *Store) EvaluateParticipant(ctx context.Context, participant string) (Ev
 		}
 		if hasBlocks {
 			// Blocks this evaluation did not renew are of awards made since, or no longer due.
-			if _, err := tx.Exec(ctx, `DELETE FROM network_award_blocks WHERE participant_id = $1 AND blocked_at < transaction_timestamp()`,
+			if err := removeBlocks(ctx, tx, "no longer due, or made since", `participant_id = $1 AND blocked_at < transaction_timestamp()`,
 				participant); err != nil {
 				return fmt.Errorf("remove lifted award blocks: %w", err)
 			}
@@ -257,7 +257,10 @@ func (s *Store) payWaiting(ctx context.Context, tx pgx.Tx, p Program, key string
 
 // ReleaseWaiting pays the awards of program that wait for funds, oldest first, as far as the
 // fund covers them (one that does not fit is skipped for smaller later ones). Awards an
-// evaluation is paying at the same moment are left to it.
+// evaluation is paying at the same moment are left to it. Each award is paid in a savepoint
+// of its own, as an evaluation does: one that fails for a lasting reason (a closed wallet, a
+// hand-over refused) is rolled back alone and blocked (BlockedAward), and the others are
+// paid; a transient error fails the release, which its job retries.
 func (s *Store) ReleaseWaiting(ctx context.Context, program string) (paid int, err error) {
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		paid = 0
@@ -265,22 +268,38 @@ func (s *Store) ReleaseWaiting(ctx context.Context, program string) (paid int, e
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT award_key FROM network_awards WHERE program_id = $1 AND status = 'insufficient_funds'
+		rows, err := tx.Query(ctx, `SELECT `+awardColumns+` FROM network_awards WHERE program_id = $1 AND status = 'insufficient_funds'
 			ORDER BY created_at, id FOR UPDATE SKIP LOCKED`, program)
 		if err != nil {
 			return err
 		}
-		keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		waiting, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Award, error) { return scanAward(r) })
 		if err != nil {
 			return err
 		}
-		for _, k := range keys {
-			ok, err := s.payWaiting(ctx, tx, p, k)
-			if err != nil {
+		for _, a := range waiting {
+			var ok bool
+			blocked, err := isolated(ctx, tx, func(sp pgx.Tx) error {
+				var err error
+				ok, err = s.payWaiting(ctx, sp, p, a.Key)
 				return err
+			})
+			if err != nil {
+				return fmt.Errorf("award %s: %w", a.Key, err)
+			}
+			if blocked != nil {
+				s.logger.WarnContext(ctx, "award blocked", "key", a.Key, "error", blocked)
+				if err := blockAward(ctx, tx, BlockedAward{Key: a.Key, Program: p.ID, Participant: a.ParticipantID, Rule: a.RuleID,
+					Period: a.Period, Amount: a.Amount, Currency: a.Currency, Reason: blocked.Error()}); err != nil {
+					return err
+				}
+				continue
 			}
 			if ok {
 				paid++
+				if err := unblockAward(ctx, tx, a.Key); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

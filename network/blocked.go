@@ -68,25 +68,63 @@ func isolated(ctx context.Context, tx pgx.Tx, fn func(sp pgx.Tx) error) (blocked
 	return nil, sp.Commit(ctx)
 }
 
-// blockAward records (or renews) the block of an award and its audit line.
+// blockAward records (or renews) the block of an award. The audit line is written when the
+// block is created or its reason changes, not on each renewal by an unchanged failure (the
+// sweep renews every blocked award every few minutes; attempts and blocked_at count those).
 func blockAward(ctx context.Context, tx pgx.Tx, b BlockedAward) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO network_award_blocks (award_key, program_id, participant_id, rule_id, period, amount, currency, reason)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT (award_key) DO UPDATE SET reason = EXCLUDED.reason, attempts = network_award_blocks.attempts + 1,
-			blocked_at = clock_timestamp()`,
-		b.Key, b.Program, b.Participant, b.Rule, b.Period, b.Amount.String(), b.Currency, b.Reason); err != nil {
+	// The CTE reads the block as it was before this statement.
+	var before *string
+	if err := tx.QueryRow(ctx, `WITH old AS (SELECT reason FROM network_award_blocks WHERE award_key = $1),
+		up AS (INSERT INTO network_award_blocks (award_key, program_id, participant_id, rule_id, period, amount, currency, reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (award_key) DO UPDATE SET reason = EXCLUDED.reason, attempts = network_award_blocks.attempts + 1,
+				blocked_at = clock_timestamp())
+		SELECT (SELECT reason FROM old)`,
+		b.Key, b.Program, b.Participant, b.Rule, b.Period, b.Amount.String(), b.Currency, b.Reason).Scan(&before); err != nil {
 		return fmt.Errorf("block award %s: %w", b.Key, err)
 	}
-	return access.Record(ctx, tx, access.Event{Actor: SystemActor, Action: "network.award.block", Record: "award:" + b.Key,
-		After: b, Detail: b.Reason})
+	if before != nil && *before == b.Reason {
+		return nil
+	}
+	ev := access.Event{Actor: SystemActor, Action: "network.award.block", Record: "award:" + b.Key, After: b, Detail: b.Reason}
+	if before != nil {
+		ev.Before = map[string]string{"reason": *before}
+	}
+	return access.Record(ctx, tx, ev)
 }
 
-// unblockAward removes the block of an award that went through.
+// unblockAward removes the block of an award that went through, with its audit line.
 func unblockAward(ctx context.Context, tx pgx.Tx, key string) error {
-	if _, err := tx.Exec(ctx, `DELETE FROM network_award_blocks WHERE award_key = $1`, key); err != nil {
-		return fmt.Errorf("unblock award %s: %w", key, err)
+	return removeBlocks(ctx, tx, "went through", `award_key = $1`, key)
+}
+
+// removeBlocks removes the blocks matching where (a condition on network_award_blocks b) and
+// writes an audit line (network.award.unblock) for each, saying why.
+func removeBlocks(ctx context.Context, tx pgx.Tx, why, where string, args ...any) error {
+	rows, err := tx.Query(ctx, `DELETE FROM network_award_blocks b WHERE `+where+`
+		RETURNING award_key, program_id, participant_id, rule_id, period, amount::text, currency, reason,
+			attempts, first_blocked_at, blocked_at`, args...)
+	if err != nil {
+		return fmt.Errorf("remove award blocks: %w", err)
+	}
+	removed, err := pgx.CollectRows(rows, scanBlock)
+	if err != nil {
+		return fmt.Errorf("remove award blocks: %w", err)
+	}
+	for _, b := range removed {
+		if err := access.Record(ctx, tx, access.Event{Actor: SystemActor, Action: "network.award.unblock",
+			Record: "award:" + b.Key, Before: b, Detail: why}); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+func scanBlock(r pgx.CollectableRow) (BlockedAward, error) {
+	var b BlockedAward
+	err := r.Scan(&b.Key, &b.Program, &b.Participant, &b.Rule, &b.Period, &amountText{&b.Amount}, &b.Currency, &b.Reason,
+		&b.Attempts, &b.FirstAt, &b.BlockedAt)
+	return b, err
 }
 
 // BlockedAwards lists the awards blocked now, oldest first.
@@ -97,12 +135,7 @@ func (s *Store) BlockedAwards(ctx context.Context) ([]BlockedAward, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blocked awards: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (BlockedAward, error) {
-		var b BlockedAward
-		err := r.Scan(&b.Key, &b.Program, &b.Participant, &b.Rule, &b.Period, &amountText{&b.Amount}, &b.Currency, &b.Reason,
-			&b.Attempts, &b.FirstAt, &b.BlockedAt)
-		return b, err
-	})
+	out, err := pgx.CollectRows(rows, scanBlock)
 	if err != nil {
 		return nil, fmt.Errorf("blocked awards: %w", err)
 	}
@@ -116,7 +149,9 @@ const awardPaid = `EXISTS (SELECT 1 FROM network_awards a WHERE a.award_key = b.
 // BlockedParticipants lists the participants with a blocked award: the awards sweep asks
 // for their evaluation again. Stale blocks (awards paid since) are removed first.
 func (s *Store) BlockedParticipants(ctx context.Context) ([]string, error) {
-	if _, err := s.db.Exec(ctx, `DELETE FROM network_award_blocks b WHERE `+awardPaid); err != nil {
+	if err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		return removeBlocks(ctx, tx, "paid by a release of waiting awards", awardPaid)
+	}); err != nil {
 		return nil, fmt.Errorf("remove stale award blocks: %w", err)
 	}
 	rows, err := s.db.Query(ctx, `SELECT DISTINCT participant_id FROM network_award_blocks ORDER BY 1`)

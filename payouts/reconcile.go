@@ -9,6 +9,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
+
+	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/network"
 )
 
 // Difference kinds between a provider's records and the ledger.
@@ -62,7 +65,19 @@ type ledgerPayout struct {
 // minute that have no reference yet are in flight and not compared; an older one the
 // provider has a transfer for (matched by idempotency key) was sent and never recorded: it is
 // reported once (unrecorded_send) and the transfer's reference and outcome are applied.
+//
+// The run and each change it applies have their audit lines, by the payout jobs' principal
+// (SystemActor): see ReconcileBy.
 func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation, error) {
+	return s.ReconcileBy(ctx, network.By{Principal: SystemActor}, since)
+}
+
+// ReconcileBy is Reconcile asked for by someone (an admin): the run is recorded with its
+// audit line (payouts.reconciliation.run) in one transaction, and each change applied from
+// the provider's word (an entry posted or voided, a disbursement moved on, a reference
+// recorded) with its own line (payouts.reconciliation.apply) in the transaction making it,
+// all in by's name.
+func (s *Store) ReconcileBy(ctx context.Context, by network.By, since time.Time) (Reconciliation, error) {
 	prov := s.provider.Name()
 	run := Reconciliation{Provider: prov, Since: since, Differences: []Difference{}}
 	rows, err := s.db.Query(ctx, `SELECT a.disbursement_id::text, a.attempt, coalesce(a.provider_ref, ''), a.idempotency_key, a.destination, d.currency,
@@ -193,7 +208,12 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 				return err
 			}
 		}
-		return nil
+		return access.Record(ctx, tx, access.Event{Actor: by.Principal, RequestID: by.RequestID, Action: string(access.ReconciliationRun),
+			Record: fmt.Sprintf("reconciliation:%d", run.ID),
+			After: map[string]any{"provider": run.Provider, "since": run.Since, "provider_records": run.ProviderRecords,
+				"ledger_records": run.LedgerRecords, "differences": len(run.Differences)},
+			Detail: fmt.Sprintf("reconciled %s since %s: %d provider records, %d ledger records, %d differences",
+				run.Provider, run.Since.UTC().Format(time.DateOnly), run.ProviderRecords, run.LedgerRecords, len(run.Differences))})
 	})
 	if err != nil {
 		return run, fmt.Errorf("reconcile: record run: %w", err)
@@ -209,8 +229,17 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 		} else if u.r.Failed {
 			receipt = Receipt{Ref: u.r.Ref, Outcome: OutcomeFailed, Reason: "the provider failed it (found by reconciliation)"}
 		}
+		source := fmt.Sprintf("reconciliation run %d", run.ID)
 		if err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-			return s.record(ctx, tx, id, u.l.attempt, receipt, SystemActor.Name, fmt.Sprintf("reconciliation run %d", run.ID))
+			if err := s.record(ctx, tx, id, u.l.attempt, receipt, by.Name, source); err != nil {
+				return err
+			}
+			return access.Record(ctx, tx, access.Event{Actor: by.Principal, RequestID: by.RequestID, Action: "payouts.reconciliation.apply",
+				Record: "disbursement:" + u.l.disbursement,
+				Before: map[string]any{"attempt": u.l.attempt, "provider_ref": u.l.ref, "outcome": u.l.outcome, "returned": u.l.returned},
+				After: map[string]any{"attempt": u.l.attempt, "provider_ref": u.r.Ref, "outcome": receipt.Outcome, "returned": receipt.Returned,
+					"reason": receipt.Reason, "reconciliation": run.ID},
+				Detail: fmt.Sprintf("%s: %s reports attempt %d as %s (%s)", source, prov, u.l.attempt, receipt.Outcome, u.r.Ref)})
 		}); err != nil {
 			return run, fmt.Errorf("reconcile: apply %s: %w", u.r.Ref, err)
 		}

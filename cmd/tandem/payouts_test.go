@@ -323,6 +323,14 @@ func TestPayoutsCLI(t *testing.T) {
 	require.Equal(t, 1, run.LedgerRecords)
 	require.Empty(t, run.Differences)
 	require.Contains(t, c.ok("", "payouts", "reconciliations"), `"provider": "sandbox"`)
+	// The run is in the trail in the name of who ran the command.
+	pool, err := pgxpool.New(context.Background(), os.Getenv("DATABASE_URL"))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	var actor string
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT actor FROM audit_log WHERE action = 'payouts.reconciliation.run'
+		AND record = 'reconciliation:' || $1::bigint`, run.ID).Scan(&actor))
+	require.Equal(t, me, actor)
 }
 
 // TestPayoutsCLIBadFlags: a flag the command does not know is a mistake of usage, as in the

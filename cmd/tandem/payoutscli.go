@@ -312,7 +312,7 @@ func payoutsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return show(p.ReturnReturnedToFund(ctx, by, pos[0], *reason))
 	case "reconcile":
-		return show(p.Reconcile(ctx, time.Now().AddDate(0, 0, -*days)))
+		return show(p.ReconcileBy(ctx, by, time.Now().AddDate(0, 0, -*days)))
 	case "reconciliations":
 		return show(p.Reconciliations(ctx, 10))
 	}

@@ -3,12 +3,15 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
@@ -114,6 +117,12 @@ func TestReconcileUnrecordedSend(t *testing.T) {
 	require.Equal(t, "sbx_"+sent.ID, paid.Attempts[0].ProviderRef)
 	require.Equal(t, map[string]int{"pending": 1, "commit": 1}, payoutEntries(t, pool, sent.ID))
 	require.Equal(t, payouts.Submitted, getPayout(t, a, unsent.ID).State)
+	// The run and the change it applied have their trail lines, by the payout jobs.
+	require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'payouts.reconciliation.run'
+		AND record = 'reconciliation:' || $1::bigint AND actor = 'job:payouts'`, run.ID))
+	require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'payouts.reconciliation.apply'
+		AND record = 'disbursement:' || $1 AND actor = 'job:payouts' AND after->>'provider_ref' = 'sbx_' || $1
+		AND after->>'outcome' = 'paid' AND before->>'provider_ref' = ''`, sent.ID))
 
 	again, err := a.Payouts.Reconcile(ctx, since)
 	require.NoError(t, err)
@@ -186,6 +195,9 @@ func TestAwardBlockedAlone(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, blocked, 1)
 	require.Equal(t, 2, blocked[0].Attempts)
+	// A renewal for the same reason adds no line to the trail (the sweep renews every few
+	// minutes); the block's creation has its line, and so will its removal.
+	require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'network.award.block' AND record LIKE '%award:p1:ana:one-more:once'`))
 
 	refuse.Store(false)
 	res, err = n.EvaluateParticipant(ctx, "ana")
@@ -195,6 +207,8 @@ func TestAwardBlockedAlone(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, blocked)
 	requireAmount(t, "30", posted(t, a, network.WalletAccount("ana")))
+	require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'network.award.unblock'
+		AND record = 'award:award:p1:ana:one-more:once' AND detail = 'went through' AND before->>'reason' LIKE '%wallet is closed%'`))
 }
 
 // TestSweepReevaluatesLostEvaluations: an evaluate_milestones job was discarded (it gave up)
@@ -237,6 +251,82 @@ func TestSweepReevaluatesLostEvaluations(t *testing.T) {
 	blocked, err := a.Network.BlockedAwards(ctx)
 	require.NoError(t, err)
 	require.Empty(t, blocked)
+	require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'network.award.unblock'
+		AND record = 'award:award:p1:bo:one:once' AND actor = 'job:milestones'`))
+}
+
+// TestReleaseWaitingBlocksAlone: the awards sweep pays the awards waiting for funds of two
+// programs. In p2 one award cannot be paid (its hand-over is refused, as for a closed
+// wallet): it is blocked alone, with its reason, and the program's other award is paid. In
+// p1 the release fails for a passing reason: the sweep still releases p2 and reports p1's
+// error at the end. Before, one failure rolled back the whole program's release and the
+// sweep stopped at the first failing program. Once the causes are gone, the next sweep pays
+// the rest and lifts the block, in the trail too.
+func TestReleaseWaitingBlocksAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.New(t, dbtest.Options{MaxConns: 12})
+	a := buildApp(t, pool, app.Config{}) // not started: the test runs the sweep itself
+	in, err := jobs.NewInserter(pool)
+	require.NoError(t, err)
+	var refuse, flaky atomic.Bool
+	refuse.Store(true)
+	flaky.Store(true)
+	n, err := network.New(pool, network.Config{Ledger: a.Ledger, Jobs: in,
+		OnAward: func(ctx context.Context, tx pgx.Tx, aw network.Award, p network.Program) error {
+			if aw.Status == network.AwardPosted && aw.ParticipantID == "ana" && refuse.Load() {
+				return errors.New("the payee's wallet is closed")
+			}
+			if aw.Status == network.AwardPosted && aw.ProgramID == "p1" && flaky.Load() {
+				return fmt.Errorf("hand-over: %w", context.DeadlineExceeded)
+			}
+			return a.Payouts.OnAward(ctx, tx, aw, p)
+		}})
+	require.NoError(t, err)
+	newProgram(t, n, "p1", "", "100.00", ruleOne)
+	newProgram(t, n, "p2", "", "100.00", ruleOne)
+	addMentor(t, n, "mo")
+	for who, program := range map[string]string{"cy": "p1", "ana": "p2", "bo": "p2"} {
+		conv(t, n, addParticipant(t, n, program, who, "mo"), 1, true)
+		require.False(t, t.Failed())
+		res, err := n.EvaluateParticipant(ctx, who)
+		require.NoError(t, err)
+		require.Equal(t, network.EvalResult{Waiting: 1}, res, who)
+	}
+	for _, p := range []string{"p1", "p2"} {
+		_, err := n.Fund(ctx, admin, p, "100.00", p+"-funding")
+		require.NoError(t, err)
+	}
+	sweep := &jobs.ReleaseAwardsWorker{Network: n}
+	job := &river.Job[jobs.ReleaseAwardsArgs]{JobRow: &rivertype.JobRow{ID: 1}, Args: jobs.ReleaseAwardsArgs{Funding: "periodic sweep (test)"}}
+
+	err = sweep.Work(ctx, job)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "p1")
+	requireAmount(t, "10", posted(t, a, network.WalletAccount("bo")))
+	requireAmount(t, "0", posted(t, a, network.WalletAccount("ana")))
+	requireAmount(t, "0", posted(t, a, network.WalletAccount("cy")))
+	blocked, err := n.BlockedAwards(ctx)
+	require.NoError(t, err)
+	require.Len(t, blocked, 1)
+	require.Equal(t, "award:p2:ana:one:once", blocked[0].Key)
+	require.Contains(t, blocked[0].Reason, "the payee's wallet is closed")
+	require.Equal(t, "10", blocked[0].Amount.String())
+	require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'network.award.block' AND record = 'award:award:p2:ana:one:once'`))
+	awards, err := n.Awards(ctx, network.AwardFilter{Participant: "ana"})
+	require.NoError(t, err)
+	require.Equal(t, network.AwardInsufficientFunds, awards[0].Status)
+
+	refuse.Store(false)
+	flaky.Store(false)
+	require.NoError(t, sweep.Work(ctx, job))
+	for _, who := range []string{"ana", "bo", "cy"} {
+		requireAmount(t, "10", posted(t, a, network.WalletAccount(who)), who)
+	}
+	blocked, err = n.BlockedAwards(ctx)
+	require.NoError(t, err)
+	require.Empty(t, blocked)
+	require.Equal(t, 1, queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = 'network.award.unblock' AND record = 'award:award:p2:ana:one:once'`))
 }
 
 // TestAwardBlockedByClosedWallet: the participant's wallet was closed; the evaluation does not
