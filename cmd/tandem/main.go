@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return tokenCmd(ctx, args[1:], stdout, stderr)
 	case "network":
 		return networkCmd(ctx, args[1:], stdin, stdout, stderr)
-	case "program": // tandem program fund P AMOUNT, as the issue spells it
+	case "program": // tandem program fund P AMOUNT, tandem program clock P: short for tandem network program
 		return networkCmd(ctx, append([]string{"program"}, args[1:]...), stdin, stdout, stderr)
 	case "payouts":
 		return payoutsCmd(ctx, args[1:], stdout, stderr)
