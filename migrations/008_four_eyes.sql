@@ -20,13 +20,23 @@ ALTER TABLE payouts_stipend_policies ADD CONSTRAINT payouts_stipend_policies_per
 ALTER TABLE payouts_approvals
     ADD COLUMN round integer NOT NULL DEFAULT 1,
     ADD COLUMN destination text;
--- Approvals recorded before: the destination the disbursement's latest attempt went to, else
--- the person's destination on file now (the latest set, of any provider); NULL when neither.
+-- Approvals recorded before: the destination on file when the admin approved — the person's
+-- latest set at or before the approval, at the provider the disbursement went through (its
+-- latest attempt's), or when it has none at the only provider the person had one at then —
+-- else the destination of the disbursement's latest attempt if it was submitted at or before
+-- the approval; NULL otherwise. A destination set or an attempt made after the approval is
+-- not what the admin approved.
 ALTER TABLE payouts_approvals DISABLE TRIGGER payouts_approvals_append_only;
 UPDATE payouts_approvals a SET destination = coalesce(
-    (SELECT t.destination FROM payouts_attempts t WHERE t.disbursement_id = a.disbursement_id ORDER BY t.attempt DESC LIMIT 1),
-    (SELECT p.account FROM payouts_destinations p JOIN payouts_disbursements d ON d.person_id = p.person_id
-     WHERE d.id = a.disbursement_id ORDER BY p.id DESC LIMIT 1));
+    (SELECT (array_agg(p.account ORDER BY p.id DESC))[1]
+     FROM payouts_destinations p JOIN payouts_disbursements d ON d.person_id = p.person_id
+     WHERE d.id = a.disbursement_id AND p.set_at <= a.at
+       AND p.provider = coalesce((SELECT t.provider FROM payouts_attempts t WHERE t.disbursement_id = a.disbursement_id
+                                  ORDER BY t.attempt DESC LIMIT 1), p.provider)
+     HAVING count(DISTINCT p.provider) = 1),
+    (SELECT t.destination FROM (SELECT destination, submitted_at FROM payouts_attempts WHERE disbursement_id = a.disbursement_id
+                                ORDER BY attempt DESC LIMIT 1) t
+     WHERE t.submitted_at <= a.at));
 ALTER TABLE payouts_approvals ENABLE TRIGGER payouts_approvals_append_only;
 ALTER TABLE payouts_approvals DROP CONSTRAINT payouts_approvals_pkey;
 ALTER TABLE payouts_approvals ADD CONSTRAINT payouts_approvals_pkey PRIMARY KEY (disbursement_id, round, approver);
@@ -73,7 +83,9 @@ END $$;
 
 -- The guard of 005, relaxed for a new round: approved_at is set when a disbursement is first
 -- approved and again by the approval that ends a round it was sent back to, so the caps count
--- it in the month of its latest approval (while awaiting approval it counts in none).
+-- it in the month of its latest approval (while awaiting approval it counts in none). It only
+-- moves forward: program time never goes back, and a backdated approval would count in a
+-- month already past.
 CREATE OR REPLACE FUNCTION payouts_disbursements_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     last payouts_transitions;
@@ -86,7 +98,8 @@ BEGIN
         (OLD.id, OLD.program_id, OLD.person_id, OLD.amount, OLD.currency, OLD.source, OLD.award_id, OLD.requested_by,
         OLD.created_at, OLD.wallet, OLD.funding_entry_id, OLD.approvals_needed, OLD.reason)
         OR (OLD.approved_at IS NOT NULL AND NEW.approved_at IS DISTINCT FROM OLD.approved_at
-            AND NOT (OLD.state = 'awaiting_approval' AND NEW.state = 'approved'))) THEN
+            AND NOT (OLD.state = 'awaiting_approval' AND NEW.state = 'approved'
+                     AND coalesce(NEW.approved_at >= OLD.approved_at, false)))) THEN
         RAISE EXCEPTION 'disbursement %: only the state changes', OLD.id
             USING ERRCODE = 'restrict_violation', CONSTRAINT = 'payouts_append_only';
     END IF;

@@ -353,8 +353,11 @@ func TestConcurrentMigrateOnSharedPool(t *testing.T) {
 }
 
 // TestFourEyesBackfillsApprovalDestinations: approvals recorded before 008 get the destination
-// of their disbursement's latest attempt, else the person's destination on file then; with
-// neither they stay NULL (unknown, which needs approving again).
+// on file when the admin approved (the person's latest set at or before, at the provider of
+// the disbursement's latest attempt, or at the only provider they had one at), else the
+// destination of the latest attempt when it was submitted at or before the approval; with
+// neither they stay NULL (unknown, which needs approving again). A destination set or an
+// attempt made after the approval is not what was approved.
 func TestFourEyesBackfillsApprovalDestinations(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -373,9 +376,44 @@ func TestFourEyesBackfillsApprovalDestinations(t *testing.T) {
 	require.Equal(t, 8, all[7].Version)
 
 	// Rows as 007 left them, written around the triggers and references that would want a
-	// whole ledger behind them.
-	ids := map[string]string{"ana": "00000000-0000-7000-8000-000000000001", "ben": "00000000-0000-7000-8000-000000000002",
-		"cy": "00000000-0000-7000-8000-000000000003"}
+	// whole ledger behind them. Every approval was made at approved.
+	approved := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return approved.Add(d) }
+	people := []string{"ana", "ben", "cy", "dee", "eve", "fay"}
+	ids := map[string]string{}
+	for i, person := range people {
+		ids[person] = fmt.Sprintf("00000000-0000-7000-8000-%012d", i+1)
+	}
+	type attempt struct {
+		provider, destination string
+		submitted             time.Time
+	}
+	attempts := map[string][]attempt{
+		// Sent before the approval (its latest attempt too); nothing on file then.
+		"ana": {{"sandbox", "sandbox:first", at(-2 * time.Hour)}, {"sandbox", "sandbox:latest", at(-time.Hour)}},
+		// Its latest attempt was after the approval: not what was approved.
+		"dee": {{"sandbox", "sandbox:dee-first", at(-time.Hour)}, {"sandbox", "sandbox:dee-later", at(2 * time.Hour)}},
+		// Its attempt names the provider: the destination on file there then.
+		"eve": {{"stripe", "acct_eve_later", at(time.Hour)}},
+	}
+	type destination struct {
+		person, provider, account string
+		set                       time.Time
+	}
+	destinations := []destination{
+		{"ana", "sandbox", "sandbox:ana-now", at(24 * time.Hour)},
+		// Set before, at, and after the approval: the one set at it was on file.
+		{"ben", "stripe", "acct_old", at(-24 * time.Hour)},
+		{"ben", "stripe", "acct_then", approved},
+		{"ben", "stripe", "acct_new", at(time.Hour)},
+		{"dee", "sandbox", "sandbox:dee-later", at(time.Hour)},
+		{"eve", "stripe", "acct_eve", at(-24 * time.Hour)},
+		{"eve", "sandbox", "sandbox:eve", at(-time.Hour)},
+		{"eve", "stripe", "acct_eve_later", at(30 * time.Minute)},
+		// Two providers on file and no attempt to say which was paid through.
+		{"fay", "stripe", "acct_fay", at(-24 * time.Hour)},
+		{"fay", "sandbox", "sandbox:fay", at(-time.Hour)},
+	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
 			return err
@@ -383,23 +421,29 @@ func TestFourEyesBackfillsApprovalDestinations(t *testing.T) {
 		for person, id := range ids {
 			if _, err := tx.Exec(ctx, `INSERT INTO payouts_disbursements (id, program_id, person_id, amount, currency, source, state,
 				requested_by, wallet, funding_entry_id, approvals_needed, approved_at)
-				VALUES ($1, 'p1', $2, 150, 'USD', 'manual', 'approved', 'person:adm', 'participant/' || $2 || '/wallet', gen_random_uuid(), 1, now())`,
-				id, person); err != nil {
+				VALUES ($1, 'p1', $2, 150, 'USD', 'manual', 'approved', 'person:adm', 'participant/' || $2 || '/wallet', gen_random_uuid(), 1, $3)`,
+				id, person, approved); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor) VALUES ($1, 'person:adm2', 'test')`, id); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor, at) VALUES ($1, 'person:adm2', 'test', $2)`,
+				id, approved); err != nil {
+				return err
+			}
+			for n, a := range attempts[person] {
+				if _, err := tx.Exec(ctx, `INSERT INTO payouts_attempts (disbursement_id, attempt, provider, destination, idempotency_key,
+					pending_entry_id, submitted_at) VALUES ($1, $2, $3, $4, $5, gen_random_uuid(), $6)`,
+					id, n+1, a.provider, a.destination, fmt.Sprintf("%s:%d", id, n+1), a.submitted); err != nil {
+					return err
+				}
+			}
+		}
+		for _, d := range destinations {
+			if _, err := tx.Exec(ctx, `INSERT INTO payouts_destinations (person_id, provider, account, set_by, set_at) VALUES ($1, $2, $3, 'test', $4)`,
+				d.person, d.provider, d.account, d.set); err != nil {
 				return err
 			}
 		}
-		for n, dest := range []string{"sandbox:first", "sandbox:latest"} {
-			if _, err := tx.Exec(ctx, `INSERT INTO payouts_attempts (disbursement_id, attempt, provider, destination, idempotency_key, pending_entry_id)
-				VALUES ($1, $2, 'sandbox', $3, $3, gen_random_uuid())`, ids["ana"], n+1, dest); err != nil {
-				return err
-			}
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO payouts_destinations (person_id, provider, account, set_by) VALUES
-			('ana', 'sandbox', 'sandbox:ana-now', 'test'), ('ben', 'stripe', 'acct_old', 'test'), ('ben', 'stripe', 'acct_new', 'test')`)
-		return err
+		return nil
 	})
 	require.NoError(t, err)
 
@@ -412,7 +456,8 @@ func TestFourEyesBackfillsApprovalDestinations(t *testing.T) {
 		got[person] = dest
 	}
 	str := func(s string) *string { return &s }
-	require.Equal(t, map[string]*string{"ana": str("sandbox:latest"), "ben": str("acct_new"), "cy": nil}, got)
+	require.Equal(t, map[string]*string{"ana": str("sandbox:latest"), "ben": str("acct_then"), "cy": nil, "dee": nil,
+		"eve": str("acct_eve"), "fay": nil}, got)
 	var round int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT round FROM payouts_approvals WHERE disbursement_id = $1`, ids["ana"]).Scan(&round))
 	require.Equal(t, 1, round)
