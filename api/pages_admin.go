@@ -270,7 +270,7 @@ func plainError(err error) string {
 	case errors.Is(err, access.ErrFourEyes), errors.Is(err, payouts.ErrSelfApproval):
 		return "Not approved — four eyes: whoever requested a disbursement may not approve it, and nobody approves it twice; another admin must. (" + detail + ")"
 	case errors.Is(err, payouts.ErrCapExceeded):
-		return "Not approved — it would take the person past the program's monthly or yearly cap; it keeps waiting. (" + detail + ")"
+		return "Nothing was changed — it would take the person past the program's monthly or yearly cap: it keeps waiting, or stays returned. (" + detail + ")"
 	case errors.Is(err, payouts.ErrDestinationChanged):
 		return "Not approved — the person's payout destination changed since it was shown to you; look at the one shown now, and approve again if it is right. (" + detail + ")"
 	case errors.Is(err, payouts.ErrState):

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -249,7 +250,9 @@ func (s *Store) returnToFund(ctx context.Context, tx pgx.Tx, d Disbursement, why
 }
 
 // Retry sends a failed or returned disbursement again (a new attempt, with a new idempotency
-// key).
+// key). A returned one stopped counting under the caps when it came back: paid again it
+// counts again, in the month and year of its approval (which it keeps), so it is refused
+// (ErrCapExceeded) when that would take the person past a cap.
 func (s *Store) Retry(ctx context.Context, by network.By, id, reason string) (Disbursement, error) {
 	reason = strings.TrimSpace(reason)
 	if reason == "" {
@@ -261,6 +264,19 @@ func (s *Store) Retry(ctx context.Context, by network.By, id, reason string) (Di
 		}
 		if err := refuseIfSettled(ctx, tx, *d, "retried"); err != nil {
 			return "", err
+		}
+		if d.State == Returned {
+			pol, err := programPolicyTx(ctx, tx, d.ProgramID)
+			if err != nil {
+				return "", err
+			}
+			var at time.Time
+			if d.ApprovedAt != nil {
+				at = *d.ApprovedAt
+			}
+			if err := s.checkCapsAt(ctx, tx, pol, d.PersonID, d.Amount, at); err != nil {
+				return "", err
+			}
 		}
 		return reason, s.transition(ctx, tx, d, Approved, by.Name, reason)
 	})

@@ -226,6 +226,12 @@ func (s *Store) SetPolicy(ctx context.Context, by network.By, program string, n 
 // canceled and forfeited ones do not count.
 // It takes a lock on (program, person) so two approvals cannot both fit the same room.
 func (s *Store) checkCaps(ctx context.Context, tx pgx.Tx, pol Policy, person string, amount decimal.Decimal) error {
+	return s.checkCapsAt(ctx, tx, pol, person, amount, time.Time{})
+}
+
+// checkCapsAt is checkCaps for an amount that counts in the month and year of at, a program
+// time (a returned disbursement paid again counts in those of its approval); zero is now.
+func (s *Store) checkCapsAt(ctx context.Context, tx pgx.Tx, pol Policy, person string, amount decimal.Decimal, at time.Time) error {
 	if !pol.MonthlyCap.Valid && !pol.YearlyCap.Valid {
 		return nil
 	}
@@ -237,8 +243,19 @@ func (s *Store) checkCaps(ctx context.Context, tx pgx.Tx, pol Policy, person str
 		return err
 	}
 	now = now.UTC()
-	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	yearStart := time.Date(now.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	if at.IsZero() {
+		at = now
+	}
+	at = at.UTC()
+	monthStart := time.Date(at.Year(), at.Month(), 1, 0, 0, 0, 0, time.UTC)
+	yearStart := time.Date(at.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	inMonth, inYear := "this month", "this year"
+	if at.Year() != now.Year() || at.Month() != now.Month() {
+		inMonth = "in " + at.Format("January 2006")
+	}
+	if at.Year() != now.Year() {
+		inYear = "in " + at.Format("2006")
+	}
 	var month, year string
 	if err := tx.QueryRow(ctx, `SELECT coalesce(sum(amount) FILTER (WHERE approved_at >= $3 AND approved_at < $6), 0)::text, coalesce(sum(amount), 0)::text
 		FROM payouts_disbursements WHERE program_id = $1 AND person_id = $2 AND approved_at >= $4 AND approved_at < $5
@@ -247,12 +264,12 @@ func (s *Store) checkCaps(ctx context.Context, tx pgx.Tx, pol Policy, person str
 	}
 	m, y := decimal.RequireFromString(month), decimal.RequireFromString(year)
 	if pol.MonthlyCap.Valid && m.Add(amount).GreaterThan(pol.MonthlyCap.Decimal) {
-		return fmt.Errorf("%w: %s would take %s to %s this month, past the monthly cap of %s", ErrCapExceeded,
-			money(amount, pol.Currency), person, money(m.Add(amount), pol.Currency), money(pol.MonthlyCap.Decimal, pol.Currency))
+		return fmt.Errorf("%w: %s would take %s to %s %s, past the monthly cap of %s", ErrCapExceeded,
+			money(amount, pol.Currency), person, money(m.Add(amount), pol.Currency), inMonth, money(pol.MonthlyCap.Decimal, pol.Currency))
 	}
 	if pol.YearlyCap.Valid && y.Add(amount).GreaterThan(pol.YearlyCap.Decimal) {
-		return fmt.Errorf("%w: %s would take %s to %s this year, past the yearly cap of %s", ErrCapExceeded,
-			money(amount, pol.Currency), person, money(y.Add(amount), pol.Currency), money(pol.YearlyCap.Decimal, pol.Currency))
+		return fmt.Errorf("%w: %s would take %s to %s %s, past the yearly cap of %s", ErrCapExceeded,
+			money(amount, pol.Currency), person, money(y.Add(amount), pol.Currency), inYear, money(pol.YearlyCap.Decimal, pol.Currency))
 	}
 	return nil
 }

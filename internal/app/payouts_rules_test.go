@@ -1200,6 +1200,90 @@ func TestPayoutsCapsCountTheLatestApproval(t *testing.T) {
 	e.requireCheckClean()
 }
 
+// TestPayoutsCapsCountARetriedReturn: a disbursement returned in full stops counting under
+// the caps, so another fits its room; retried, it would count again in the month of its
+// approval, and is refused (ErrCapExceeded, staying returned) while that takes the person
+// past the cap — in that month, even once the program's month has moved on. With room again
+// it is retried, keeping its approval's time.
+func TestPayoutsCapsCountARetriedReturn(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC), app.Config{})
+	ctx, p := e.ctx, e.a.Payouts
+	newProgram(t, e.a.Network, "p1", "5000.00", "100.00")
+	e.payee("p1", "ana")
+	_, err := p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{MonthlyCap: "1000.00", DualControlThreshold: "5000.00"})
+	require.NoError(t, err)
+
+	a := e.partlyReturned("ana", "1000.00", "1000", "a")
+	require.Equal(t, payouts.Returned, a.State)
+	b := e.grant(admin, "p1", "ana", "1000.00", "b")
+	b, err = approveSeen(ctx, p, admin2, b.ID, "")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, b.State, "a returned disbursement leaves room under the cap")
+
+	_, err = p.Retry(ctx, admin, a.ID, "paid again")
+	require.ErrorIs(t, err, payouts.ErrCapExceeded)
+	require.ErrorContains(t, err, "1000.00 USD would take ana to 2000.00 USD this month, past the monthly cap of 1000.00 USD")
+	require.Equal(t, payouts.Returned, e.get(a.ID).State)
+
+	e.advance("p1", payouts.ClockMove{To: "2026-04-10T12:00:00Z"})
+	_, err = p.Retry(ctx, admin, a.ID, "paid again")
+	require.ErrorIs(t, err, payouts.ErrCapExceeded, "it counts in the month it was approved in")
+	require.ErrorContains(t, err, "to 2000.00 USD in March 2026, past the monthly cap")
+	require.Equal(t, payouts.Returned, e.get(a.ID).State)
+
+	_, err = p.Cancel(ctx, admin, b.ID, "not needed")
+	require.NoError(t, err)
+	d, err := p.Retry(ctx, admin, a.ID, "paid again")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	require.Equal(t, time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC), d.ApprovedAt.UTC())
+	e.requireCheckClean()
+}
+
+// TestPayoutsApprovedAtOnlyMovesForward: the approval that ends a new round stamps approved_at
+// again, never earlier than before (program time does not go back): the database refuses a
+// backdated one from whoever writes it, here the owner.
+func TestPayoutsApprovedAtOnlyMovesForward(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC), app.Config{})
+	ctx, p := e.ctx, e.a.Payouts
+	newProgram(t, e.a.Network, "p1", "5000.00", "100.00")
+	e.payee("p1", "ana")
+	_, err := p.SetPolicy(ctx, admin, "p1", payouts.NewPolicy{DualControlThreshold: "5000.00"})
+	require.NoError(t, err)
+	e.destination("ana", "sandbox:ana-a")
+	d := e.grant(admin, "p1", "ana", "800.00", "d")
+	d, err = approveSeen(ctx, p, admin2, d.ID, "")
+	require.NoError(t, err)
+	require.Equal(t, payouts.Approved, d.State)
+	first := *d.ApprovedAt
+	e.destination("ana", "sandbox:ana-b")
+	require.Equal(t, payouts.AwaitingApproval, e.submit(nil, d.ID).State, "sent back for approval")
+
+	// approve approves d straight in the database with approved_at at, and rolls back.
+	approve := func(at time.Time) error {
+		tx, err := e.pool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		_, err = tx.Exec(ctx, `INSERT INTO payouts_approvals (disbursement_id, approver, actor, destination)
+			VALUES ($1, 'person:adm2', 'test:sql', 'sandbox:ana-b')`, d.ID)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, `INSERT INTO payouts_transitions (disbursement_id, from_state, to_state, actor, reason)
+			VALUES ($1, 'awaiting_approval', 'approved', 'test:sql', 'a direct approval')`, d.ID)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, `UPDATE payouts_disbursements SET state = 'approved', approved_at = $2 WHERE id = $1`, d.ID, at)
+		return err
+	}
+	for _, at := range []time.Time{first.Add(-time.Microsecond), first.AddDate(0, -1, 0)} {
+		err := approve(at)
+		require.Equal(t, "payouts_append_only", constraintOf(err), "%s: %v", at, err)
+	}
+	require.NoError(t, approve(first))
+	require.NoError(t, approve(first.AddDate(0, 1, 0)))
+	require.Equal(t, payouts.AwaitingApproval, e.get(d.ID).State)
+}
+
 // TestPayoutsSweepContinuesPastCapHeld: a disbursement the cap held, now with room, must not
 // stop the sweep's other work: here, forfeiting a failed payout past its remediation window.
 func TestPayoutsSweepContinuesPastCapHeld(t *testing.T) {
