@@ -57,9 +57,11 @@ func (s *Store) EvaluateParticipant(ctx context.Context, participant string) (Ev
 			}
 		}
 		if hasBlocks {
-			// Blocks this evaluation did not renew are of awards made since, or no longer due.
-			if err := removeBlocks(ctx, tx, "no longer due, or made since", `participant_id = $1 AND blocked_at < transaction_timestamp()`,
-				participant); err != nil {
+			// Blocks this evaluation did not renew are of awards made since, or no longer due;
+			// but one whose award still waits unpaid stays, whatever the evaluation reached:
+			// the release of waiting awards tries it again, and lifts it once it is paid.
+			if err := removeBlocks(ctx, tx, "no longer due, or made since", `participant_id = $1 AND blocked_at < transaction_timestamp()
+				AND NOT `+awardWaiting, participant); err != nil {
 				return fmt.Errorf("remove lifted award blocks: %w", err)
 			}
 		}

@@ -16,7 +16,8 @@ import (
 // BlockedAward is an award a rule earned that could not be made or paid (a closed wallet, a
 // hand-over to payouts refused): the evaluation recorded why and went on with the
 // participant's other awards. Every later evaluation tries it again (the periodic awards
-// sweep asks for one); once it goes through, or is no longer due, its block is removed.
+// sweep asks for one); once it goes through, or is no longer due, its block is removed —
+// except that of an award made and still waiting unpaid, which stays until it is paid.
 type BlockedAward struct {
 	Key         string          `json:"award_key"`
 	Program     string          `json:"program_id"`
@@ -145,6 +146,10 @@ func (s *Store) BlockedAwards(ctx context.Context) ([]BlockedAward, error) {
 // awardPaid says of a block b that its award was paid since (by a release of waiting awards,
 // which does not look at blocks): the block is stale.
 const awardPaid = `EXISTS (SELECT 1 FROM network_awards a WHERE a.award_key = b.award_key AND a.status = 'posted')`
+
+// awardWaiting says of a block b that its award exists and still waits unpaid (the release
+// of waiting awards tries it again), so an evaluation that no longer reaches it keeps it.
+const awardWaiting = `EXISTS (SELECT 1 FROM network_awards a WHERE a.award_key = b.award_key AND a.status = 'insufficient_funds')`
 
 // BlockedParticipants lists the participants with a blocked award: the awards sweep asks
 // for their evaluation again. Stale blocks (awards paid since) are removed first.

@@ -76,7 +76,8 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (Reconciliation,
 // audit line (payouts.reconciliation.run) in one transaction, and each change applied from
 // the provider's word (an entry posted or voided, a disbursement moved on, a reference
 // recorded) with its own line (payouts.reconciliation.apply) in the transaction making it,
-// all in by's name.
+// all in by's name. An update a webhook or the settle job recorded after the provider was
+// listed is left alone, without a line.
 func (s *Store) ReconcileBy(ctx context.Context, by network.By, since time.Time) (Reconciliation, error) {
 	prov := s.provider.Name()
 	run := Reconciliation{Provider: prov, Since: since, Differences: []Difference{}}
@@ -231,14 +232,18 @@ func (s *Store) ReconcileBy(ctx context.Context, by network.By, since time.Time)
 		}
 		source := fmt.Sprintf("reconciliation run %d", run.ID)
 		if err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-			if err := s.record(ctx, tx, id, u.l.attempt, receipt, by.Name, source); err != nil {
+			// What the provider was listed against was read before: a webhook or the settle
+			// job may have recorded it since. The line says what this apply changed, if
+			// anything, from the attempt as read under the lock.
+			c, err := s.recordChange(ctx, tx, id, u.l.attempt, receipt, by.Name, source)
+			if err != nil || !c.changed() {
 				return err
 			}
 			return access.Record(ctx, tx, access.Event{Actor: by.Principal, RequestID: by.RequestID, Action: "payouts.reconciliation.apply",
 				Record: "disbursement:" + u.l.disbursement,
-				Before: map[string]any{"attempt": u.l.attempt, "provider_ref": u.l.ref, "outcome": u.l.outcome, "returned": u.l.returned},
-				After: map[string]any{"attempt": u.l.attempt, "provider_ref": u.r.Ref, "outcome": receipt.Outcome, "returned": receipt.Returned,
-					"reason": receipt.Reason, "reconciliation": run.ID},
+				Before: map[string]any{"attempt": u.l.attempt, "provider_ref": c.before.ref, "outcome": c.before.outcome, "returned": c.before.returned},
+				After: map[string]any{"attempt": u.l.attempt, "provider_ref": c.after.ref, "outcome": c.after.outcome, "returned": c.after.returned,
+					"reason": c.reason, "reconciliation": run.ID},
 				Detail: fmt.Sprintf("%s: %s reports attempt %d as %s (%s)", source, prov, u.l.attempt, receipt.Outcome, u.r.Ref)})
 		}); err != nil {
 			return run, fmt.Errorf("reconcile: apply %s: %w", u.r.Ref, err)

@@ -175,44 +175,70 @@ func (s *Store) open(ctx context.Context, tx pgx.Tx, d *Disbursement, a *attempt
 // outcome. It is where submission, settlement and webhooks meet; all of them lock the
 // disbursement first, so one wins and the others find the outcome written.
 func (s *Store) record(ctx context.Context, tx pgx.Tx, id uuid.UUID, n int, r Receipt, actor, source string) error {
+	_, err := s.recordChange(ctx, tx, id, n, r, actor, source)
+	return err
+}
+
+// recorded is what record did to an attempt: the attempt as read under the disbursement's
+// lock, and as left. They are equal when someone else recorded it first.
+type recorded struct {
+	before, after attempt
+	reason        string // why it failed, when record failed it
+}
+
+// changed reports whether record wrote anything of the attempt.
+func (c recorded) changed() bool {
+	return c.after.ref != c.before.ref || c.after.sent != c.before.sent || c.after.outcome != c.before.outcome ||
+		!c.after.returned.Equal(c.before.returned)
+}
+
+// recordChange is record, reporting what it changed.
+func (s *Store) recordChange(ctx context.Context, tx pgx.Tx, id uuid.UUID, n int, r Receipt, actor, source string) (recorded, error) {
 	d, err := lockTx(ctx, tx, id)
 	if err != nil {
-		return err
+		return recorded{}, err
 	}
 	a, err := scanAttempt(tx.QueryRow(ctx, `SELECT `+attemptColumns+` FROM payouts_attempts WHERE disbursement_id = $1 AND attempt = $2`, id, n))
 	if err != nil {
-		return fmt.Errorf("attempt %d of %s: %w", n, id, err)
+		return recorded{}, fmt.Errorf("attempt %d of %s: %w", n, id, err)
 	}
+	c := recorded{before: a}
 	if r.Ref != "" && a.ref == "" {
 		if _, err := tx.Exec(ctx, `UPDATE payouts_attempts SET provider_ref = $3, sent_at = clock_timestamp()
 			WHERE disbursement_id = $1 AND attempt = $2`, id, n, r.Ref); err != nil {
-			return fmt.Errorf("record reference of %s: %w", id, err)
+			return c, fmt.Errorf("record reference of %s: %w", id, err)
 		}
 		a.ref, a.sent = r.Ref, true
 	} else if !a.sent && r.Outcome != OutcomePending {
 		if _, err := tx.Exec(ctx, `UPDATE payouts_attempts SET sent_at = clock_timestamp() WHERE disbursement_id = $1 AND attempt = $2`, id, n); err != nil {
-			return err
+			return c, err
 		}
 		a.sent = true
 	}
+	c.after = a
 	if a.outcome == "" && r.Outcome == OutcomePaid && r.Returned.GreaterThanOrEqual(d.Amount) {
 		r = Receipt{Ref: r.Ref, Outcome: OutcomeFailed, Reason: "returned in full before it settled"}
 	}
 	switch {
 	case a.outcome == "" && r.Outcome == OutcomePaid:
 		if err := s.settle(ctx, tx, &d, a, OutcomePaid, "", actor, source); err != nil {
-			return err
+			return c, err
 		}
 		a.outcome = string(OutcomePaid)
+		c.after = a
 	case a.outcome == "" && r.Outcome == OutcomeFailed:
-		return s.settle(ctx, tx, &d, a, OutcomeFailed, r.Reason, actor, source)
+		c.after.outcome, c.reason = string(OutcomeFailed), r.Reason
+		return c, s.settle(ctx, tx, &d, a, OutcomeFailed, r.Reason, actor, source)
 	case a.outcome == "":
-		return s.jobs.SettleTx(ctx, tx, id, n, s.now().Add(s.provider.SettleAfter()))
+		return c, s.jobs.SettleTx(ctx, tx, id, n, s.now().Add(s.provider.SettleAfter()))
 	}
 	if a.outcome == string(OutcomePaid) && r.Returned.GreaterThan(a.returned) {
-		return s.returned(ctx, tx, &d, a, r.Returned, source)
+		if err := s.returned(ctx, tx, &d, &a, r.Returned, source); err != nil {
+			return c, err
+		}
+		c.after = a
 	}
-	return nil
+	return c, nil
 }
 
 // settle posts (paid) or voids (failed) the attempt's pending entry and moves the
@@ -266,10 +292,10 @@ func (s *Store) fail(ctx context.Context, tx pgx.Tx, d *Disbursement, reason str
 	return s.transition(ctx, tx, d, Failed, SystemActor.Name, reason)
 }
 
-// returned records money the provider gave back after paying: an entry cash → wallet for
+// returned records money the provider gave back after paying (a.returned is updated): an entry cash → wallet for
 // what is new, linked to the disbursement and the attempt, and — once all of it is back —
 // the move paid → returned. A partial return stays paid, with the return listed.
-func (s *Store) returned(ctx context.Context, tx pgx.Tx, d *Disbursement, a attempt, total decimal.Decimal, event string) error {
+func (s *Store) returned(ctx context.Context, tx pgx.Tx, d *Disbursement, a *attempt, total decimal.Decimal, event string) error {
 	if total.GreaterThan(d.Amount) {
 		total = d.Amount
 	}
@@ -297,6 +323,7 @@ func (s *Store) returned(ctx context.Context, tx pgx.Tx, d *Disbursement, a atte
 	if _, err := tx.Exec(ctx, `UPDATE payouts_attempts SET returned = $3 WHERE disbursement_id = $1 AND attempt = $2`, d.ID, a.n, total.String()); err != nil {
 		return err
 	}
+	a.returned = total
 	if d.State == Paid && total.GreaterThanOrEqual(d.Amount) {
 		return s.transition(ctx, tx, d, Returned, SystemActor.Name,
 			fmt.Sprintf("the provider returned the payout (%s); it is back in the wallet: retry it (e.g. after a new destination) or cancel it", event))

@@ -801,6 +801,66 @@ func TestReconcileAppliesLostSettlement(t *testing.T) {
 	e.requireCheckClean()
 }
 
+// listedFirst is a provider whose List calls after once its records are all listed: what
+// happens between reconciliation's reading of the provider and its applying of updates.
+type listedFirst struct {
+	payouts.Provider
+	after func(ctx context.Context) error
+}
+
+func (p *listedFirst) List(ctx context.Context, since time.Time, fn func(payouts.Record) error) error {
+	if err := p.Provider.List(ctx, since, fn); err != nil {
+		return err
+	}
+	return p.after(ctx)
+}
+
+// TestReconcileAppliesNothingSettledSince: reconciliation lists a transfer the provider
+// settled while the ledger shows its attempt open, and before it applies that, the settle
+// job records the outcome. The apply finds the attempt settled: it changes nothing and writes
+// no payouts.reconciliation.apply line (before, it wrote one in the reconciler's name, with
+// the open attempt as Before, for a change the settle job made), and the payout is paid once.
+func TestReconcileAppliesNothingSettledSince(t *testing.T) {
+	t.Parallel()
+	e := newPayoutsEnv(t, time.Time{}, app.Config{})
+	ctx, a := e.ctx, e.a
+	newProgram(t, a.Network, "p1", "1000.00", "100.00")
+	e.payee("p1", "ana")
+	sandbox := payouts.NewSandbox(e.pool, payouts.SandboxConfig{Delay: time.Hour})
+	since := time.Now().Add(-time.Hour)
+	d := e.submit(e.store(sandbox, payouts.Config{}), e.grant(admin, "p1", "ana", "40.00", "settled-since").ID)
+	require.Equal(t, payouts.Submitted, d.State)
+	require.Empty(t, d.Attempts[0].Outcome)
+	// The provider settled it; the webhook was lost.
+	_, err := e.pool.Exec(ctx, `UPDATE payouts_sandbox_transfers SET settles_at = clock_timestamp() - interval '1 second'
+		WHERE disbursement_id = $1`, d.ID)
+	require.NoError(t, err)
+
+	settler := e.store(sandbox, payouts.Config{})
+	settled := 0
+	reconciler := e.store(&listedFirst{Provider: sandbox, after: func(ctx context.Context) error {
+		settled++
+		out, err := settler.Settle(ctx, uuid.MustParse(d.ID), 1)
+		if err == nil && out != payouts.OutcomePaid {
+			err = fmt.Errorf("settle job found %s", out)
+		}
+		return err
+	}}, payouts.Config{})
+	run, err := reconciler.ReconcileBy(ctx, admin, since)
+	require.NoError(t, err)
+	require.Equal(t, 1, settled)
+	require.Empty(t, run.Differences)
+
+	got := e.get(d.ID)
+	require.Equal(t, payouts.Paid, got.State)
+	require.Equal(t, []string{"→approved", "approved→submitted", "submitted→paid"}, moves(got))
+	require.NotContains(t, lastTransition(t, got).Reason, "reconciliation", "the settle job paid it")
+	require.Equal(t, map[string]int{"pending": 1, "commit": 1}, payoutEntries(t, e.pool, d.ID))
+	require.Zero(t, queryInt(t, e.pool, `SELECT count(*) FROM audit_log WHERE action = 'payouts.reconciliation.apply'
+		AND record = 'disbursement:' || $1`, d.ID))
+	requireAmount(t, "0", pendingOf(t, a, network.WalletAccount("ana")))
+}
+
 // getPayout reads a disbursement with its history.
 func getPayout(t *testing.T, a *app.App, id string) payouts.Disbursement {
 	t.Helper()

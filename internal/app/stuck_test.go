@@ -354,3 +354,80 @@ func TestAwardBlockedByClosedWallet(t *testing.T) {
 	require.Contains(t, blocked[0].Reason, "closed")
 	require.Equal(t, "10", blocked[0].Amount.String())
 }
+
+// TestReleaseBlockOutlivesEvaluation: the awards sweep blocks a waiting award it cannot pay
+// (its hand-over is refused, as for a closed wallet) and asks for the participant's
+// evaluation, which no longer reaches the award (its rule was retired). The award still
+// waits unpaid, so its block stays, with no unblock line in the trail; the next sweep renews
+// it without a new block line. Before, the evaluation removed the block as "no longer due"
+// and the sweep blocked it again: two lines every ten minutes for as long as it waited. Once
+// the cause is gone, the sweep pays it and lifts the block.
+func TestReleaseBlockOutlivesEvaluation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.New(t, dbtest.Options{MaxConns: 12})
+	a := buildApp(t, pool, app.Config{}) // not started: the test runs the sweep itself
+	in, err := jobs.NewInserter(pool)
+	require.NoError(t, err)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	n, err := network.New(pool, network.Config{Ledger: a.Ledger, Jobs: in,
+		OnAward: func(ctx context.Context, tx pgx.Tx, aw network.Award, p network.Program) error {
+			if aw.Status == network.AwardPosted && refuse.Load() {
+				return errors.New("the payee's wallet is closed")
+			}
+			return a.Payouts.OnAward(ctx, tx, aw, p)
+		}})
+	require.NoError(t, err)
+	newProgram(t, n, "p1", "", "100.00", ruleOne)
+	addMentor(t, n, "mo")
+	conv(t, n, addParticipant(t, n, "p1", "ana", "mo"), 1, true)
+	require.False(t, t.Failed())
+	res, err := n.EvaluateParticipant(ctx, "ana")
+	require.NoError(t, err)
+	require.Equal(t, network.EvalResult{Waiting: 1}, res)
+	_, err = n.Fund(ctx, admin, "p1", "100.00", "p1-funding")
+	require.NoError(t, err)
+	const key = "award:p1:ana:one:once"
+	lines := func(action string) int {
+		return queryInt(t, pool, `SELECT count(*) FROM audit_log WHERE action = $1 AND record = 'award:'||$2`, action, key)
+	}
+
+	paid, err := n.ReleaseWaiting(ctx, "p1")
+	require.NoError(t, err)
+	require.Zero(t, paid)
+	require.Equal(t, 1, lines("network.award.block"))
+	_, err = n.RetireRule(ctx, admin, "p1", "one", "replaced")
+	require.NoError(t, err)
+
+	who, err := n.BlockedParticipants(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"ana"}, who)
+	res, err = n.EvaluateParticipant(ctx, "ana")
+	require.NoError(t, err)
+	require.Equal(t, network.EvalResult{}, res)
+	blocked, err := n.BlockedAwards(ctx)
+	require.NoError(t, err)
+	require.Len(t, blocked, 1)
+	require.Equal(t, key, blocked[0].Key)
+	require.Zero(t, lines("network.award.unblock"), "the award still waits unpaid")
+
+	paid, err = n.ReleaseWaiting(ctx, "p1")
+	require.NoError(t, err)
+	require.Zero(t, paid)
+	blocked, err = n.BlockedAwards(ctx)
+	require.NoError(t, err)
+	require.Len(t, blocked, 1)
+	require.Equal(t, 2, blocked[0].Attempts)
+	require.Equal(t, 1, lines("network.award.block"))
+
+	refuse.Store(false)
+	paid, err = n.ReleaseWaiting(ctx, "p1")
+	require.NoError(t, err)
+	require.Equal(t, 1, paid)
+	requireAmount(t, "10", posted(t, a, network.WalletAccount("ana")))
+	blocked, err = n.BlockedAwards(ctx)
+	require.NoError(t, err)
+	require.Empty(t, blocked)
+	require.Equal(t, 1, lines("network.award.unblock"))
+}
