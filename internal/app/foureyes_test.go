@@ -279,20 +279,7 @@ func TestFourEyesDestinationChanged(t *testing.T) {
 	mid := e.grant(admin, "p1", "ana", "120.00", "mid")
 	_, err = approveSeen(ctx, p, admin3, mid.ID, "")
 	require.NoError(t, err)
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		en, err := e.a.Ledger.PostPendingTx(ctx, tx, ledger.NewEntry{IdempotencyKey: "sneak", Description: "sneak",
-			Postings: []ledger.Posting{
-				{Account: network.WalletAccount("ana"), Side: ledger.Debit, Amount: decimal.RequireFromString("120.00"), Currency: "USD"},
-				{Account: network.CashAccount("USD"), Side: ledger.Credit, Amount: decimal.RequireFromString("120.00"), Currency: "USD"},
-			}})
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO payouts_attempts (disbursement_id, attempt, provider, destination, idempotency_key, pending_entry_id)
-			VALUES ($1, 1, 'sandbox', 'sandbox:elsewhere', 'sneak', $2)`, mid.ID, en.ID)
-		return err
-	})
-	requireConstraint(t, err, "payouts_destination_approved")
+	requireConstraint(t, sneakAttempt(ctx, e, mid.ID, "sandbox:elsewhere"), "payouts_destination_approved")
 
 	// Failures fixed by a new destination.
 	e.destination("ana", "fail:account-closed")
@@ -350,20 +337,7 @@ func TestFourEyesApprovalWithoutDestination(t *testing.T) {
 	unknown(mid.ID, admin2)
 	_, err = approveSeen(ctx, p, admin3, mid.ID, "")
 	require.NoError(t, err)
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		en, err := e.a.Ledger.PostPendingTx(ctx, tx, ledger.NewEntry{IdempotencyKey: "sneak", Description: "sneak",
-			Postings: []ledger.Posting{
-				{Account: network.WalletAccount("ana"), Side: ledger.Debit, Amount: decimal.RequireFromString("120.00"), Currency: "USD"},
-				{Account: network.CashAccount("USD"), Side: ledger.Credit, Amount: decimal.RequireFromString("120.00"), Currency: "USD"},
-			}})
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO payouts_attempts (disbursement_id, attempt, provider, destination, idempotency_key, pending_entry_id)
-			VALUES ($1, 1, 'sandbox', 'sandbox:ana-a', 'sneak', $2)`, mid.ID, en.ID)
-		return err
-	})
-	requireConstraint(t, err, "payouts_destination_approved")
+	requireConstraint(t, sneakAttempt(ctx, e, mid.ID, "sandbox:ana-a"), "payouts_destination_approved")
 	e.requireCheckClean()
 }
 
@@ -437,4 +411,22 @@ func TestApproveDestinationShown(t *testing.T) {
 	require.Equal(t, payouts.Paid, d.State)
 	require.Equal(t, "sandbox:ana-b", d.Attempts[0].Destination)
 	e.requireCheckClean()
+}
+
+// sneakAttempt writes a payout attempt of 120.00 from ana's wallet to destination straight into
+// the database, as code that skipped the approvals' check would: the database must refuse it.
+func sneakAttempt(ctx context.Context, e *payoutsEnv, id, destination string) error {
+	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		en, err := e.a.Ledger.PostPendingTx(ctx, tx, ledger.NewEntry{IdempotencyKey: "sneak", Description: "sneak",
+			Postings: []ledger.Posting{
+				{Account: network.WalletAccount("ana"), Side: ledger.Debit, Amount: decimal.RequireFromString("120.00"), Currency: "USD"},
+				{Account: network.CashAccount("USD"), Side: ledger.Credit, Amount: decimal.RequireFromString("120.00"), Currency: "USD"},
+			}})
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO payouts_attempts (disbursement_id, attempt, provider, destination, idempotency_key, pending_entry_id)
+			VALUES ($1, 1, 'sandbox', $2, 'sneak', $3)`, id, destination, en.ID)
+		return err
+	})
 }
