@@ -206,33 +206,9 @@ func TestServeRunsAsTheAppRole(t *testing.T) {
 // SIGINT would, and expects a clean return.
 func TestServeShutsDownGracefully(t *testing.T) {
 	setupCLI(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, []string{"--addr", addr}, io.Discard) }()
-
-	var resp *http.Response
-	require.Eventually(t, func() bool {
-		resp, err = http.Get("http://" + addr + "/healthz")
-		return err == nil
-	}, 15*time.Second, 50*time.Millisecond)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-	require.Contains(t, string(body), `"river"`)
-
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(40 * time.Second):
-		t.Fatal("serve did not stop")
-	}
-	_, err = http.Get("http://" + addr + "/healthz")
+	addr, stop := startServe(t, io.Discard)
+	require.NoError(t, stop(), "serve returns cleanly once its context is canceled")
+	_, err := http.Get("http://" + addr + "/healthz")
 	require.Error(t, err, "nothing listens after shutdown")
 }
 
