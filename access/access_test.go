@@ -832,8 +832,6 @@ func TestRefusalsFold(t *testing.T) {
 	}
 }
 
-// TestRefusalsFoldWithoutUpdatePrivilege: a role that may only insert into and read the
-// trail still folds repeated refusals: the count is kept by audit_log_fold, as its owner.
 // TestRefusalsFoldAsTheServersRole: the server's role (granted by the migrations) counts a
 // repeated refusal on its first line, and may change nothing else of the trail: no other
 // column (a privilege it lacks), no count going down (the trigger).
