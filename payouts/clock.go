@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tandemledger/tandem/access"
+	"github.com/tandemledger/tandem/internal/textfmt"
 	"github.com/tandemledger/tandem/network"
 )
 
@@ -63,11 +64,8 @@ func (c Clock) Ahead() string {
 	}
 	days, rest := d/(24*time.Hour), d%(24*time.Hour)
 	var parts []string
-	switch {
-	case days == 1:
-		parts = append(parts, "1 day")
-	case days > 1:
-		parts = append(parts, fmt.Sprintf("%d days", days))
+	if days > 0 {
+		parts = append(parts, textfmt.Days(int(days)))
 	}
 	if rest > 0 {
 		parts = append(parts, rest.String())
