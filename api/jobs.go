@@ -103,17 +103,27 @@ type jobNote struct {
 // jobAction retries or cancels the job in the path, with its audit line in one transaction.
 func (s *Server) jobAction(action access.Action) func(r *http.Request, body jobNote) (any, error) {
 	return func(r *http.Request, body jobNote) (any, error) {
-		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-		if err != nil || id <= 0 {
-			return nil, fmt.Errorf("%w: job id %q is not a positive integer", errNotFound, r.PathValue("id"))
+		id, err := jobID(r)
+		if err != nil {
+			return nil, err
 		}
 		return s.changeJob(r.Context(), by(r), action, id, body.Note)
 	}
 }
 
+// jobID is the job id in the path: a positive integer, or no job is found.
+func jobID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("%w: job id %q is not a positive integer", errNotFound, r.PathValue("id"))
+	}
+	return id, nil
+}
+
 func (s *Server) changeJob(ctx context.Context, b network.By, action access.Action, id int64, note string) (jobs.Job, error) {
 	if s.jobs == nil {
-		return jobs.Job{}, errors.New("jobs board not configured")
+		// A server built without a jobs board (one that runs no River client) lists none.
+		return jobs.Job{}, fmt.Errorf("%w: job %d: this server keeps no jobs board", errNotFound, id)
 	}
 	var after jobs.Job
 	err := access.Apply(ctx, s.pool, b.Principal, b.RequestID, func(tx pgx.Tx) (access.Event, error) {
@@ -141,9 +151,9 @@ const (
 func (s *Server) jobForm(action access.Action, done string) pageFunc {
 	return func(w http.ResponseWriter, r *http.Request, sess access.Session) error {
 		back := safeReturn("/admin/jobs", "/admin/jobs")
-		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-		if err != nil || id <= 0 {
-			return s.formFailed(w, r, sess, back, fmt.Errorf("%w: job id %q", errNotFound, r.PathValue("id")))
+		id, err := jobID(r)
+		if err != nil {
+			return s.formFailed(w, r, sess, back, err)
 		}
 		if _, err := s.changeJob(r.Context(), by(r), action, id, r.PostFormValue("note")); err != nil {
 			return s.formFailed(w, r, sess, back, err)
