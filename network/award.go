@@ -99,7 +99,8 @@ func (s *Store) evaluateIn(ctx context.Context, tx pgx.Tx, sn snapshot, ps progr
 			// Each award in a savepoint of its own: one that fails is blocked, with its
 			// reason, and does not hold up the participant's others.
 			var status string
-			blocked, err := isolated(ctx, tx, func(sp pgx.Tx) error {
+			blocked, err := s.isolatedAward(ctx, tx, BlockedAward{Key: key, Program: p.ID, Participant: e.PersonID, Rule: rv.Rule.ID,
+				Period: due.Period, Amount: rv.Rule.Award.Amount, Currency: p.Currency}, func(sp pgx.Tx) error {
 				if made[key] == AwardInsufficientFunds {
 					paid, err := s.payWaiting(ctx, sp, p, key)
 					if paid {
@@ -114,13 +115,8 @@ func (s *Store) evaluateIn(ctx context.Context, tx pgx.Tx, sn snapshot, ps progr
 			if err != nil {
 				return fmt.Errorf("rule %s period %s: %w", rv.Rule.ID, due.Period, err)
 			}
-			if blocked != nil {
+			if blocked {
 				res.Blocked++
-				s.logger.WarnContext(ctx, "award blocked", "key", key, "error", blocked)
-				if err := blockAward(ctx, tx, BlockedAward{Key: key, Program: p.ID, Participant: e.PersonID, Rule: rv.Rule.ID,
-					Period: due.Period, Amount: rv.Rule.Award.Amount, Currency: p.Currency, Reason: blocked.Error()}); err != nil {
-					return err
-				}
 				continue
 			}
 			switch status {
@@ -281,7 +277,8 @@ func (s *Store) ReleaseWaiting(ctx context.Context, program string) (paid int, e
 		}
 		for _, a := range waiting {
 			var ok bool
-			blocked, err := isolated(ctx, tx, func(sp pgx.Tx) error {
+			blocked, err := s.isolatedAward(ctx, tx, BlockedAward{Key: a.Key, Program: p.ID, Participant: a.ParticipantID, Rule: a.RuleID,
+				Period: a.Period, Amount: a.Amount, Currency: a.Currency}, func(sp pgx.Tx) error {
 				var err error
 				ok, err = s.payWaiting(ctx, sp, p, a.Key)
 				return err
@@ -289,12 +286,7 @@ func (s *Store) ReleaseWaiting(ctx context.Context, program string) (paid int, e
 			if err != nil {
 				return fmt.Errorf("award %s: %w", a.Key, err)
 			}
-			if blocked != nil {
-				s.logger.WarnContext(ctx, "award blocked", "key", a.Key, "error", blocked)
-				if err := blockAward(ctx, tx, BlockedAward{Key: a.Key, Program: p.ID, Participant: a.ParticipantID, Rule: a.RuleID,
-					Period: a.Period, Amount: a.Amount, Currency: a.Currency, Reason: blocked.Error()}); err != nil {
-					return err
-				}
+			if blocked {
 				continue
 			}
 			if ok {

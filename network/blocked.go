@@ -69,6 +69,20 @@ func isolated(ctx context.Context, tx pgx.Tx, fn func(sp pgx.Tx) error) (blocked
 	return nil, sp.Commit(ctx)
 }
 
+// isolatedAward runs fn, the making or paying of one award, in a savepoint of its own
+// (isolated): a lasting failure is rolled back alone, logged and recorded as the award's
+// block (b, with the failure as its reason), and blocked is true; a passing failure is err,
+// for the whole transaction to be retried.
+func (s *Store) isolatedAward(ctx context.Context, tx pgx.Tx, b BlockedAward, fn func(sp pgx.Tx) error) (blocked bool, err error) {
+	failed, err := isolated(ctx, tx, fn)
+	if err != nil || failed == nil {
+		return false, err
+	}
+	s.logger.WarnContext(ctx, "award blocked", "key", b.Key, "error", failed)
+	b.Reason = failed.Error()
+	return true, blockAward(ctx, tx, b)
+}
+
 // blockAward records (or renews) the block of an award. The audit line is written when the
 // block is created or its reason changes, not on each renewal by an unchanged failure (the
 // sweep renews every blocked award every few minutes; attempts and blocked_at count those).
