@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tandemledger/tandem/access"
 	"github.com/tandemledger/tandem/network"
 )
 
@@ -36,8 +37,8 @@ var ErrDestinationChanged = fmt.Errorf("%w: the payout destination changed", Err
 
 // approvalDestinationTx is where person would be paid now, as an approval records it: ""
 // when there is none on file (the payout will fail for want of one).
-func (s *Store) approvalDestinationTx(ctx context.Context, tx pgx.Tx, person string) (string, error) {
-	dest, err := s.destinationTx(ctx, tx, person)
+func (s *Store) approvalDestinationTx(ctx context.Context, db access.DBTX, person string) (string, error) {
+	dest, err := s.destinationTx(ctx, db, person)
 	if errors.Is(err, ErrNoDestination) {
 		return "", nil
 	}
@@ -48,10 +49,7 @@ func (s *Store) approvalDestinationTx(ctx context.Context, tx pgx.Tx, person str
 // shown, and passes back to Approve: where the person would be paid now ("" when there is
 // none on file yet).
 func (s *Store) ApprovalDestination(ctx context.Context, person string) (string, error) {
-	dest, err := s.destinationTx(ctx, s.db, person)
-	if errors.Is(err, ErrNoDestination) {
-		return "", nil
-	}
+	dest, err := s.approvalDestinationTx(ctx, s.db, person)
 	if err != nil {
 		return "", fmt.Errorf("payout destination of %s: %w", person, err)
 	}
