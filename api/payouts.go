@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -261,9 +260,9 @@ func (s *Server) runPayouts(r *http.Request, _ runRequest) (any, error) {
 // stripeWebhook records a Stripe event once (its processing is a job enqueued in the same
 // transaction) and acknowledges it; a bad signature is 401 and records nothing.
 func (s *Server) stripeWebhook(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
-		s.writeProblem(w, r, fmt.Errorf("%w: read body: %v", errMalformed, err))
+		s.writeProblem(w, r, err)
 		return
 	}
 	ev, err := s.payouts.RecordStripeEvent(r.Context(), body, r.Header.Get("Stripe-Signature"))
